@@ -1,0 +1,27 @@
+# `make run` brings the platform up; `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+PY := .venv/bin/python
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
+
+.PHONY: run test test-sqlite test-postgres setup images
+
+run:
+	scripts/dev.sh packages services venv
+	scripts/dev.sh run
+
+setup:
+	scripts/dev.sh packages services-postgres venv
+
+images: setup
+	$(PY) manage.py build_sandbox_images
+
+# Every test runs on SQLite, then the database-backed ones run again on PostgreSQL.
+test: images
+	$(MAKE) --no-print-directory test-sqlite test-postgres
+
+test-sqlite:
+	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+
+test-postgres:
+	REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_database"

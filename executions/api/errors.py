@@ -1,0 +1,100 @@
+"""One JSON error shape for the whole API: {"error": {"code": "...", "message": "..."}}."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """An error with a stable machine-readable code; subclasses set status, code and message."""
+
+
+class QueueUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "queue_unavailable"
+    default_detail = "The execution queue is unavailable; nothing was created. Retry later."
+
+
+class PayloadTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
+class BadRequest(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_request"
+    default_detail = "The request is invalid."
+
+
+# Codes for DRF's own exceptions, where its default code is not specific enough.
+CODES = {
+    exceptions.ParseError: "invalid_json",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    error = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def first_message(detail) -> str:
+    """A readable one-line message from a (possibly nested) DRF validation detail."""
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            message = first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(detail, list) and detail:
+        return first_message(detail[0])
+    return str(detail)
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else "invalid_request"
+        body = error_body(code, first_message(exc.detail), exc.detail if isinstance(exc.detail, dict) else None)
+    else:
+        code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
+        body = error_body(code, str(exc.detail))
+    response.data = body
+    return response
+
+
+def json_error_view(status_code: int, code: str, message: str, default_view):
+    """Django-level errors (no DRF view was reached): JSON under /api/, Django's pages elsewhere."""
+
+    def view(request, exception=None):
+        if not request.path.startswith("/api/"):
+            if status_code == 500:
+                return default_view(request)
+            return default_view(request, exception)
+        return JsonResponse(error_body(code, message), status=status_code)
+
+    return view
+
+
+handler400 = json_error_view(400, "bad_request", "The request could not be understood.", defaults.bad_request)
+handler403 = json_error_view(403, "forbidden", "You may not do this.", defaults.permission_denied)
+handler404 = json_error_view(404, "not_found", "Not found.", defaults.page_not_found)
+handler500 = json_error_view(500, "internal_error", "Internal server error.", defaults.server_error)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from executions.models import Execution
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 123 or true into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if "\x00" in data:
+            raise serializers.ValidationError("must not contain NUL characters.", code="nul_character")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError(
+                "must be valid Unicode text (it has a lone surrogate).", code="invalid_encoding"
+            ) from None
+        return super().to_internal_value(data)
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def validate_code(code: str) -> str:
+    if not code.strip():
+        raise serializers.ValidationError("must not be empty.", code="empty_code")
+    return code
+
+
+class ExecutionCreateSerializer(serializers.Serializer):
+    language = serializers.ChoiceField(choices=Execution.Language.choices, default=Execution.Language.PYTHON)
+    code = StrictCharField(trim_whitespace=False, allow_blank=True)
+    stdin = StrictCharField(trim_whitespace=False, allow_blank=True, required=False, default="")
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["is not a known field."] for name in unknown}, code="unknown_field"
+                )
+        return super().to_internal_value(data)
+
+    def validate_code(self, code: str) -> str:
+        return validate_code(code)
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    task_id = serializers.UUIDField(source="id", read_only=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Execution
+        fields = [
+            "task_id",
+            "status",
+            "language",
+            "stdout",
+            "stderr",
+            "exit_code",
+            "stdout_truncated",
+            "stderr_truncated",
+            "duration_ms",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+        ]
+        read_only_fields = fields
+
+    def get_error(self, execution: Execution) -> str | None:
+        return execution.error or None
+
+
+def check_sizes(code: str, stdin: str) -> str | None:
+    """The message for code or stdin over its configured limit, or None."""
+    for name, text, limit in (
+        ("code", code, settings.SANDBOX_MAX_CODE_BYTES),
+        ("stdin", stdin, settings.SANDBOX_MAX_STDIN_BYTES),
+    ):
+        size = utf8_size(text)
+        if size > limit:
+            return f"{name} is {size} bytes; the limit is {limit} bytes."
+    return None

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register(deploy=True)
+def check_secret_key(app_configs, **kwargs):
+    if not settings.DEBUG and settings.SECRET_KEY == settings.INSECURE_SECRET_KEY:
+        return [
+            Warning(
+                "SECRET_KEY is the built-in development key.",
+                hint="Set SECRET_KEY (or SECRET_KEY_FILE) to a long random value in production.",
+                id="executions.W001",
+            )
+        ]
+    return []
+
+
+@register()
+def check_sandbox_limits(app_configs, **kwargs):
+    errors = []
+    positive = {
+        "SANDBOX_TIMEOUT_SECONDS": settings.SANDBOX_TIMEOUT_SECONDS,
+        "SANDBOX_MEMORY_MB": settings.SANDBOX_MEMORY_MB,
+        "SANDBOX_CPUS": settings.SANDBOX_CPUS,
+        "SANDBOX_PIDS_LIMIT": settings.SANDBOX_PIDS_LIMIT,
+        "SANDBOX_TMPFS_MB": settings.SANDBOX_TMPFS_MB,
+        "SANDBOX_OUTPUT_LIMIT_BYTES": settings.SANDBOX_OUTPUT_LIMIT_BYTES,
+        "SANDBOX_MAX_CODE_BYTES": settings.SANDBOX_MAX_CODE_BYTES,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            errors.append(Error(f"{name} must be positive, not {value}.", id="executions.E001"))
+    if settings.SANDBOX_MEMORY_MB < 6:
+        # Docker refuses memory limits under 6 MiB.
+        errors.append(Error("SANDBOX_MEMORY_MB must be at least 6.", id="executions.E002"))
+    if settings.SANDBOX_RUNTIME not in ("", "runc", "runsc"):
+        errors.append(
+            Error(
+                f"SANDBOX_RUNTIME {settings.SANDBOX_RUNTIME!r} is not supported.",
+                hint="Leave it empty (runc) or set it to runsc (gVisor).",
+                id="executions.E003",
+            )
+        )
+    return errors

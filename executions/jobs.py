@@ -1,0 +1,170 @@
+"""What the queue carries: submitting an execution, and the rq job that runs it.
+
+The database row is the source of truth. The job moves it forward with conditional UPDATEs, so a
+duplicate or late job can never overwrite a result, and every path ends in a terminal status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import os
+import time
+
+import django_rq
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+from rq import get_current_job
+
+from executions.models import Execution, Tenant
+from executions.sandbox import runner
+
+log = logging.getLogger(__name__)
+
+# How long a job may sit in rq before rq itself gives up on it; the sandbox's own deadline is
+# much shorter, so this only bounds a worker that hangs on the engine or the database.
+JOB_TIMEOUT_MARGIN_SECONDS = 120
+RESULT_KEY = "rce:execution:{}"
+Status = Execution.Status
+
+
+class QueueUnavailable(Exception):
+    """Redis could not take the job; the execution was not accepted."""
+
+
+def queue():
+    # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
+    # Redis failure then, not later in an on_commit hook.
+    return django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
+
+
+def job_timeout() -> int:
+    return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
+
+
+def enqueue(execution: Execution) -> None:
+    queue().enqueue_call(
+        "executions.jobs.run_execution",
+        args=(str(execution.id),),
+        job_id=f"execution-{execution.id}-{execution.attempts}",
+        timeout=job_timeout(),
+        result_ttl=600,
+        failure_ttl=86400,
+    )
+
+
+def submit(tenant: Tenant, language: str, code: str, stdin: str = "") -> Execution:
+    """Create the row, then queue its job. If Redis refuses, the row is removed: nothing half-done."""
+    execution = Execution.objects.create(tenant=tenant, language=language, code=code, stdin=stdin)
+    try:
+        enqueue(execution)
+    except redis.RedisError as exc:
+        execution.delete()
+        log.warning("execution %s not accepted: the queue is unavailable: %s", execution.id, exc)
+        raise QueueUnavailable(str(exc)) from exc
+    log.info("execution %s queued tenant=%s language=%s", execution.id, tenant.name, language)
+    return execution
+
+
+def worker_name() -> str:
+    job = get_current_job()
+    name = getattr(job, "worker_name", None) if job else None
+    return name or f"{socket.gethostname()}.{os.getpid()}"
+
+
+def run_execution(execution_id: str) -> str:
+    """The rq job: claim the row, run the script in the sandbox, write the terminal status."""
+    close_old_connections()
+    name = worker_name()
+    claimed = Execution.objects.filter(id=execution_id, status=Status.QUEUED).update(
+        status=Status.RUNNING, started_at=timezone.now(), worker_name=name
+    )
+    if not claimed:
+        # Already run by another job, cancelled, or deleted: never run a script twice.
+        log.info("execution %s not claimed by %s: not queued any more", execution_id, name)
+        return "skipped"
+    execution = Execution.objects.get(id=execution_id)
+    log.info("execution %s running worker=%s tenant_id=%s", execution_id, name, execution.tenant_id)
+    try:
+        result = runner.run(
+            execution.language,
+            execution.code,
+            execution.stdin,
+            labels={"rce.execution": execution_id},
+            on_created=lambda cid: Execution.objects.filter(id=execution_id).update(container_id=cid),
+        )
+    except runner.SandboxError as exc:
+        fields = {"status": Status.ERROR, "error": str(exc)}
+    except Exception as exc:
+        log.exception("execution %s: unexpected fault in the sandbox runner", execution_id)
+        fields = {"status": Status.ERROR, "error": f"internal error in the sandbox runner ({type(exc).__name__})"}
+    else:
+        fields = {
+            "status": result.status,
+            "exit_code": result.exit_code,
+            "stdout": as_text(result.stdout),
+            "stderr": as_text(result.stderr),
+            "stdout_truncated": result.stdout_truncated,
+            "stderr_truncated": result.stderr_truncated,
+            "duration_ms": result.duration_ms,
+            "container_id": result.container_id,
+        }
+    return finish(execution_id, fields)
+
+
+def as_text(data: bytes) -> str:
+    # Output is untrusted bytes: invalid UTF-8 becomes U+FFFD, and so does NUL, which PostgreSQL
+    # cannot store in text.
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def finish(execution_id: str, fields: dict, attempts: int = 5) -> str:
+    """Write the terminal status; retry through short database outages so the result is not lost."""
+    fields["finished_at"] = timezone.now()
+    for attempt in range(attempts):
+        try:
+            updated = Execution.objects.filter(id=execution_id, status=Status.RUNNING).update(**fields)
+            break
+        except DatabaseError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("execution %s: database write failed, retrying", execution_id, exc_info=True)
+            close_old_connections()
+            time.sleep(2**attempt)
+    if not updated:
+        log.warning("execution %s: finished, but its row was no longer running", execution_id)
+        return "stale"
+    log.info("execution %s finished status=%s", execution_id, fields["status"])
+    cache_result(execution_id)
+    return fields["status"]
+
+
+def cache_result(execution_id: str) -> None:
+    from executions.api.serializers import ExecutionSerializer
+
+    execution = Execution.objects.get(id=execution_id)
+    payload = {"tenant_id": execution.tenant_id, "data": ExecutionSerializer(execution).data}
+    try:
+        queue().connection.set(
+            RESULT_KEY.format(execution_id), json.dumps(payload), ex=settings.RESULT_CACHE_TTL_SECONDS
+        )
+    except redis.RedisError:
+        # The database has the result; the cache only makes reads faster.
+        log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
+
+
+def cached_result(execution_id: str, tenant_id: int) -> dict | None:
+    """The cached API representation of a finished execution, if it belongs to this tenant."""
+    try:
+        raw = queue().connection.get(RESULT_KEY.format(execution_id))
+    except redis.RedisError:
+        return None
+    if raw is None:
+        return None
+    payload = json.loads(raw)
+    if payload.get("tenant_id") != tenant_id:
+        return None
+    return payload["data"]

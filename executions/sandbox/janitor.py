@@ -1,0 +1,34 @@
+"""Remove sandbox containers that outlived their run: a worker killed mid-run leaves one behind."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import docker
+import docker.errors
+from django.conf import settings
+
+from executions.sandbox.runner import LABEL, remove_container
+
+log = logging.getLogger(__name__)
+
+# A container older than the run's deadline plus this margin has no live owner.
+GRACE_SECONDS = 60
+
+
+def max_age_seconds() -> float:
+    return settings.SANDBOX_TIMEOUT_SECONDS + GRACE_SECONDS
+
+
+def sweep(api: docker.APIClient, max_age: float | None = None) -> list[str]:
+    """Remove labelled sandbox containers created more than `max_age` seconds ago; return their ids."""
+    max_age = max_age_seconds() if max_age is None else max_age
+    cutoff = time.time() - max_age
+    removed = []
+    for container in api.containers(all=True, filters={"label": LABEL}):
+        if container["Created"] <= cutoff:
+            log.warning("janitor: removing stale sandbox container %s", container["Id"][:12])
+            remove_container(api, container["Id"])
+            removed.append(container["Id"])
+    return removed

@@ -1,0 +1,390 @@
+"""Run one untrusted script in a fresh, locked-down Docker container, and always remove it.
+
+The contract: `run()` either returns a RunResult whose status says how the script ended
+(completed, failed, timed_out, oom_killed, output_limit_exceeded), or raises SandboxError when the
+platform could not run it with every restriction in place. In that case the script did not run.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+from django.conf import settings
+
+from executions.sandbox.images import sandbox_image
+
+log = logging.getLogger(__name__)
+
+LABEL = "rce.sandbox"
+CODE_DIR = "/code"
+SANDBOX_UID = 65534
+
+# The script is a file and its stdin is another file: the script never travels on a command line
+# and never is the interpreter's stdin (a `read` in a Bash script must not swallow the script).
+COMMANDS = {
+    "python": ("main.py", "exec python3 -u /code/main.py < /code/stdin"),
+    "bash": ("main.sh", "exec bash /code/main.sh < /code/stdin"),
+}
+
+# Nothing from the worker's environment reaches the container: this is the whole environment.
+ENVIRONMENT = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
+
+# After the kill, how long to keep draining output before giving up on the stream.
+DRAIN_GRACE_SECONDS = 10.0
+READ_CHUNK = 64 * 1024
+STDOUT, STDERR = 1, 2
+
+
+class SandboxError(Exception):
+    """The platform could not run the script safely. The message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_seconds: float
+    memory_mb: int
+    cpus: float
+    pids: int
+    tmpfs_mb: int
+    output_limit_bytes: int
+    runtime: str = ""
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        return cls(
+            timeout_seconds=settings.SANDBOX_TIMEOUT_SECONDS,
+            memory_mb=settings.SANDBOX_MEMORY_MB,
+            cpus=settings.SANDBOX_CPUS,
+            pids=settings.SANDBOX_PIDS_LIMIT,
+            tmpfs_mb=settings.SANDBOX_TMPFS_MB,
+            output_limit_bytes=settings.SANDBOX_OUTPUT_LIMIT_BYTES,
+            runtime=settings.SANDBOX_RUNTIME,
+        )
+
+
+@dataclass
+class RunResult:
+    status: str
+    exit_code: int | None
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    duration_ms: int
+    container_id: str
+
+
+_client: docker.APIClient | None = None
+
+
+def docker_api() -> docker.APIClient:
+    """One low-level client per process, configured from DOCKER_HOST like the docker CLI."""
+    global _client
+    if _client is None:
+        _client = docker.from_env(timeout=30).api
+    return _client
+
+
+def host_config(api: docker.APIClient, limits: Limits) -> dict:
+    memory = limits.memory_mb * 1024 * 1024
+    tmpfs = limits.tmpfs_mb * 1024 * 1024
+    kwargs = dict(
+        network_mode="none",
+        mem_limit=memory,
+        # Equal to the memory limit: no swap at all beyond it.
+        memswap_limit=memory,
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        cap_drop=["ALL"],
+        # Docker's default seccomp profile applies because none is named here; never "unconfined".
+        security_opt=["no-new-privileges"],
+        privileged=False,
+        read_only=True,
+        # An init as PID 1 forwards the kill to every process and reaps orphans.
+        init=True,
+        ipc_mode="private",
+        shm_size=4 * 1024 * 1024,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs},nr_inodes=4096,mode=1777"},
+        ulimits=[
+            docker.types.Ulimit(name="nofile", soft=256, hard=256),
+            docker.types.Ulimit(name="fsize", soft=tmpfs, hard=tmpfs),
+            docker.types.Ulimit(name="core", soft=0, hard=0),
+        ],
+        oom_score_adj=1000,
+        log_config=docker.types.LogConfig(type="none"),
+    )
+    if limits.runtime:
+        kwargs["runtime"] = limits.runtime
+    return api.create_host_config(**kwargs)
+
+
+def verify_restrictions(inspected: dict, limits: Limits) -> None:
+    """Fail closed: refuse to start a container whose engine dropped any restriction we asked for."""
+    hc = inspected["HostConfig"]
+    memory = limits.memory_mb * 1024 * 1024
+    expected = {
+        "NetworkMode": "none",
+        "Memory": memory,
+        "MemorySwap": memory,
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": limits.pids,
+        "CapDrop": ["ALL"],
+        "Privileged": False,
+        "ReadonlyRootfs": True,
+        "Init": True,
+    }
+    wrong = [name for name, value in expected.items() if hc.get(name) != value]
+    security = hc.get("SecurityOpt") or []
+    if "no-new-privileges" not in security or any("unconfined" in opt for opt in security):
+        wrong.append("SecurityOpt")
+    if hc.get("CapAdd"):
+        wrong.append("CapAdd")
+    if limits.runtime and hc.get("Runtime") != limits.runtime:
+        wrong.append("Runtime")
+    if inspected["Config"].get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
+        wrong.append("User")
+    if wrong:
+        raise SandboxError(f"the container engine did not apply these restrictions: {', '.join(wrong)}")
+
+
+def code_archive(filename: str, code: str, stdin: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in ((filename, code), ("stdin", stdin)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            # Owned by root and read-only: the script can read its files but not change them.
+            info.mode = 0o444
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@dataclass
+class OutputCollector:
+    """Demultiplexes Docker's attach stream into capped stdout and stderr, without buffering more."""
+
+    limit: int
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    _header: bytearray = field(default_factory=bytearray)
+    _stream: int = 0
+    _remaining: int = 0
+
+    @property
+    def over_limit(self) -> bool:
+        return self.stdout_truncated or self.stderr_truncated
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._remaining == 0:
+                take = 8 - len(self._header)
+                self._header += view[:take]
+                view = view[take:]
+                if len(self._header) == 8:
+                    self._stream = self._header[0]
+                    self._remaining = int.from_bytes(self._header[4:8], "big")
+                    self._header.clear()
+                continue
+            chunk = view[: self._remaining]
+            view = view[self._remaining :]
+            self._remaining -= len(chunk)
+            self._keep(chunk)
+
+    def _keep(self, chunk: memoryview) -> None:
+        if self._stream == STDERR:
+            buffer, attr = self.stderr, "stderr_truncated"
+        else:
+            buffer, attr = self.stdout, "stdout_truncated"
+        room = self.limit - len(buffer)
+        if len(chunk) > room:
+            setattr(self, attr, True)
+        buffer += chunk[: max(room, 0)]
+
+
+def run(
+    language: str,
+    code: str,
+    stdin: str = "",
+    *,
+    limits: Limits | None = None,
+    labels: dict[str, str] | None = None,
+    on_created: Callable[[str], None] | None = None,
+) -> RunResult:
+    limits = limits or Limits.from_settings()
+    if language not in COMMANDS:
+        raise SandboxError(f"unsupported language {language!r}")
+    api = docker_api()
+    container_id = create_container(api, language, limits, labels or {})
+    try:
+        if on_created:
+            on_created(container_id)
+        filename, _ = COMMANDS[language]
+        try:
+            api.put_archive(container_id, CODE_DIR, code_archive(filename, code, stdin))
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"could not copy the script into the sandbox: {exc.explanation}") from exc
+        return start_and_collect(api, container_id, limits)
+    finally:
+        remove_container(api, container_id)
+
+
+def create_container(api: docker.APIClient, language: str, limits: Limits, labels: dict[str, str]) -> str:
+    image = sandbox_image()
+    _, shell_command = COMMANDS[language]
+    try:
+        api.inspect_image(image)
+    except docker.errors.ImageNotFound as exc:
+        raise SandboxError(
+            f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
+        ) from exc
+    except docker.errors.DockerException as exc:
+        raise SandboxError(f"the container engine is unreachable: {exc}") from exc
+    try:
+        created = api.create_container(
+            image,
+            command=["/bin/sh", "-c", shell_command],
+            user=f"{SANDBOX_UID}:{SANDBOX_UID}",
+            working_dir="/tmp",
+            hostname="sandbox",
+            environment=ENVIRONMENT,
+            network_disabled=True,
+            volumes=[CODE_DIR],
+            labels={LABEL: "1", **labels},
+            host_config=host_config(api, limits),
+        )
+    except docker.errors.DockerException as exc:
+        explanation = getattr(exc, "explanation", None) or str(exc)
+        raise SandboxError(f"the container engine refused the sandbox: {explanation}") from exc
+    container_id = created["Id"]
+    try:
+        if created.get("Warnings"):
+            raise SandboxError(f"the container engine warned: {'; '.join(created['Warnings'])}")
+        verify_restrictions(api.inspect_container(container_id), limits)
+    except BaseException:
+        remove_container(api, container_id)
+        raise
+    return container_id
+
+
+def start_and_collect(api: docker.APIClient, container_id: str, limits: Limits) -> RunResult:
+    try:
+        stream = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        api.start(container_id)
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"the sandbox could not start: {exc.explanation}") from exc
+    started = time.monotonic()
+    output = OutputCollector(limits.output_limit_bytes)
+    raw = getattr(stream, "_sock", stream)
+    try:
+        timed_out = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds)
+    finally:
+        raw.close()
+    duration_ms = int((time.monotonic() - started) * 1000)
+    exit_code, oom_killed = exit_state(api, container_id)
+    if output.over_limit:
+        status = "output_limit_exceeded"
+    elif timed_out:
+        status = "timed_out"
+    elif oom_killed:
+        status = "oom_killed"
+    elif exit_code == 0:
+        status = "completed"
+    else:
+        status = "failed"
+    return RunResult(
+        status=status,
+        exit_code=exit_code,
+        stdout=bytes(output.stdout),
+        stderr=bytes(output.stderr),
+        stdout_truncated=output.stdout_truncated,
+        stderr_truncated=output.stderr_truncated,
+        duration_ms=duration_ms,
+        container_id=container_id,
+    )
+
+
+def read_until_exit(
+    api: docker.APIClient, container_id: str, raw: socket.socket, output: OutputCollector, deadline: float
+) -> bool:
+    """Read the attach stream until it ends, killing the container at the deadline or the output cap.
+
+    The kill runs in its own thread while this one goes on draining: the engine blocks on a full
+    attach stream, so a reader that stops to kill makes the kill itself hang.
+    Returns whether the deadline killed the container.
+    """
+    killer: threading.Thread | None = None
+    killed_at = 0.0
+    timed_out = False
+    try:
+        while True:
+            now = time.monotonic()
+            if killer is None and (now >= deadline or output.over_limit):
+                timed_out = not output.over_limit
+                killer = threading.Thread(target=kill, args=(api, container_id), daemon=True)
+                killer.start()
+                killed_at = now
+            if killer is not None and now - killed_at > DRAIN_GRACE_SECONDS:
+                log.warning("container %s: output still open %.0fs after the kill", container_id, DRAIN_GRACE_SECONDS)
+                return timed_out
+            raw.settimeout(max(deadline - now, 0.001) if killer is None else DRAIN_GRACE_SECONDS)
+            try:
+                data = raw.recv(READ_CHUNK)
+            except (TimeoutError, socket.timeout):
+                continue
+            if not data:
+                return timed_out
+            output.feed(data)
+    finally:
+        if killer is not None:
+            killer.join(DRAIN_GRACE_SECONDS)
+
+
+def kill(api: docker.APIClient, container_id: str) -> None:
+    try:
+        api.kill(container_id, signal="SIGKILL")
+    except docker.errors.APIError as exc:
+        # 409: the container already exited, which is what we wanted.
+        if exc.status_code != 409:
+            log.error("could not kill sandbox container %s: %s", container_id, exc)
+    except Exception:
+        # Removal (force) follows in every path; this only must not die silently.
+        log.exception("could not kill sandbox container %s", container_id)
+
+
+def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bool]:
+    try:
+        waited = api.wait(container_id, timeout=30)
+        state = api.inspect_container(container_id)["State"]
+    except (docker.errors.DockerException, OSError) as exc:
+        raise SandboxError(f"lost track of the sandbox after it ran: {exc}") from exc
+    return waited.get("StatusCode"), bool(state.get("OOMKilled"))
+
+
+def remove_container(api: docker.APIClient, container_id: str) -> None:
+    try:
+        api.remove_container(container_id, v=True, force=True)
+    except docker.errors.NotFound:
+        pass
+    except Exception:
+        # The janitor removes labelled containers that outlive their run; log and go on.
+        log.exception("could not remove sandbox container %s", container_id)

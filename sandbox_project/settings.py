@@ -1,0 +1,190 @@
+"""Settings for the sandbox platform: one file, configured from environment variables.
+
+Every setting has a default that runs out of the box on one machine (SQLite, local Redis, local
+Docker engine). Misconfiguration is reported by system checks in executions/checks.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.getenv(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.getenv(name)
+    return default if value is None or value == "" else int(value)
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.getenv(name)
+    return default if value is None or value == "" else float(value)
+
+
+def envstr(name: str, default: str) -> str:
+    value = os.getenv(name)
+    return default if value is None or value == "" else value
+
+
+def envsecret(name: str, default: str) -> str:
+    """Read NAME, or the contents of the file named by NAME_FILE (Docker and Kubernetes secrets)."""
+    path = os.getenv(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return envstr(name, default)
+
+
+def with_redis_timeouts(url: str) -> str:
+    """Give the web side's Redis client short timeouts, so that a dead Redis means a quick 503.
+
+    rq's workers raise socket_timeout on their own connection to fit their blocking dequeue.
+    """
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.setdefault("socket_connect_timeout", "2")
+    query.setdefault("socket_timeout", "5")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+# The placeholder key is refused by the system check executions.W001 when DEBUG is off.
+INSECURE_SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+SECRET_KEY = envsecret("SECRET_KEY", INSECURE_SECRET_KEY)
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")]
+CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_rq",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "sandbox_project.urls"
+WSGI_APPLICATION = "sandbox_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and several workers write to one file: WAL lets readers go on during a write,
+    # IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # Test processes (workers, the CLI) must see the test database, so it is a file, not memory.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+REDIS_URL = with_redis_timeouts(envstr("REDIS_URL", "redis://127.0.0.1:6379/0"))
+
+# --- Sandbox limits -------------------------------------------------------------------------
+SANDBOX_IMAGE = envstr("SANDBOX_IMAGE", "")  # empty: the image built by build_sandbox_images
+SANDBOX_RUNTIME = envstr("SANDBOX_RUNTIME", "")  # empty: the engine's default (runc); or "runsc"
+SANDBOX_TIMEOUT_SECONDS = envfloat("SANDBOX_TIMEOUT_SECONDS", 5.0)
+SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 64)
+SANDBOX_CPUS = envfloat("SANDBOX_CPUS", 0.5)
+SANDBOX_PIDS_LIMIT = envint("SANDBOX_PIDS_LIMIT", 64)
+SANDBOX_TMPFS_MB = envint("SANDBOX_TMPFS_MB", 16)
+SANDBOX_OUTPUT_LIMIT_BYTES = envint("SANDBOX_OUTPUT_LIMIT_BYTES", 64 * 1024)
+SANDBOX_MAX_CODE_BYTES = envint("SANDBOX_MAX_CODE_BYTES", 64 * 1024)
+SANDBOX_MAX_STDIN_BYTES = envint("SANDBOX_MAX_STDIN_BYTES", 64 * 1024)
+# How long a finished execution stays in Redis for fast reads; the database keeps it for good.
+RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
+
+# A JSON request carries the code and stdin escaped, so allow for escaping on top of both limits.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(
+    1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES)
+)
+
+# --- Queue ----------------------------------------------------------------------------------
+SANDBOX_QUEUE = "sandbox"
+RQ_QUEUES = {
+    SANDBOX_QUEUE: {
+        "URL": REDIS_URL,
+        "SERIALIZER": "rq.serializers.JSONSerializer",
+        "DEFAULT_TIMEOUT": int(SANDBOX_TIMEOUT_SECONDS) + 120,
+    },
+}
+RQ = {"WORKER_CLASS": "executions.worker.SandboxWorker"}
+# Seconds between a worker's maintenance passes (janitor and reconciler).
+WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 30)
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["executions.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["executions.api.auth.IsTenant"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "executions.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Set-up steps behind `make run` and `make test`, each safe to repeat:
+#   packages  install the Debian packages the platform needs, if missing
+#   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
+#   venv      create .venv and install the Python requirements
+#   run       serve the web app and start the sandbox workers in the foreground
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VAR="$ROOT/var"
+mkdir -p "$VAR/log"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+say() { printf '==> %s\n' "$*" >&2; }
+as_postgres() { if [ -z "$SUDO" ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+
+packages() {
+  local wanted=(docker.io redis-server redis-tools mmdebstrap postgresql python3-venv python3-pip ca-certificates)
+  local missing=()
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  # python3-venv matters only if the interpreter we use cannot make a venv by itself.
+  if python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    missing=("${missing[@]/python3-venv}")
+    missing=("${missing[@]/python3-pip}")
+  fi
+  missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+wait_for() {  # wait_for SECONDS COMMAND...
+  local seconds=$1; shift
+  for _ in $(seq $((seconds * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+
+start_redis() {
+  if redis-cli -p 6379 ping >/dev/null 2>&1; then return; fi
+  say "starting Redis on 127.0.0.1:6379 (append-only, data in var/redis)"
+  mkdir -p "$VAR/redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --dir "$VAR/redis" \
+    --appendonly yes --save "" --logfile "$VAR/log/redis.log"
+  wait_for 10 redis-cli -p 6379 ping || { say "Redis did not start; see var/log/redis.log"; exit 1; }
+}
+
+start_docker() {
+  if docker info >/dev/null 2>&1; then return; fi
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    say "starting the Docker engine (systemd)"
+    $SUDO systemctl start docker
+  else
+    say "starting the Docker engine (dockerd, log in var/log/dockerd.log)"
+    $SUDO sh -c "nohup dockerd >'$VAR/log/dockerd.log' 2>&1 &"
+  fi
+  wait_for 60 docker info || { say "the Docker engine did not start; see var/log/dockerd.log"; exit 1; }
+}
+
+start_postgres() {
+  local version
+  version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+  if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+    say "starting PostgreSQL $version"
+    pg_lsclusters -h | grep -q "^$version main" || $SUDO pg_createcluster "$version" main >/dev/null
+    $SUDO pg_ctlcluster "$version" main start
+  fi
+  wait_for 30 as_postgres psql -qtAc 'select 1' || { say "PostgreSQL did not start"; exit 1; }
+  if [ "$(as_postgres psql -qtAc "select 1 from pg_roles where rolname='rce'")" != "1" ]; then
+    as_postgres psql -qc "create role rce login createdb password 'rce'"
+  fi
+}
+
+services() {
+  start_redis
+  start_docker
+  if [ "${1:-}" = "--postgres" ]; then start_postgres; fi
+}
+
+venv() {
+  local stamp=.venv/.requirements
+  if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    python3 -m venv .venv
+  fi
+  if [ ! -f $stamp ] || ! cmp -s $stamp <(cat requirements.txt requirements-test.txt); then
+    say "installing Python requirements"
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+    cat requirements.txt requirements-test.txt > $stamp
+  fi
+}
+
+run() {
+  local port=${PORT:-8000} workers=${WORKERS:-3} host=${HOST:-127.0.0.1}
+  local py=.venv/bin/python pids=()
+  export DEBUG=${DEBUG:-1}
+  $py manage.py build_sandbox_images
+  $py manage.py migrate --noinput -v0
+  $py manage.py collectstatic --noinput -v0
+  $py manage.py ensure_default_tenant
+  stop() {
+    trap - INT TERM
+    say "stopping (workers finish the execution in hand)"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait
+  }
+  trap stop INT TERM
+  .venv/bin/gunicorn sandbox_project.wsgi --bind "$host:$port" --workers 2 --threads 8 \
+    --worker-class gthread --access-logfile - &
+  pids+=($!)
+  for i in $(seq "$workers"); do
+    $py manage.py rqworker sandbox &
+    pids+=($!)
+  done
+  say "serving on http://$host:$port with $workers sandbox workers; Ctrl-C stops everything"
+  wait
+}
+
+for step in "$@"; do
+  case "$step" in
+    packages|venv|run) "$step" ;;
+    services) services ;;
+    services-postgres) services --postgres ;;
+    *) say "unknown step $step"; exit 2 ;;
+  esac
+done
