@@ -49,6 +49,15 @@ def error_body(code: str, message: str, details=None) -> dict:
     return {"error": error}
 
 
+def first_code(codes) -> str:
+    """The first machine-readable code of a (possibly nested) DRF validation error."""
+    if isinstance(codes, dict):
+        return first_code(next(iter(codes.values()), "invalid_request"))
+    if isinstance(codes, list):
+        return first_code(codes[0]) if codes else "invalid_request"
+    return str(codes)
+
+
 def first_message(detail) -> str:
     """A readable one-line message from a (possibly nested) DRF validation detail."""
     if isinstance(detail, dict):
@@ -71,9 +80,8 @@ def exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        codes = exc.get_codes()
-        code = codes if isinstance(codes, str) else "invalid_request"
-        body = error_body(code, first_message(exc.detail), exc.detail if isinstance(exc.detail, dict) else None)
+        details = exc.detail if isinstance(exc.detail, dict) else None
+        body = error_body(first_code(exc.get_codes()), first_message(exc.detail), details)
     else:
         code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
         body = error_body(code, str(exc.detail))

@@ -1,0 +1,130 @@
+"""Shared personas and real services for the tests: two tenants (alice, bob), real Redis, real Docker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from executions import jobs
+from executions.models import Execution, Tenant
+from executions.sandbox.runner import LABEL, docker_api
+from executions.worker import SandboxWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    # The tests empty their Redis database: refuse to run against anything but the test one.
+    if not settings.REDIS_URL.split("?")[0].endswith("/15"):
+        pytest.exit("run the tests with `make test`, or set REDIS_URL=redis://127.0.0.1:6379/15", returncode=2)
+
+
+@pytest.fixture(autouse=True)
+def redis_conn():
+    connection = jobs.queue().connection
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_container_left_behind():
+    yield
+    left = docker_api().containers(all=True, filters={"label": LABEL})
+    assert left == [], f"sandbox containers left on the engine: {[c['Id'][:12] for c in left]}"
+
+
+class Persona:
+    def __init__(self, name: str):
+        self.tenant = Tenant.objects.create(name=name)
+        self.key_row, self.key = self.tenant.create_api_key()
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {self.key}")
+
+    def submit(self, code: str, language: str = "python", stdin: str = "") -> str:
+        response = self.client.post(
+            "/api/v1/executions", {"language": language, "code": code, "stdin": stdin}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        return response.json()["task_id"]
+
+    def get(self, task_id: str) -> dict:
+        response = self.client.get(f"/api/v1/executions/{task_id}")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+
+@pytest.fixture
+def alice(db):
+    return Persona("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return Persona("bob")
+
+
+@pytest.fixture
+def anonymous():
+    return APIClient()
+
+
+def run_worker() -> None:
+    """Run every queued job with a real rq worker, in this process, until the queue is empty."""
+    queue = jobs.queue()
+    SandboxWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def queued_job_count() -> int:
+    return jobs.queue().count
+
+
+def assert_nothing_created() -> None:
+    assert Execution.objects.count() == 0
+    assert queued_job_count() == 0
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for worker and CLI subprocesses."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=database_url(), REDIS_URL=settings.REDIS_URL.split("?")[0])
+    env.update(extra)
+    return env
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+@pytest.fixture
+def worker_process(transactional_db):
+    """A real `manage.py rqworker sandbox` process, stopped (SIGTERM) after the test."""
+    process = subprocess.Popen(manage("rqworker", "sandbox"), env=subprocess_env(), cwd=ROOT)
+    yield process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(30)
+
+
+def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Execution:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution = Execution.objects.get(id=task_id)
+        if execution.status in statuses:
+            return execution
+        time.sleep(0.05)
+    raise AssertionError(f"execution {task_id} still {execution.status} after {timeout}s")
+

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import uuid
+
+from executions import jobs
+from executions.models import Execution
+from tests.helpers import assert_error
+
+FIELDS = {
+    "task_id", "status", "language", "stdout", "stderr", "exit_code", "stdout_truncated",
+    "stderr_truncated", "duration_ms", "created_at", "started_at", "finished_at", "error",
+}
+
+
+def test_it_shows_a_queued_execution(alice):
+    task_id = alice.submit("print(1)")
+    body = alice.get(task_id)
+    assert set(body) == FIELDS
+    assert body["task_id"] == task_id
+    assert body["status"] == "queued"
+    assert body["error"] is None and body["exit_code"] is None and body["started_at"] is None
+
+
+def test_it_hides_another_tenants_execution(alice, bob):
+    task_id = alice.submit("print('secret')")
+    body = assert_error(bob.client.get(f"/api/v1/executions/{task_id}"), 404, "not_found")
+    assert "secret" not in str(body)
+    # The same answer as for an id that does not exist at all.
+    missing = bob.client.get(f"/api/v1/executions/{uuid.uuid4()}")
+    assert missing.json() == body
+
+
+def test_it_hides_another_tenants_cached_result(alice, bob):
+    task_id = alice.submit("print(1)")
+    Execution.objects.filter(id=task_id).update(status="running")
+    jobs.finish(task_id, {"status": "completed", "stdout": "secret", "exit_code": 0})
+    assert jobs.queue().connection.exists(jobs.RESULT_KEY.format(task_id))
+    assert_error(bob.client.get(f"/api/v1/executions/{task_id}"), 404, "not_found")
+    assert alice.get(task_id)["stdout"] == "secret"
+
+
+def test_it_serves_a_finished_execution_from_redis(alice, django_assert_num_queries):
+    task_id = alice.submit("print(1)")
+    Execution.objects.filter(id=task_id).update(status="running")
+    jobs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    alice.client.get("/api/v1/executions")  # brings last_used_at up to date
+    # Only the key lookup touches the database.
+    with django_assert_num_queries(1):
+        body = alice.get(task_id)
+    assert (body["status"], body["stdout"], body["exit_code"]) == ("completed", "1\n", 0)
+    assert body["finished_at"] is not None
+
+
+def test_it_falls_back_to_the_database_when_the_cache_expired(alice):
+    task_id = alice.submit("print(1)")
+    Execution.objects.filter(id=task_id).update(status="running")
+    jobs.finish(task_id, {"status": "failed", "stderr": "boom", "exit_code": 2})
+    jobs.queue().connection.delete(jobs.RESULT_KEY.format(task_id))
+    body = alice.get(task_id)
+    assert (body["status"], body["stderr"], body["exit_code"]) == ("failed", "boom", 2)
+
+
+def test_it_lists_only_the_callers_executions_newest_first(alice, bob):
+    first = alice.submit("print(1)")
+    second = alice.submit("echo 2", language="bash")
+    bob.submit("print(3)")
+    body = alice.client.get("/api/v1/executions").json()
+    assert [e["task_id"] for e in body["results"]] == [second, first]
+
+
+def test_it_filters_the_list(alice):
+    python = alice.submit("print(1)")
+    bash = alice.submit("echo 2", language="bash")
+    Execution.objects.filter(id=python).update(status="completed")
+    by_language = alice.client.get("/api/v1/executions?language=bash").json()["results"]
+    assert [e["task_id"] for e in by_language] == [bash]
+    by_status = alice.client.get("/api/v1/executions?status=completed").json()["results"]
+    assert [e["task_id"] for e in by_status] == [python]
+    assert_error(alice.client.get("/api/v1/executions?status=done"), 400, "unknown_status")
+    assert_error(alice.client.get("/api/v1/executions?language=ruby"), 400, "unknown_language")
+
+
+def test_it_pages_the_list_with_a_cursor(alice):
+    ids = [alice.submit(f"print({i})") for i in range(5)]
+    seen = []
+    url = "/api/v1/executions?page_size=2"
+    while url:
+        body = alice.client.get(url).json()
+        seen += [e["task_id"] for e in body["results"]]
+        url = body["next"]
+    assert seen == list(reversed(ids))
