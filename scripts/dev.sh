@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up steps behind `make run` and `make test`, each safe to repeat:
-#   packages  install the Debian packages the platform needs, if missing
+#   packages  install the Debian packages the platform needs, if missing (packages-postgres: and PostgreSQL)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
 #   venv      create .venv and install the Python requirements
 #   run       serve the web app and start the sandbox workers in the foreground
@@ -15,7 +15,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 as_postgres() { if [ -z "$SUDO" ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
 
 packages() {
-  local wanted=(docker.io redis-server redis-tools mmdebstrap postgresql python3-venv python3-pip ca-certificates)
+  local wanted=(docker.io redis-server redis-tools mmdebstrap python3-venv python3-pip ca-certificates "$@")
   local missing=()
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -122,6 +122,7 @@ run() {
 for step in "$@"; do
   case "$step" in
     packages|venv|run) "$step" ;;
+    packages-postgres) packages postgresql ;;
     services) services ;;
     services-postgres) services --postgres ;;
     *) say "unknown step $step"; exit 2 ;;

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=300, help="Seconds to wait for the result.")
 
     def handle(self, *args, file: str, language: str | None, stdin: str | None, tenant: str, wait: float, **options):
+        # The program's stderr is ours to print: keep the platform's own log lines out of it.
+        logging.getLogger("executions").setLevel(logging.WARNING)
         path = Path(file)
         language = language or LANGUAGE_BY_SUFFIX.get(path.suffix)
         if language is None:

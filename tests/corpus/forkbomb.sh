@@ -1,0 +1,4 @@
+# expect: timed_out
+# The classic bash fork bomb, then the script waits so that the run lasts until the deadline.
+:(){ :|:& };:
+sleep 30

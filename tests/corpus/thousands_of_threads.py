@@ -1,0 +1,16 @@
+# expect: completed
+# must-contain: thread limit reached
+# must-not-contain: LEAK
+import threading
+
+stop = threading.Event()
+started = 0
+try:
+    for _ in range(5000):
+        threading.Thread(target=stop.wait, daemon=True).start()
+        started += 1
+except RuntimeError as exc:
+    print(f"thread limit reached after {started}: {exc}", flush=True)
+else:
+    print(f"LEAK: started {started} threads")
+stop.set()

@@ -1,0 +1,3 @@
+# expect: timed_out
+# A tight shell loop with no external command: nothing to wait on, nothing to interrupt.
+while :; do :; done

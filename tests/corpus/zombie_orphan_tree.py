@@ -1,0 +1,47 @@
+# expect: completed
+# must-contain: orphan zombies left: 0
+# must-not-contain: LATE
+# must-not-contain: LEAK
+# Leaves zombies (its own children, never reaped) and orphans (grandchildren whose parent is
+# gone), then exits. PID 1 must be an init that reaps the orphans, and the run must end with
+# the main process even though sleeping orphans remain.
+import os
+import time
+
+
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+for _ in range(20):
+    if os.fork() == 0:
+        os._exit(0)
+for i in range(10):
+    middle = os.fork()
+    if middle == 0:
+        if os.fork() == 0:
+            # Half the orphans die at once (an init must reap them), half sleep and write later.
+            if i % 2:
+                time.sleep(0.1)
+                os._exit(0)
+            time.sleep(1.5)
+            os.write(1, b"LATE from orphan\n")
+            time.sleep(60)
+        os._exit(0)
+    os.waitpid(middle, 0)
+time.sleep(0.5)
+orphan_zombies = own_zombies = 0
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            state, ppid = stat(pid)
+        except OSError:
+            continue
+        if state == "Z":
+            own_zombies += ppid == os.getpid()
+            orphan_zombies += ppid != os.getpid()
+print(f"own zombies: {own_zombies}, orphan zombies left: {orphan_zombies}", flush=True)
+if stat(1)[0] == "Z" or orphan_zombies:
+    print("LEAK: orphans are not reaped")

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import pytest
+
+from executions.sandbox import janitor, runner
+from executions.sandbox.runner import LABEL, Limits, docker_api
+
+pytestmark = pytest.mark.no_database
+
+
+def test_it_removes_only_containers_older_than_the_maximum_run_time():
+    api = docker_api()
+    container_id = runner.create_container(api, "python", Limits.from_settings(), {"rce.execution": "test"})
+    try:
+        assert janitor.sweep(api) == []
+        assert janitor.sweep(api, max_age=0) == [container_id]
+        assert api.containers(all=True, filters={"label": LABEL}) == []
+    finally:
+        runner.remove_container(api, container_id)
+
+
+def test_it_leaves_unlabelled_containers_alone():
+    api = docker_api()
+    other = api.create_container(runner.sandbox_image(), command=["true"])
+    try:
+        janitor.sweep(api, max_age=0)
+        assert api.inspect_container(other["Id"])
+    finally:
+        api.remove_container(other["Id"], force=True)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import subprocess
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from executions.models import ApiKey, Tenant
+from tests.conftest import ROOT, manage, subprocess_env
+
+
+def test_create_tenant_prints_a_working_key_last(db):
+    out, err = StringIO(), StringIO()
+    call_command("create_tenant", "acme", stdout=out, stderr=err)
+    key = out.getvalue().strip().splitlines()[-1]
+    found = ApiKey.find(key)
+    assert found is not None and found.tenant.name == "acme"
+
+
+def test_create_tenant_refuses_a_duplicate_and_a_bad_name(db):
+    call_command("create_tenant", "acme", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="exists"):
+        call_command("create_tenant", "acme", stdout=StringIO(), stderr=StringIO())
+    with pytest.raises(CommandError, match="invalid"):
+        call_command("create_tenant", "no spaces!", stdout=StringIO(), stderr=StringIO())
+    assert Tenant.objects.count() == 1
+
+
+def test_ensure_default_tenant_creates_once_and_shows_the_same_key(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first, second = StringIO(), StringIO()
+    call_command("ensure_default_tenant", stdout=first)
+    call_command("ensure_default_tenant", stdout=second)
+    key = (tmp_path / "default_api_key").read_text().strip()
+    assert key in first.getvalue() and key in second.getvalue()
+    assert (tmp_path / "default_api_key").stat().st_mode & 0o077 == 0
+    assert Tenant.objects.filter(name="default").count() == 1
+    assert ApiKey.objects.count() == 1
+
+
+def execute(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        manage("execute", *args), env=subprocess_env(), cwd=ROOT, capture_output=True, input=stdin, timeout=60
+    )
+
+
+@pytest.fixture
+def default_tenant(transactional_db):
+    return Tenant.objects.create(name="default")
+
+
+def test_execute_prints_streams_and_exits_with_the_programs_code(default_tenant, worker_process, tmp_path):
+    script = tmp_path / "demo.py"
+    script.write_text("import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\nsys.exit(3)\n")
+    done = execute(str(script))
+    assert done.stdout == b"to stdout\n"
+    assert done.stderr == b"to stderr\n"
+    assert done.returncode == 3
+
+
+def test_execute_infers_bash_and_passes_stdin(default_tenant, worker_process, tmp_path):
+    script = tmp_path / "demo.sh"
+    script.write_text("read name\necho \"hello $name\"\n")
+    stdin = tmp_path / "input.txt"
+    stdin.write_text("world\n")
+    done = execute(str(script), "--stdin", str(stdin))
+    assert (done.returncode, done.stdout) == (0, b"hello world\n")
+
+
+def test_execute_reports_a_timeout(default_tenant, worker_process, tmp_path):
+    script = tmp_path / "loop.txt"
+    script.write_text("while True: pass\n")
+    done = execute(str(script), "--language", "python")
+    assert done.returncode == 124
+    assert b"[timed_out]" in done.stderr
+
+
+def test_execute_needs_a_language_it_can_tell(db, tmp_path):
+    script = tmp_path / "script.rb"
+    script.write_text("puts 1")
+    with pytest.raises(CommandError, match="language"):
+        call_command("execute", str(script))
