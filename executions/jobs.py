@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import os
+import socket
 import time
 
 import django_rq
@@ -19,6 +19,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 from rq import get_current_job
 
+from executions import metrics
 from executions.models import Execution, Tenant
 from executions.sandbox import runner
 
@@ -86,8 +87,21 @@ def run_execution(execution_id: str) -> str:
         # Already run by another job, cancelled, or deleted: never run a script twice.
         log.info("execution %s not claimed by %s: not queued any more", execution_id, name)
         return "skipped"
+    taken = time.monotonic()
     execution = Execution.objects.get(id=execution_id)
+    metrics.QUEUE_WAIT.observe((execution.started_at - execution.created_at).total_seconds())
     log.info("execution %s running worker=%s tenant_id=%s", execution_id, name, execution.tenant_id)
+    with metrics.ACTIVE_WORKERS.track_inprogress():
+        fields = run_in_sandbox(execution)
+    status = finish(execution_id, fields)
+    if status != "stale":
+        metrics.record_finished(execution.language, status, time.monotonic() - taken)
+    return status
+
+
+def run_in_sandbox(execution: Execution) -> dict:
+    """The fields of the terminal row: the run's outcome, or `error` with a message."""
+    execution_id = str(execution.id)
     try:
         result = runner.run(
             execution.language,
@@ -97,22 +111,21 @@ def run_execution(execution_id: str) -> str:
             on_created=lambda cid: Execution.objects.filter(id=execution_id).update(container_id=cid),
         )
     except runner.SandboxError as exc:
-        fields = {"status": Status.ERROR, "error": str(exc)}
+        log.error("execution %s: sandbox error: %s", execution_id, exc)
+        return {"status": Status.ERROR, "error": str(exc)}
     except Exception as exc:
         log.exception("execution %s: unexpected fault in the sandbox runner", execution_id)
-        fields = {"status": Status.ERROR, "error": f"internal error in the sandbox runner ({type(exc).__name__})"}
-    else:
-        fields = {
-            "status": result.status,
-            "exit_code": result.exit_code,
-            "stdout": as_text(result.stdout),
-            "stderr": as_text(result.stderr),
-            "stdout_truncated": result.stdout_truncated,
-            "stderr_truncated": result.stderr_truncated,
-            "duration_ms": result.duration_ms,
-            "container_id": result.container_id,
-        }
-    return finish(execution_id, fields)
+        return {"status": Status.ERROR, "error": f"internal error in the sandbox runner ({type(exc).__name__})"}
+    return {
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "stdout": as_text(result.stdout),
+        "stderr": as_text(result.stderr),
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "duration_ms": result.duration_ms,
+        "container_id": result.container_id,
+    }
 
 
 def as_text(data: bytes) -> str:

@@ -6,10 +6,11 @@ import logging
 
 from django.conf import settings
 from django.db import close_old_connections
+from prometheus_client import start_http_server
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from executions import reconciler
+from executions import metrics, reconciler
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api
 
@@ -30,6 +31,8 @@ class SandboxWorker(SimpleWorker):
         # A short TTL makes the idle dequeue wake up often enough for the maintenance pass.
         kwargs["worker_ttl"] = min(kwargs.get("worker_ttl") or 60, settings.WORKER_MAINTENANCE_INTERVAL + 15)
         super().__init__(*args, **kwargs)
+        if settings.WORKER_METRICS_PORT:
+            start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()

@@ -74,10 +74,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "django_rq",
+    "django_prometheus",
     "executions",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -86,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "sandbox_project.urls"
@@ -123,6 +126,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     # Test processes (workers, the CLI) must see the test database, so it is a file, not memory.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
+
+# django-prometheus's wrappers of Django's backends count queries and errors.
+DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+    "django.db.backends.", "django_prometheus.db.backends."
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -167,6 +175,12 @@ RQ_QUEUES = {
 RQ = {"WORKER_CLASS": "executions.worker.SandboxWorker"}
 # Seconds between a worker's maintenance passes (janitor and reconciler).
 WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 30)
+
+# --- Metrics --------------------------------------------------------------------------------
+# If set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = envsecret("METRICS_TOKEN", "")
+# If set, an rq worker also serves its metrics on this port (for workers on other hosts).
+WORKER_METRICS_PORT = envint("WORKER_METRICS_PORT", 0)
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

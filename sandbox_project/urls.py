@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from executions import metrics, views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("executions.api.urls")),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
 handler400 = "executions.api.errors.handler400"

@@ -97,26 +97,34 @@ run() {
   local port=${PORT:-8000} workers=${WORKERS:-3} host=${HOST:-127.0.0.1}
   local py=.venv/bin/python pids=()
   export DEBUG=${DEBUG:-1}
+  # Web and workers write their metrics here, so that the web's /metrics shows the workers' too.
+  export PROMETHEUS_MULTIPROC_DIR="$VAR/prometheus"
+  rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
   $py manage.py build_sandbox_images
   $py manage.py migrate --noinput -v0
   $py manage.py collectstatic --noinput -v0
   $py manage.py ensure_default_tenant
   stop() {
     trap - INT TERM
+    [ -n "${stopping:-}" ] && return
+    stopping=1
     say "stopping (workers finish the execution in hand)"
     kill -TERM "${pids[@]}" 2>/dev/null || true
     wait
   }
   trap stop INT TERM
-  .venv/bin/gunicorn sandbox_project.wsgi --bind "$host:$port" --workers 2 --threads 8 \
-    --worker-class gthread --access-logfile - &
+  # Each child gets its own session, so that Ctrl-C reaches only this script, which then sends each
+  # one SIGTERM, once: a second signal would make an rq worker abandon the execution in hand.
+  setsid .venv/bin/gunicorn --config sandbox_project/gunicorn.py --bind "$host:$port" &
   pids+=($!)
-  for i in $(seq "$workers"); do
-    $py manage.py rqworker sandbox &
+  for _ in $(seq "$workers"); do
+    setsid $py manage.py rqworker sandbox &
     pids+=($!)
   done
   say "serving on http://$host:$port with $workers sandbox workers; Ctrl-C stops everything"
-  wait
+  # If any of them ends (say, the port is taken), stop the others too.
+  wait -n || true
+  stop
 }
 
 for step in "$@"; do

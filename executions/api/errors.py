@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from executions import metrics
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -17,6 +24,12 @@ class QueueUnavailable(ApiError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "queue_unavailable"
     default_detail = "The execution queue is unavailable; nothing was created. Retry later."
+
+
+class DatabaseUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "database_unavailable"
+    default_detail = "The database is unavailable. Retry later."
 
 
 class PayloadTooLarge(ApiError):
@@ -72,6 +85,9 @@ def first_message(detail) -> str:
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        log.error("database unavailable", exc_info=exc)
+        exc = DatabaseUnavailable()
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -79,6 +95,9 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    reason = rejection_reason(exc)
+    if reason:
+        metrics.REJECTED_REQUESTS.labels(reason=reason).inc()
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else None
         body = error_body(first_code(exc.get_codes()), first_message(exc.detail), details)
@@ -87,6 +106,20 @@ def exception_handler(exc, context):
         body = error_body(code, str(exc.detail))
     response.data = body
     return response
+
+
+def rejection_reason(exc) -> str | None:
+    """A low-cardinality reason for the rejected-requests metric."""
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
+        return "unauthorized"
+    if isinstance(exc, exceptions.Throttled):
+        return "rate_limit"
+    if isinstance(exc, (QueueUnavailable, DatabaseUnavailable)):
+        return "unavailable"
+    if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError, BadRequest, PayloadTooLarge,
+                        exceptions.UnsupportedMediaType)):
+        return "bad_input"
+    return None
 
 
 def json_error_view(status_code: int, code: str, message: str, default_view):

@@ -1,0 +1,106 @@
+"""The engine's Prometheus metrics, in one place.
+
+Callers just call them: every object here works whether or not anything scrapes it. With
+PROMETHEUS_MULTIPROC_DIR set (make run, docker-compose), values written by the rq workers appear on
+the web's /metrics too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+import redis
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 5.5, 6, 8, 10, 15, 30)
+
+EXECUTION_LATENCY = Histogram(
+    "engine_execution_latency_seconds",
+    "Time from a worker taking an execution to its terminal status (sandbox lifecycle included).",
+    ["language"],
+    buckets=LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "engine_queue_wait_seconds",
+    "Time an execution waited in the queue before a worker took it.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
+EXECUTIONS = Counter("engine_executions", "Executions that reached a terminal status.", ["language", "status"])
+SANDBOX_TIMEOUTS = Counter("engine_sandbox_timeouts", "Sandboxes killed at their wall-clock deadline.")
+SANDBOX_OOM_KILLS = Counter("engine_sandbox_oom_kills", "Sandboxes whose memory limit killed a process.")
+OUTPUT_TRUNCATIONS = Counter("engine_output_truncations", "Executions stopped at the output cap.")
+SANDBOX_ERRORS = Counter("engine_sandbox_errors", "Executions the platform could not run (status error).")
+REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by reason.", ["reason"])
+ACTIVE_WORKERS = Gauge(
+    "engine_active_workers_count", "Workers running a sandbox now.", multiprocess_mode="livesum"
+)
+
+
+class QueueDepthCollector:
+    """engine_queue_depth, read from Redis when scraped, so it is never stale."""
+
+    def describe(self):
+        # Registration asks for the names only: no Redis round trip at import time.
+        yield GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
+
+    def collect(self):
+        from executions import jobs
+
+        family = GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
+        try:
+            family.add_metric([], jobs.queue().count)
+        except redis.RedisError:
+            family.add_metric([], float("nan"))
+        yield family
+
+
+def record_finished(language: str, status: str, seconds: float) -> None:
+    EXECUTIONS.labels(language=language, status=status).inc()
+    EXECUTION_LATENCY.labels(language=language).observe(seconds)
+    counter = {
+        "timed_out": SANDBOX_TIMEOUTS,
+        "oom_killed": SANDBOX_OOM_KILLS,
+        "output_limit_exceeded": OUTPUT_TRUNCATIONS,
+        "error": SANDBOX_ERRORS,
+    }.get(status)
+    if counter is not None:
+        counter.inc()
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        merged.register(QueueDepthCollector())
+        return merged
+    return REGISTRY
+
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    REGISTRY.register(QueueDepthCollector())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    token = settings.METRICS_TOKEN
+    if token:
+        presented = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+            response = JsonResponse(
+                {"error": {"code": "unauthorized", "message": "Metrics need the bearer token."}}, status=401
+            )
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

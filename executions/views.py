@@ -1,0 +1,43 @@
+"""Operational endpoints: liveness and readiness."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from executions import jobs
+from executions.sandbox.runner import docker_api
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is alive and serving; nothing else is checked."""
+    return JsonResponse({"status": "ok"})
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def check_redis() -> None:
+    jobs.queue().connection.ping()
+
+
+def check_docker() -> None:
+    docker_api().ping()
+
+
+CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker}
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Every dependency reachable: 200, else 503 naming each one that failed and why."""
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+    ready = all(value == "ok" for value in results.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)

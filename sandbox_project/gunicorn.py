@@ -1,0 +1,23 @@
+"""gunicorn's configuration: `gunicorn --config sandbox_project/gunicorn.py`."""
+
+import os
+
+wsgi_app = "sandbox_project.wsgi"
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("WEB_THREADS", "8"))
+accesslog = "-"
+# Slow or stalled clients lose their connection instead of holding a thread.
+timeout = 30
+keepalive = 5
+limit_request_line = 8190
+limit_request_fields = 100
+
+
+def child_exit(server, worker):
+    # A dead process's live gauges must leave the multiprocess metrics.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
