@@ -32,6 +32,12 @@ RESULT_KEY = "rce:execution:{}"
 Status = Execution.Status
 
 
+def log_state(task_id, state: str, tenant: str, worker: str = "-", **extra) -> None:
+    """One logfmt line per state change, the same in web and worker: grep a task id to follow it."""
+    fields = {"task_id": task_id, "state": state, "tenant": tenant, "worker": worker, **extra}
+    log.info("execution %s", " ".join(f"{key}={value}" for key, value in fields.items()))
+
+
 class QueueUnavailable(Exception):
     """Redis could not take the job; the execution was not accepted."""
 
@@ -66,7 +72,7 @@ def submit(tenant: Tenant, language: str, code: str, stdin: str = "") -> Executi
         execution.delete()
         log.warning("execution %s not accepted: the queue is unavailable: %s", execution.id, exc)
         raise QueueUnavailable(str(exc)) from exc
-    log.info("execution %s queued tenant=%s language=%s", execution.id, tenant.name, language)
+    log_state(execution.id, Status.QUEUED, tenant.name, language=language)
     return execution
 
 
@@ -88,14 +94,21 @@ def run_execution(execution_id: str) -> str:
         log.info("execution %s not claimed by %s: not queued any more", execution_id, name)
         return "skipped"
     taken = time.monotonic()
-    execution = Execution.objects.get(id=execution_id)
-    metrics.QUEUE_WAIT.observe((execution.started_at - execution.created_at).total_seconds())
-    log.info("execution %s running worker=%s tenant_id=%s", execution_id, name, execution.tenant_id)
+    execution = Execution.objects.select_related("tenant").get(id=execution_id)
+    tenant = execution.tenant.name
+    queue_wait = (execution.started_at - execution.created_at).total_seconds()
+    metrics.QUEUE_WAIT.observe(queue_wait)
+    log_state(execution_id, Status.RUNNING, tenant, name, queue_wait_s=f"{queue_wait:.3f}")
     with metrics.ACTIVE_WORKERS.track_inprogress():
         fields = run_in_sandbox(execution)
     status = finish(execution_id, fields)
-    if status != "stale":
-        metrics.record_finished(execution.language, status, time.monotonic() - taken)
+    if status == "stale":
+        log.warning("execution %s: finished, but its row was no longer running; result dropped", execution_id)
+        return status
+    metrics.record_finished(execution.language, status, time.monotonic() - taken)
+    log_state(
+        execution_id, status, tenant, name, exit_code=fields.get("exit_code"), duration_ms=fields.get("duration_ms")
+    )
     return status
 
 
@@ -148,9 +161,7 @@ def finish(execution_id: str, fields: dict, attempts: int = 5) -> str:
             close_old_connections()
             time.sleep(2**attempt)
     if not updated:
-        log.warning("execution %s: finished, but its row was no longer running", execution_id)
         return "stale"
-    log.info("execution %s finished status=%s", execution_id, fields["status"])
     cache_result(execution_id)
     return fields["status"]
 

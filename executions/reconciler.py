@@ -7,7 +7,6 @@ A row `queued` whose job is gone from Redis is queued again once, then ends `err
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +17,6 @@ from rq.job import Job, JobStatus
 from executions import jobs
 from executions.models import Execution
 
-log = logging.getLogger(__name__)
 Status = Execution.Status
 
 # A queued row younger than this may still be between its INSERT and its enqueue.
@@ -42,14 +40,16 @@ def requeue_lost(now=None) -> int:
     now = now or timezone.now()
     fixed = 0
     stale = Execution.objects.filter(status=Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
-    for execution in stale.only("id", "attempts", "status").iterator():
+    for execution in stale.select_related("tenant").only("id", "attempts", "status", "tenant__name").iterator():
         if job_is_live(execution):
             continue
         if execution.attempts >= MAX_ATTEMPTS:
+            state = Status.ERROR
             updated = Execution.objects.filter(id=execution.id, status=Status.QUEUED).update(
-                status=Status.ERROR, finished_at=now, error="the execution's job was lost twice; it never ran"
+                status=state, finished_at=now, error="the execution's job was lost twice; it never ran"
             )
         else:
+            state = Status.QUEUED
             updated = Execution.objects.filter(
                 id=execution.id, status=Status.QUEUED, attempts=execution.attempts
             ).update(attempts=execution.attempts + 1)
@@ -57,7 +57,7 @@ def requeue_lost(now=None) -> int:
                 execution.attempts += 1
                 jobs.enqueue(execution)
         if updated:
-            log.warning("reconciler: execution %s had no job (attempts=%s)", execution.id, execution.attempts)
+            jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
             fixed += updated
     return fixed
 
@@ -65,13 +65,16 @@ def requeue_lost(now=None) -> int:
 def fail_orphaned(now=None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.SANDBOX_TIMEOUT_SECONDS) - RUNNING_GRACE
-    fixed = Execution.objects.filter(status=Status.RUNNING, started_at__lt=cutoff).update(
-        status=Status.ERROR,
-        finished_at=now,
-        error="the worker running this execution stopped before it finished",
-    )
-    if fixed:
-        log.warning("reconciler: %d running execution(s) had lost their worker", fixed)
+    fixed = 0
+    orphaned = Execution.objects.filter(status=Status.RUNNING, started_at__lt=cutoff).select_related("tenant")
+    for execution in orphaned.only("id", "worker_name", "tenant__name").iterator():
+        if Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
+            status=Status.ERROR,
+            finished_at=now,
+            error="the worker running this execution stopped before it finished",
+        ):
+            fixed += 1
+            jobs.log_state(execution.id, Status.ERROR, execution.tenant.name, "reconciler", lost_worker=execution.worker_name)
     return fixed
 
 

@@ -102,3 +102,15 @@ def test_no_container_is_left_after_each_kind_of_run(alice):
         "completed", "timed_out", "oom_killed", "failed"
     }
     assert docker_api().containers(all=True, filters={"label": LABEL}) == []
+
+
+def test_each_state_change_logs_one_line_with_task_tenant_and_worker(alice, caplog):
+    caplog.set_level("INFO", logger="executions")
+    task_id = alice.submit("print(1)")
+    run_worker()
+    lines = [r.getMessage() for r in caplog.records if f"task_id={task_id}" in r.getMessage()]
+    states = [dict(part.split("=", 1) for part in line.split()[1:])["state"] for line in lines]
+    assert states == ["queued", "running", "completed"]
+    assert all("tenant=alice" in line for line in lines)
+    worker = Execution.objects.get(id=task_id).worker_name
+    assert f"worker={worker}" in lines[1] and f"worker={worker}" in lines[2]
