@@ -109,14 +109,31 @@ def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
+def start_workers(count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen(manage("rqworker", "sandbox"), env=subprocess_env(), cwd=ROOT) for _ in range(count)]
+
+
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        process.wait(30)
+
+
 @pytest.fixture
 def worker_process(transactional_db):
     """A real `manage.py rqworker sandbox` process, stopped (SIGTERM) after the test."""
-    process = subprocess.Popen(manage("rqworker", "sandbox"), env=subprocess_env(), cwd=ROOT)
-    yield process
-    if process.poll() is None:
-        process.terminate()
-        process.wait(30)
+    processes = start_workers(1)
+    yield processes[0]
+    stop_workers(processes)
+
+
+@pytest.fixture
+def three_workers(transactional_db):
+    processes = start_workers(3)
+    yield processes
+    stop_workers(processes)
 
 
 def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Execution:

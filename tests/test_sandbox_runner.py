@@ -147,9 +147,10 @@ class TestFailsClosed:
             "HostConfig": {
                 "NetworkMode": "none", "Memory": 64 << 20, "MemorySwap": -1, "NanoCpus": 500000000,
                 "PidsLimit": 64, "CapDrop": ["ALL"], "Privileged": False, "ReadonlyRootfs": True,
-                "Init": True, "SecurityOpt": ["no-new-privileges"],
+                "SecurityOpt": ["no-new-privileges"],
             },
             "Config": {"User": "65534:65534"},
+            "Path": runner.INIT,
         }
         with pytest.raises(SandboxError, match="MemorySwap"):
             runner.verify_restrictions(inspected, DEFAULT)

@@ -28,8 +28,11 @@ MMDEBSTRAP_ARGS = [
     "mmdebstrap",
     "--quiet",
     "--variant=minbase",
-    "--include=python3",
+    "--include=python3,tini",
     "--customize-hook=mkdir -m 0755 -p \"$1/code\"",
+    # Execute-only: the kernel marks a process non-dumpable when it runs a binary it cannot read,
+    # so the script (same uid) can neither ptrace the init nor read its memory.
+    "--customize-hook=chmod 0711 \"$1/usr/bin/tini-static\"",
     "--customize-hook=find \"$1\" -xdev -type f -perm /6000 -exec chmod ug-s {} +",
     "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/usr/share/doc \"$1\"/usr/share/man",
     "bookworm",

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 LABEL = "rce.sandbox"
 CODE_DIR = "/code"
+# The image's own init, not Docker's: it is execute-only for the sandbox user, which makes the
+# kernel mark it non-dumpable, so the script cannot ptrace it, read its memory or its environment.
+# As PID 1 it forwards the kill to every process and reaps orphans.
+INIT = "/usr/bin/tini-static"
 SANDBOX_UID = 65534
 
 # The script is a file and its stdin is another file: the script never travels on a command line
@@ -115,8 +119,7 @@ def host_config(api: docker.APIClient, limits: Limits) -> dict:
         security_opt=["no-new-privileges"],
         privileged=False,
         read_only=True,
-        # An init as PID 1 forwards the kill to every process and reaps orphans.
-        init=True,
+        init=False,
         ipc_mode="private",
         shm_size=4 * 1024 * 1024,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs},nr_inodes=4096,mode=1777"},
@@ -146,7 +149,6 @@ def verify_restrictions(inspected: dict, limits: Limits) -> None:
         "CapDrop": ["ALL"],
         "Privileged": False,
         "ReadonlyRootfs": True,
-        "Init": True,
     }
     wrong = [name for name, value in expected.items() if hc.get(name) != value]
     security = hc.get("SecurityOpt") or []
@@ -158,6 +160,8 @@ def verify_restrictions(inspected: dict, limits: Limits) -> None:
         wrong.append("Runtime")
     if inspected["Config"].get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
         wrong.append("User")
+    if inspected.get("Path") != INIT or hc.get("Init"):
+        wrong.append("Init")
     if wrong:
         raise SandboxError(f"the container engine did not apply these restrictions: {', '.join(wrong)}")
 
@@ -262,6 +266,7 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
     try:
         created = api.create_container(
             image,
+            entrypoint=[INIT, "--"],
             command=["/bin/sh", "-c", shell_command],
             user=f"{SANDBOX_UID}:{SANDBOX_UID}",
             working_dir="/tmp",

@@ -1,0 +1,5 @@
+# expect: failed
+# must-contain: partial output
+# must-contain: RuntimeError: deliberate
+print("partial output")
+raise RuntimeError("deliberate")

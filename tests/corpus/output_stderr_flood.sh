@@ -1,0 +1,2 @@
+# expect: output_limit_exceeded
+yes "error error error error error error error error" >&2

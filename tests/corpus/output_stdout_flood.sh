@@ -1,0 +1,2 @@
+# expect: output_limit_exceeded
+yes "flood flood flood flood flood flood flood flood"
