@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from executions import checks
+
+pytestmark = pytest.mark.no_database
+
+
+def ids(messages) -> list[str]:
+    return [m.id for m in messages]
+
+
+def test_it_accepts_the_defaults(settings):
+    assert checks.check_sandbox_limits(None) == []
+
+
+def test_it_rejects_non_positive_limits(settings):
+    settings.SANDBOX_TIMEOUT_SECONDS = 0
+    assert ids(checks.check_sandbox_limits(None)) == ["executions.E001"]
+
+
+def test_it_rejects_a_memory_limit_the_engine_would_refuse(settings):
+    settings.SANDBOX_MEMORY_MB = 4
+    assert "executions.E002" in ids(checks.check_sandbox_limits(None))
+
+
+def test_it_rejects_an_unknown_runtime(settings):
+    settings.SANDBOX_RUNTIME = "kata"
+    assert ids(checks.check_sandbox_limits(None)) == ["executions.E003"]
+
+
+def test_it_warns_about_the_development_secret_key_in_production(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = settings.INSECURE_SECRET_KEY
+    assert ids(checks.check_secret_key(None)) == ["executions.W001"]
+    settings.SECRET_KEY = "x" * 60
+    assert checks.check_secret_key(None) == []
