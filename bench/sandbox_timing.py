@@ -1,0 +1,99 @@
+"""Sandbox timing: start-up cost of a trivial run and precision of the timeout kill, per runtime.
+
+    .venv/bin/python bench/sandbox_timing.py [--runs 20] [--loops 10] [--runtime runc --runtime runsc]
+
+Runs straight through executions.sandbox.runner (no queue, no database): the container's whole
+lifecycle (create, copy, start, wait, remove) as a worker sees it. Prints Markdown and writes JSON
+to bench/results/sandbox_timing.json. A benchmark, not a test: it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sandbox_project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from executions.sandbox import runner  # noqa: E402
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "min": min(values),
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "max": max(values),
+        "mean": statistics.fmean(values),
+    }
+
+
+def measure(runtime: str, runs: int, loops: int) -> dict:
+    limits = dataclasses.replace(runner.Limits.from_settings(), runtime="" if runtime == "runc" else runtime)
+    trivial = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = runner.run("python", "print(1)", limits=limits)
+        trivial.append(time.perf_counter() - started)
+        assert result.status == "completed", result
+    kills, kill_walls = [], []
+    for _ in range(loops):
+        started = time.perf_counter()
+        result = runner.run("python", "while True: pass", limits=limits)
+        kill_walls.append(time.perf_counter() - started)
+        kills.append(result.duration_ms / 1000)
+        assert result.status == "timed_out", result
+    return {
+        "runtime": runtime,
+        "trivial_lifecycle_s": summary(trivial),
+        "loop_killed_after_s": summary(kills),
+        "loop_lifecycle_s": summary(kill_walls),
+    }
+
+
+def runtime_available(name: str) -> bool:
+    return name == "runc" or name in runner.docker_api().info().get("Runtimes", {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="trivial runs per runtime")
+    parser.add_argument("--loops", type=int, default=10, help="infinite loops per runtime")
+    parser.add_argument("--runtime", action="append", help="runc and/or runsc (default: both, if present)")
+    args = parser.parse_args()
+    runtimes = [r for r in (args.runtime or ["runc", "runsc"]) if runtime_available(r)]
+    results = [measure(r, args.runs, args.loops) for r in runtimes]
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sandbox_timing.json").write_text(json.dumps(results, indent=2))
+    print(f"Timeout {runner.Limits.from_settings().timeout_seconds:.1f} s; seconds.\n")
+    print("| runtime | measure | n | min | p50 | p95 | max | mean |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for result in results:
+        for key in ("trivial_lifecycle_s", "loop_killed_after_s", "loop_lifecycle_s"):
+            s = result[key]
+            print(
+                f"| {result['runtime']} | {key} | {s['n']} | {s['min']:.3f} | {s['p50']:.3f} | "
+                f"{s['p95']:.3f} | {s['max']:.3f} | {s['mean']:.3f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
