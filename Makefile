@@ -11,7 +11,7 @@ run:
 	scripts/dev.sh run
 
 setup:
-	scripts/dev.sh packages-postgres services-postgres venv
+	scripts/dev.sh packages-test services-postgres venv
 
 images: setup
 	$(PY) manage.py build_sandbox_images

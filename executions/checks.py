@@ -44,3 +44,13 @@ def check_sandbox_limits(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_readyz(app_configs, **kwargs):
+    from executions.views import CHECKS
+
+    unknown = sorted(set(settings.READYZ_CHECKS) - set(CHECKS))
+    if unknown:
+        return [Error(f"READYZ_CHECKS names unknown checks: {', '.join(unknown)}.", id="executions.E004")]
+    return []

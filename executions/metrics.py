@@ -25,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from executions.models import Execution
+
 LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 5.5, 6, 8, 10, 15, 30)
 
 EXECUTION_LATENCY = Histogram(
@@ -47,6 +49,15 @@ REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by
 ACTIVE_WORKERS = Gauge(
     "engine_active_workers_count", "Workers running a sandbox now.", multiprocess_mode="livesum"
 )
+
+
+# Every language and status starts at zero, so that rate() sees a series' first increment.
+for _language in Execution.Language.values:
+    EXECUTION_LATENCY.labels(language=_language)
+    for _status in Execution.TERMINAL_STATUSES:
+        EXECUTIONS.labels(language=_language, status=_status)
+for _reason in ("unauthorized", "rate_limit", "unavailable", "bad_input"):
+    REJECTED_REQUESTS.labels(reason=_reason)
 
 
 class QueueDepthCollector:

@@ -182,6 +182,9 @@ METRICS_TOKEN = envsecret("METRICS_TOKEN", "")
 # If set, an rq worker also serves its metrics on this port (for workers on other hosts).
 WORKER_METRICS_PORT = envint("WORKER_METRICS_PORT", 0)
 
+# What GET /readyz checks. The web needs no Docker engine when the workers run elsewhere.
+READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,docker").split(",") if c.strip()]
+
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["executions.api.auth.ApiKeyAuthentication"],

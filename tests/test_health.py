@@ -25,3 +25,9 @@ def test_readyz_names_the_dependency_that_failed(db, client, monkeypatch):
     assert body["checks"]["redis"].startswith("unreachable: ConnectionError")
     assert body["checks"]["database"] == body["checks"]["docker"] == "ok"
     assert jobs.queue().connection.ping()
+
+
+def test_readyz_checks_only_what_it_is_told(db, client, settings, monkeypatch):
+    settings.READYZ_CHECKS = ["database", "redis"]
+    monkeypatch.setitem(views.CHECKS, "docker", lambda: 1 / 0)
+    assert client.get("/readyz").json()["checks"] == {"database": "ok", "redis": "ok"}

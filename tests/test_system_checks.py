@@ -36,3 +36,8 @@ def test_it_warns_about_the_development_secret_key_in_production(settings):
     assert ids(checks.check_secret_key(None)) == ["executions.W001"]
     settings.SECRET_KEY = "x" * 60
     assert checks.check_secret_key(None) == []
+
+
+def test_it_rejects_an_unknown_readiness_check(settings):
+    settings.READYZ_CHECKS = ["database", "disk"]
+    assert ids(checks.check_readyz(None)) == ["executions.E004"]
