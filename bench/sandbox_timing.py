@@ -10,7 +10,6 @@ to bench/results/sandbox_timing.json. A benchmark, not a test: it never fails on
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -46,7 +45,7 @@ def summary(values: list[float]) -> dict:
 
 
 def measure(runtime: str, runs: int, loops: int) -> dict:
-    limits = dataclasses.replace(runner.Limits.from_settings(), runtime="" if runtime == "runc" else runtime)
+    limits = runner.Limits.from_settings(runtime="" if runtime == "runc" else runtime)
     trivial = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -151,6 +151,9 @@ SANDBOX_TIMEOUT_SECONDS = envfloat("SANDBOX_TIMEOUT_SECONDS", 5.0)
 SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 64)
 SANDBOX_CPUS = envfloat("SANDBOX_CPUS", 0.5)
 SANDBOX_PIDS_LIMIT = envint("SANDBOX_PIDS_LIMIT", 64)
+# Under gVisor the runtime's own host threads (about 40, plus about 5 a sandboxed process) count
+# against the pids limit, so runsc needs a higher one; its memory limit caps processes sooner.
+SANDBOX_RUNSC_PIDS_LIMIT = envint("SANDBOX_RUNSC_PIDS_LIMIT", 256)
 SANDBOX_TMPFS_MB = envint("SANDBOX_TMPFS_MB", 16)
 SANDBOX_OUTPUT_LIMIT_BYTES = envint("SANDBOX_OUTPUT_LIMIT_BYTES", 64 * 1024)
 SANDBOX_MAX_CODE_BYTES = envint("SANDBOX_MAX_CODE_BYTES", 64 * 1024)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up steps behind `make run` and `make test`, each safe to repeat:
-#   packages  install the Debian packages the platform needs, if missing (packages-test: and PostgreSQL, docker-compose)
+#   packages  install the Debian packages the platform needs, if missing (packages-test: and PostgreSQL, docker-compose, gVisor)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
 #   venv      create .venv and install the Python requirements
 #   run       serve the web app and start the sandbox workers in the foreground
@@ -48,8 +48,20 @@ start_redis() {
   wait_for 10 redis-cli -p 6379 ping || { say "Redis did not start; see var/log/redis.log"; exit 1; }
 }
 
+# gVisor as the runtime `runsc`, for SANDBOX_RUNTIME=runsc. Only written when there is no daemon
+# configuration yet: an existing one is the operator's, and the runsc tests then say it is missing.
+configure_runsc() {
+  command -v runsc >/dev/null 2>&1 || return 0
+  [ -e /etc/docker/daemon.json ] && return 0
+  say "registering gVisor (runsc) with the Docker engine in /etc/docker/daemon.json"
+  $SUDO mkdir -p /etc/docker
+  echo '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--platform=ptrace"]}}}' \
+    | $SUDO tee /etc/docker/daemon.json >/dev/null
+}
+
 start_docker() {
   if docker info >/dev/null 2>&1; then return; fi
+  configure_runsc
   if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
     say "starting the Docker engine (systemd)"
     $SUDO systemctl start docker
@@ -130,7 +142,7 @@ run() {
 for step in "$@"; do
   case "$step" in
     packages|venv|run) "$step" ;;
-    packages-test) packages postgresql docker-compose ;;
+    packages-test) packages postgresql docker-compose runsc ;;
     services) services ;;
     services-postgres) services --postgres ;;
     *) say "unknown step $step"; exit 2 ;;

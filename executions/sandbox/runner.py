@@ -26,10 +26,15 @@ log = logging.getLogger(__name__)
 
 LABEL = "rce.sandbox"
 CODE_DIR = "/code"
-# The image's own init, not Docker's: it is execute-only for the sandbox user, which makes the
-# kernel mark it non-dumpable, so the script cannot ptrace it, read its memory or its environment.
-# As PID 1 it forwards the kill to every process and reaps orphans.
+# An init as PID 1 forwards the kill to every process and reaps orphans. Under runc it is the
+# image's own tini, execute-only for the sandbox user: the kernel marks a process that runs a binary
+# it cannot read non-dumpable, so the script (same uid) cannot ptrace it or read its memory.
+# gVisor must read a binary to load it, and its ptrace is its own, so under runsc it is Docker's.
 INIT = "/usr/bin/tini-static"
+
+
+def uses_docker_init(limits: Limits) -> bool:
+    return limits.runtime == "runsc"
 SANDBOX_UID = 65534
 
 # The script is a file and its stdin is another file: the script never travels on a command line
@@ -69,15 +74,16 @@ class Limits:
     runtime: str = ""
 
     @classmethod
-    def from_settings(cls) -> Limits:
+    def from_settings(cls, runtime: str | None = None) -> Limits:
+        runtime = settings.SANDBOX_RUNTIME if runtime is None else runtime
         return cls(
             timeout_seconds=settings.SANDBOX_TIMEOUT_SECONDS,
             memory_mb=settings.SANDBOX_MEMORY_MB,
             cpus=settings.SANDBOX_CPUS,
-            pids=settings.SANDBOX_PIDS_LIMIT,
+            pids=settings.SANDBOX_RUNSC_PIDS_LIMIT if runtime == "runsc" else settings.SANDBOX_PIDS_LIMIT,
             tmpfs_mb=settings.SANDBOX_TMPFS_MB,
             output_limit_bytes=settings.SANDBOX_OUTPUT_LIMIT_BYTES,
-            runtime=settings.SANDBOX_RUNTIME,
+            runtime=runtime,
         )
 
 
@@ -119,7 +125,7 @@ def host_config(api: docker.APIClient, limits: Limits) -> dict:
         security_opt=["no-new-privileges"],
         privileged=False,
         read_only=True,
-        init=False,
+        init=uses_docker_init(limits),
         ipc_mode="private",
         shm_size=4 * 1024 * 1024,
         tmpfs={"/tmp": f"rw,nosuid,nodev,size={tmpfs},nr_inodes=4096,mode=1777"},
@@ -160,7 +166,8 @@ def verify_restrictions(inspected: dict, limits: Limits) -> None:
         wrong.append("Runtime")
     if inspected["Config"].get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
         wrong.append("User")
-    if inspected.get("Path") != INIT or hc.get("Init"):
+    # Docker's init does not show in Path; the image's does.
+    if uses_docker_init(limits) != bool(hc.get("Init")) or not (hc.get("Init") or inspected.get("Path") == INIT):
         wrong.append("Init")
     if wrong:
         raise SandboxError(f"the container engine did not apply these restrictions: {', '.join(wrong)}")
@@ -266,7 +273,7 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
     try:
         created = api.create_container(
             image,
-            entrypoint=[INIT, "--"],
+            entrypoint=[] if uses_docker_init(limits) else [INIT, "--"],
             command=["/bin/sh", "-c", shell_command],
             user=f"{SANDBOX_UID}:{SANDBOX_UID}",
             working_dir="/tmp",

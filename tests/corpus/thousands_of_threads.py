@@ -1,4 +1,5 @@
 # expect: completed
+# expect-runsc: oom_killed|timed_out  (each thread costs gVisor host memory and time)
 # must-contain: thread limit reached
 # must-not-contain: LEAK
 import threading
