@@ -11,11 +11,12 @@ import logging
 import os
 import socket
 import time
+from datetime import timedelta
 
 import django_rq
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 from rq import get_current_job
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 RESULT_KEY = "rce:execution:{}"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 Status = Execution.Status
 
 
@@ -63,9 +65,34 @@ def enqueue(execution: Execution) -> None:
     )
 
 
-def submit(tenant: Tenant, language: str, code: str, stdin: str = "") -> Execution:
-    """Create the row, then queue its job. If Redis refuses, the row is removed: nothing half-done."""
-    execution = Execution.objects.create(tenant=tenant, language=language, code=code, stdin=stdin)
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used, within its window, for a different request."""
+
+
+def submit(
+    tenant: Tenant, language: str, code: str, stdin: str = "", idempotency_key: str = ""
+) -> tuple[Execution, bool]:
+    """Create the row, then queue its job, and return it with whether it is new.
+
+    If Redis refuses, the row is removed: nothing half-done. A request that repeats an
+    Idempotency-Key within IDEMPOTENCY_WINDOW gets the original execution back, and nothing new.
+    """
+    if idempotency_key:
+        previous = replay(tenant, idempotency_key, language, code, stdin)
+        if previous:
+            return previous, False
+    try:
+        # A savepoint, so that losing the race below leaves any outer transaction usable.
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                tenant=tenant, language=language, code=code, stdin=stdin, idempotency_key=idempotency_key
+            )
+    except IntegrityError:
+        # A concurrent request with the same key created it first.
+        previous = replay(tenant, idempotency_key, language, code, stdin) if idempotency_key else None
+        if previous is None:
+            raise
+        return previous, False
     try:
         enqueue(execution)
     except redis.RedisError as exc:
@@ -73,7 +100,21 @@ def submit(tenant: Tenant, language: str, code: str, stdin: str = "") -> Executi
         log.warning("execution %s not accepted: the queue is unavailable: %s", execution.id, exc)
         raise QueueUnavailable(str(exc)) from exc
     log_state(execution.id, Status.QUEUED, tenant.name, language=language)
-    return execution
+    return execution, True
+
+
+def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Execution | None:
+    """The execution an earlier request with this key created, if it is still within the window."""
+    previous = Execution.objects.filter(tenant=tenant, idempotency_key=key).first()
+    if previous is None:
+        return None
+    if previous.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        # The window is over: the key is free again.
+        Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
+        return None
+    if (previous.language, previous.code, previous.stdin) != (language, code, stdin):
+        raise IdempotencyConflict()
+    return previous
 
 
 def worker_name() -> str:

@@ -110,6 +110,8 @@ class Execution(models.Model):
     worker_name = models.CharField(max_length=128, blank=True, default="")
     # How many times the job was put on the queue; the reconciler re-enqueues a lost job once.
     attempts = models.PositiveSmallIntegerField(default=1)
+    # The client's Idempotency-Key header: a retry with the same key gets this execution back.
+    idempotency_key = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -117,6 +119,13 @@ class Execution(models.Model):
             models.Index(fields=["tenant", "status", "-created_at"], name="exec_tenant_status_created"),
             models.Index(fields=["tenant", "language", "-created_at"], name="exec_tenant_lang_created"),
             models.Index(fields=["status", "created_at"], name="exec_status_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="exec_tenant_idempotency_key",
+            )
         ]
 
     def __str__(self) -> str:

@@ -38,6 +38,12 @@ class PayloadTooLarge(ApiError):
     default_detail = "The request body is too large."
 
 
+class IdempotencyConflict(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was used in the last 24 hours for a different request."
+
+
 class BadRequest(ApiError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"
@@ -117,7 +123,7 @@ def rejection_reason(exc) -> str | None:
     if isinstance(exc, (QueueUnavailable, DatabaseUnavailable)):
         return "unavailable"
     if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError, BadRequest, PayloadTooLarge,
-                        exceptions.UnsupportedMediaType)):
+                        exceptions.UnsupportedMediaType, IdempotencyConflict)):
         return "bad_input"
     return None
 

@@ -10,7 +10,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions import jobs
-from executions.api.errors import BadRequest, PayloadTooLarge, QueueUnavailable, error_body
+from executions.api.errors import (
+    BadRequest,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    QueueUnavailable,
+    error_body,
+)
 from executions.api.serializers import (
     ExecutionCreateSerializer,
     ExecutionSerializer,
@@ -29,10 +35,21 @@ class TenantScopedMixin:
         return Execution.objects.filter(tenant=self.request.user)
 
 
-def accepted(execution: Execution) -> Response:
-    location = f"/api/v1/executions/{execution.id}"
+def accepted(execution: Execution, created: bool) -> Response:
+    headers = {"Location": f"/api/v1/executions/{execution.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
     body = {"task_id": str(execution.id), "status": execution.status}
-    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+
+
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > 255 or not all(" " <= c <= "~" for c in key):
+        raise BadRequest(
+            "Idempotency-Key must be at most 255 printable ASCII characters.", code="invalid_idempotency_key"
+        )
+    return key.strip()
 
 
 def submit(request: Request, language: str, code: str, stdin: str) -> Response:
@@ -40,10 +57,12 @@ def submit(request: Request, language: str, code: str, stdin: str) -> Response:
     if problem:
         raise PayloadTooLarge(problem)
     try:
-        execution = jobs.submit(request.user, language, code, stdin)
+        execution, created = jobs.submit(request.user, language, code, stdin, idempotency_key(request))
     except jobs.QueueUnavailable:
         raise QueueUnavailable() from None
-    return accepted(execution)
+    except jobs.IdempotencyConflict:
+        raise IdempotencyConflict() from None
+    return accepted(execution, created)
 
 
 class ExecuteRawView(APIView):

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         except Tenant.DoesNotExist:
             raise CommandError(f"no active tenant {tenant!r}; create it with create_tenant") from None
         try:
-            execution = jobs.submit(owner, language, code, stdin_text)
+            execution, _ = jobs.submit(owner, language, code, stdin_text)
         except jobs.QueueUnavailable as exc:
             raise CommandError(f"the queue is unavailable: {exc}") from exc
         execution = self.wait_for(execution, wait)
