@@ -1,0 +1,92 @@
+"""Faults with real processes: a worker told to stop mid-run, and Redis killed and restarted."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import django_rq
+import pytest
+import redis
+
+from executions import jobs
+from executions.models import Execution
+from tests.conftest import run_worker, wait_for_status
+
+
+def test_sigterm_lets_a_worker_finish_the_execution_in_hand(alice, worker_process):
+    task_id = alice.submit("import time\ntime.sleep(2)\nprint('finished')")
+    wait_for_status(task_id, {"running"})
+    worker_process.send_signal(signal.SIGTERM)
+    assert worker_process.wait(30) == 0
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.stdout) == ("completed", "finished\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, with append-only persistence, that can be killed."""
+
+    def __init__(self, directory):
+        self.port = free_port()
+        self.directory = directory
+        self.process = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.directory), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("the private redis-server did not start")
+
+    def crash(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def queue(self):
+        connection = redis.Redis(port=self.port, socket_connect_timeout=2)
+        return django_rq.get_queue("sandbox", connection=connection, commit_mode="auto")
+
+
+@pytest.fixture
+def private_redis(tmp_path, monkeypatch):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    monkeypatch.setattr(jobs, "queue", server.queue)
+    yield server
+    if server.process.poll() is None:
+        server.process.terminate()
+        server.process.wait(10)
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_accepted_executions_survive_a_redis_crash(alice, private_redis):
+    task_ids = [alice.submit(f"print({i})") for i in range(5)]
+    private_redis.crash()
+    # While Redis is down, a submission is refused at once and leaves nothing behind.
+    response = alice.client.post("/api/v1/execute", "print('late')", content_type="text/plain")
+    assert response.status_code == 503
+    assert Execution.objects.count() == 5
+    # Reads come from the database when the cache is unreachable.
+    assert alice.get(task_ids[0])["status"] == "queued"
+    private_redis.start()
+    run_worker()
+    for i, task_id in enumerate(task_ids):
+        execution = Execution.objects.get(id=task_id)
+        assert (execution.status, execution.stdout) == ("completed", f"{i}\n")
