@@ -208,3 +208,19 @@ LOGGING = {
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# HTTPS=1 where clients reach the platform over HTTPS (`check --deploy` passes with it).
+HTTPS = envbool("HTTPS", False)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    # Probes and scrapers talk plain HTTP inside the deployment.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Preloading binds the whole domain to HTTPS in browsers: SECURE_HSTS_PRELOAD=0 to opt out.
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto.
+if envbool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -41,3 +41,22 @@ def test_it_warns_about_the_development_secret_key_in_production(settings):
 def test_it_rejects_an_unknown_readiness_check(settings):
     settings.READYZ_CHECKS = ["database", "disk"]
     assert ids(checks.check_readyz(None)) == ["executions.E004"]
+
+
+def test_the_production_settings_pass_check_deploy():
+    import secrets
+    import subprocess
+
+    from tests.conftest import ROOT, manage
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "HTTPS": "1",
+        "DEBUG": "0",
+        "VAR_DIR": "/tmp",
+    }
+    done = subprocess.run(
+        manage("check", "--deploy", "--fail-level", "WARNING"), env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
