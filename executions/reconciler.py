@@ -1,8 +1,10 @@
 """Find executions that lost their job or their worker, and move each to where it belongs.
 
 A row `queued` whose job is gone from Redis is queued again once, then ends `error`. A row
-`running` for longer than any run can take has lost its worker (killed, or its host died): it ends
-`error`. Both use conditional UPDATEs, so a worker that is in fact alive never loses a result.
+`running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
+died), or when it has run longer than any run can take (a hung worker): it is queued again once if
+its sandbox never started, and ends `error` otherwise. Every change is a conditional UPDATE, so a
+worker that is in fact alive never loses a result.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ Status = Execution.Status
 
 # A queued row younger than this may still be between its INSERT and its enqueue.
 QUEUED_GRACE = timedelta(seconds=60)
-# How long past its deadline a running row waits before it is declared orphaned.
+# How long past its deadline a running row waits before it is declared orphaned, worker or not.
 RUNNING_GRACE = timedelta(seconds=jobs.JOB_TIMEOUT_MARGIN_SECONDS)
+# A running row this old whose worker has no heartbeat has lost its worker.
+ORPHAN_GRACE = timedelta(seconds=30)
+# Every worker refreshes this key while it lives (executions/worker.py).
+ALIVE_KEY = "rce:worker-alive:{}"
 MAX_ATTEMPTS = 2
 LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
@@ -62,19 +68,37 @@ def requeue_lost(now=None) -> int:
     return fixed
 
 
+def worker_is_alive(name: str) -> bool:
+    return bool(name) and bool(jobs.queue().connection.exists(ALIVE_KEY.format(name)))
+
+
 def fail_orphaned(now=None) -> int:
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.SANDBOX_TIMEOUT_SECONDS) - RUNNING_GRACE
+    hung = now - timedelta(seconds=settings.SANDBOX_TIMEOUT_SECONDS) - RUNNING_GRACE
     fixed = 0
-    orphaned = Execution.objects.filter(status=Status.RUNNING, started_at__lt=cutoff).select_related("tenant")
-    for execution in orphaned.only("id", "worker_name", "tenant__name").iterator():
-        if Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
-            status=Status.ERROR,
-            finished_at=now,
-            error="the worker running this execution stopped before it finished",
-        ):
+    running = Execution.objects.filter(status=Status.RUNNING, started_at__lt=now - ORPHAN_GRACE)
+    for execution in running.select_related("tenant").iterator():
+        if execution.started_at >= hung and worker_is_alive(execution.worker_name):
+            continue
+        if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
+            # Its sandbox was never created, so the script never ran: it may run once more.
+            state = Status.QUEUED
+            updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
+                status=state, started_at=None, worker_name="", attempts=execution.attempts + 1
+            )
+            if updated:
+                execution.attempts += 1
+                jobs.enqueue(execution)
+        else:
+            state = Status.ERROR
+            updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
+                status=state, finished_at=now, error="the worker running this execution stopped before it finished"
+            )
+        if updated:
             fixed += 1
-            jobs.log_state(execution.id, Status.ERROR, execution.tenant.name, "reconciler", lost_worker=execution.worker_name)
+            jobs.log_state(
+                execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name
+            )
     return fixed
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import start_http_server
@@ -15,6 +18,9 @@ from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
+
+ALIVE_TTL = 15
+ALIVE_EVERY = 5
 
 
 class SandboxWorker(SimpleWorker):
@@ -33,6 +39,31 @@ class SandboxWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         if settings.WORKER_METRICS_PORT:
             start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
+
+    def work(self, *args, **kwargs):
+        # A heartbeat of our own: rq's worker key outlives a killed SimpleWorker by the whole job
+        # timeout, while this one expires ALIVE_TTL seconds after the process dies.
+        stop = threading.Event()
+        beat = threading.Thread(target=self.beat, args=(stop,), name="rce-heartbeat", daemon=True)
+        beat.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            stop.set()
+            beat.join(ALIVE_EVERY + 1)
+
+    def beat(self, stop: threading.Event) -> None:
+        key = reconciler.ALIVE_KEY.format(self.name)
+        while not stop.is_set():
+            try:
+                self.connection.set(key, os.getpid(), ex=ALIVE_TTL)
+            except redis.RedisError:
+                log.warning("heartbeat: Redis unreachable")
+            stop.wait(ALIVE_EVERY)
+        try:
+            self.connection.delete(key)
+        except redis.RedisError:
+            pass
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()

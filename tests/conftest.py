@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_sessionstart(session):
-    # The tests empty their Redis database: refuse to run against anything but the test one.
-    if not settings.REDIS_URL.split("?")[0].endswith("/15"):
+    # The tests empty their Redis database: refuse the default one (0), which `make run` uses.
+    database = settings.REDIS_URL.split("?")[0].rstrip("/").rpartition("/")[2]
+    if not database.isdigit() or int(database) == 0:
         pytest.exit("run the tests with `make test`, or set REDIS_URL=redis://127.0.0.1:6379/15", returncode=2)
 
 

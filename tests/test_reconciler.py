@@ -40,19 +40,52 @@ def test_it_requeues_a_lost_job_once_then_gives_up(alice, redis_conn):
     assert "never ran" in execution.error and execution.finished_at is not None
 
 
+def running(task_id: str, seconds_ago: float, worker: str = "w1", container: str = "c1") -> None:
+    Execution.objects.filter(id=task_id).update(
+        status="running",
+        started_at=timezone.now() - timedelta(seconds=seconds_ago),
+        worker_name=worker,
+        container_id=container,
+    )
+
+
 def test_it_fails_an_execution_whose_worker_died(alice):
     stuck, fresh = alice.submit("print(1)"), alice.submit("print(2)")
-    Execution.objects.filter(id=stuck).update(status="running", started_at=timezone.now() - timedelta(minutes=10))
-    Execution.objects.filter(id=fresh).update(status="running", started_at=timezone.now())
+    running(stuck, seconds_ago=40)
+    running(fresh, seconds_ago=1)
     assert reconciler.fail_orphaned() == 1
     assert Execution.objects.get(id=stuck).status == "error"
     assert "worker" in Execution.objects.get(id=stuck).error
     assert Execution.objects.get(id=fresh).status == "running"
 
 
+def test_it_leaves_a_live_workers_execution_alone_until_no_run_could_last_that_long(alice, redis_conn):
+    task_id = alice.submit("print(1)")
+    running(task_id, seconds_ago=60, worker="alive")
+    redis_conn.set(reconciler.ALIVE_KEY.format("alive"), 1)
+    assert reconciler.fail_orphaned() == 0
+    running(task_id, seconds_ago=600, worker="alive")
+    assert reconciler.fail_orphaned() == 1
+    assert Execution.objects.get(id=task_id).status == "error"
+
+
+def test_it_runs_again_once_an_execution_whose_sandbox_never_started(alice, redis_conn):
+    task_id = alice.submit("print(1)")
+    redis_conn.flushdb()
+    running(task_id, seconds_ago=40, container="")
+    assert reconciler.fail_orphaned() == 1
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.attempts, execution.started_at) == ("queued", 2, None)
+    assert jobs.queue().job_ids == [f"execution-{task_id}-2"]
+    # Lost a second time, it ends in error.
+    running(task_id, seconds_ago=40, container="")
+    assert reconciler.fail_orphaned() == 1
+    assert Execution.objects.get(id=task_id).status == "error"
+
+
 def test_a_late_result_never_overwrites_the_reconcilers_verdict(alice):
     task_id = alice.submit("print(1)")
-    Execution.objects.filter(id=task_id).update(status="running", started_at=timezone.now() - timedelta(hours=1))
+    running(task_id, seconds_ago=3600)
     reconciler.fail_orphaned()
     assert jobs.finish(task_id, {"status": "completed", "exit_code": 0}) == "stale"
     assert Execution.objects.get(id=task_id).status == "error"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import time
 from datetime import timedelta
 
 from django.utils import timezone
 
-from executions import reconciler
+from executions import jobs, reconciler
 from executions.models import Execution
 from executions.sandbox import janitor
 from executions.sandbox.runner import LABEL, docker_api
@@ -17,22 +18,37 @@ from tests.conftest import wait_for_status
 def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     task_id = alice.submit("import time\ntime.sleep(60)")
     execution = wait_for_status(task_id, {"running"})
-    # Wait until the container exists, then kill the worker without a chance to clean up.
-    for _ in range(100):
-        if docker_api().containers(filters={"label": f"rce.execution={task_id}"}):
+    # Wait until the script runs in its container, then kill the worker without a chance to clean up.
+    for _ in range(200):
+        if Execution.objects.get(id=task_id).container_id and docker_api().containers(
+            filters={"label": f"rce.execution={task_id}", "status": "running"}
+        ):
             break
-        __import__("time").sleep(0.05)
+        time.sleep(0.05)
     worker_process.send_signal(signal.SIGKILL)
     worker_process.wait(10)
     assert docker_api().containers(all=True, filters={"label": LABEL})
 
-    # The next maintenance pass, once the run is past any possible deadline.
+    # The killed worker's heartbeat key lives on for a few seconds; then it is gone.
+    name = Execution.objects.get(id=task_id).worker_name
+    assert reconciler.worker_is_alive(name)
+    jobs.queue().connection.delete(reconciler.ALIVE_KEY.format(name))
     removed = janitor.sweep(docker_api(), max_age=0)
-    later = timezone.now() + timedelta(minutes=10)
-    assert reconciler.fail_orphaned(now=later) == 1
+    # Long before any deadline could have passed: the dead heartbeat is enough.
+    soon = timezone.now() + reconciler.ORPHAN_GRACE + timedelta(seconds=1)
+    assert reconciler.fail_orphaned(now=soon) == 1
 
     assert docker_api().containers(all=True, filters={"label": LABEL}) == []
     assert len(removed) == 1
     execution.refresh_from_db()
     assert execution.status == "error"
     assert execution.finished_at is not None
+
+
+def test_a_live_worker_keeps_a_heartbeat_and_drops_it_when_it_stops(alice, worker_process):
+    task_id = alice.submit("import time\ntime.sleep(1)")
+    name = wait_for_status(task_id, {"running"}).worker_name
+    assert reconciler.worker_is_alive(name)
+    worker_process.terminate()
+    worker_process.wait(30)
+    assert not reconciler.worker_is_alive(name)
