@@ -16,8 +16,10 @@ from datetime import timedelta
 import django_rq
 import redis
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rq import get_current_job
 
 from executions import metrics
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 RESULT_KEY = "rce:execution:{}"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Results a worker could not write because the database was down: execution id -> fields (JSON).
+PARKED_RESULTS_KEY = "rce:parked-results"
+DATABASE_RETRY_DELAYS = (0.5, 1, 2, 4)
+RESULT_HOLD_SECONDS = 3600
 Status = Execution.Status
 
 
@@ -127,8 +133,11 @@ def run_execution(execution_id: str) -> str:
     """The rq job: claim the row, run the script in the sandbox, write the terminal status."""
     close_old_connections()
     name = worker_name()
-    claimed = Execution.objects.filter(id=execution_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now(), worker_name=name
+    claimed = patiently(
+        lambda: Execution.objects.filter(id=execution_id, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=timezone.now(), worker_name=name
+        ),
+        f"execution {execution_id}: claim",
     )
     if not claimed:
         # Already run by another job, cancelled, or deleted: never run a script twice.
@@ -162,7 +171,10 @@ def run_in_sandbox(execution: Execution) -> dict:
             execution.code,
             execution.stdin,
             labels={"rce.execution": execution_id},
-            on_created=lambda cid: Execution.objects.filter(id=execution_id).update(container_id=cid),
+            on_created=lambda cid: patiently(
+                lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
+                f"execution {execution_id}: record container",
+            ),
         )
     except runner.SandboxError as exc:
         log.error("execution %s: sandbox error: %s", execution_id, exc)
@@ -188,29 +200,89 @@ def as_text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-def finish(execution_id: str, fields: dict, attempts: int = 5) -> str:
-    """Write the terminal status; retry through short database outages so the result is not lost."""
+def finish(execution_id: str, fields: dict) -> str:
+    """Write the terminal status, or keep the result through a database outage.
+
+    After a few quick retries the result is parked in Redis, where every worker's maintenance pass
+    writes it once the database is back. With Redis down too, this worker holds the result and
+    keeps trying both for RESULT_HOLD_SECONDS.
+    """
     fields["finished_at"] = timezone.now()
-    for attempt in range(attempts):
+    delays = iter(DATABASE_RETRY_DELAYS)
+    deadline = time.monotonic() + RESULT_HOLD_SECONDS
+    while True:
         try:
-            updated = Execution.objects.filter(id=execution_id, status=Status.RUNNING).update(**fields)
-            break
-        except DatabaseError:
-            if attempt == attempts - 1:
-                raise
-            log.warning("execution %s: database write failed, retrying", execution_id, exc_info=True)
+            return write_result(execution_id, fields)
+        except DatabaseError as exc:
             close_old_connections()
-            time.sleep(2**attempt)
-    if not updated:
+            delay = next(delays, None)
+            if delay is None:
+                if park_result(execution_id, fields):
+                    log.warning("execution %s: database unavailable (%s); result parked in Redis", execution_id, exc)
+                    return fields["status"]
+                if time.monotonic() > deadline:
+                    raise
+                delay = DATABASE_RETRY_DELAYS[-1]
+            log.warning("execution %s: database write failed (%s); retrying in %ss", execution_id, exc, delay)
+            time.sleep(delay)
+
+
+def write_result(execution_id: str, fields: dict) -> str:
+    """The conditional UPDATE from running to terminal: "stale" if the row was no longer running."""
+    if not Execution.objects.filter(id=execution_id, status=Status.RUNNING).update(**fields):
         return "stale"
     cache_result(execution_id)
     return fields["status"]
 
 
+def park_result(execution_id: str, fields: dict) -> bool:
+    try:
+        queue().connection.hset(PARKED_RESULTS_KEY, execution_id, json.dumps(fields, cls=DjangoJSONEncoder))
+    except redis.RedisError:
+        return False
+    return True
+
+
+def is_parked(execution_id) -> bool:
+    return bool(queue().connection.hexists(PARKED_RESULTS_KEY, str(execution_id)))
+
+
+def apply_parked_results() -> int:
+    """Write every result a worker parked during a database outage; the number written."""
+    connection = queue().connection
+    applied = 0
+    for raw_id, raw in connection.hgetall(PARKED_RESULTS_KEY).items():
+        execution_id = raw_id.decode()
+        fields = json.loads(raw)
+        fields["finished_at"] = parse_datetime(fields["finished_at"])
+        outcome = write_result(execution_id, fields)
+        connection.hdel(PARKED_RESULTS_KEY, execution_id)
+        log.info("execution %s: parked result written (%s)", execution_id, outcome)
+        applied += 1
+    return applied
+
+
+def patiently(action, what: str):
+    """Run a database action, retrying through a short outage before giving up."""
+    for delay in (*DATABASE_RETRY_DELAYS, None):
+        try:
+            return action()
+        except DatabaseError as exc:
+            if delay is None:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %ss", what, exc, delay)
+            close_old_connections()
+            time.sleep(delay)
+
+
 def cache_result(execution_id: str) -> None:
     from executions.api.serializers import ExecutionSerializer
 
-    execution = Execution.objects.get(id=execution_id)
+    try:
+        execution = Execution.objects.get(id=execution_id)
+    except DatabaseError:
+        # The result is written; only the cache misses out.
+        return
     payload = {"tenant_id": execution.tenant_id, "data": ExecutionSerializer(execution).data}
     try:
         queue().connection.set(

@@ -4,7 +4,8 @@ A row `queued` whose job is gone from Redis is queued again once, then ends `err
 `running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
 died), or when it has run longer than any run can take (a hung worker): it is queued again once if
 its sandbox never started, and ends `error` otherwise. Every change is a conditional UPDATE, so a
-worker that is in fact alive never loses a result.
+worker that is in fact alive never loses a result. Results that workers parked in Redis while the
+database was down are written first.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def fail_orphaned(now=None) -> int:
     for execution in running.select_related("tenant").iterator():
         if execution.started_at >= hung and worker_is_alive(execution.worker_name):
             continue
+        if jobs.is_parked(execution.id):
+            # Finished during a database outage: its result is on its way.
+            continue
         if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
             # Its sandbox was never created, so the script never ran: it may run once more.
             state = Status.QUEUED
@@ -103,4 +107,9 @@ def fail_orphaned(now=None) -> int:
 
 
 def reconcile() -> dict[str, int]:
-    return {"requeued_or_failed": requeue_lost(), "orphaned": fail_orphaned()}
+    # Parked results first: a row whose result is waiting in Redis has not lost its worker.
+    return {
+        "parked_results_written": jobs.apply_parked_results(),
+        "requeued_or_failed": requeue_lost(),
+        "orphaned": fail_orphaned(),
+    }

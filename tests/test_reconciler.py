@@ -89,3 +89,17 @@ def test_a_late_result_never_overwrites_the_reconcilers_verdict(alice):
     reconciler.fail_orphaned()
     assert jobs.finish(task_id, {"status": "completed", "exit_code": 0}) == "stale"
     assert Execution.objects.get(id=task_id).status == "error"
+
+
+def test_a_parked_result_is_written_by_the_next_pass_and_keeps_its_row_from_being_failed(alice):
+    task_id = alice.submit("print(1)")
+    running(task_id, seconds_ago=3600)
+    # What a worker does when the database refuses its result.
+    assert jobs.park_result(task_id, {"status": "completed", "exit_code": 0, "stdout": "1\n", "finished_at": timezone.now()})
+    assert reconciler.fail_orphaned() == 0
+    assert reconciler.reconcile()["parked_results_written"] == 1
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.stdout, execution.exit_code) == ("completed", "1\n", 0)
+    assert execution.finished_at is not None
+    assert not jobs.is_parked(task_id)
+    assert reconciler.reconcile()["parked_results_written"] == 0
