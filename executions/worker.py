@@ -43,6 +43,7 @@ class SandboxWorker(SimpleWorker):
     def work(self, *args, **kwargs):
         # A heartbeat of our own: rq's worker key outlives a killed SimpleWorker by the whole job
         # timeout, while this one expires ALIVE_TTL seconds after the process dies.
+        warn_without_live_restore()
         stop = threading.Event()
         beat = threading.Thread(target=self.beat, args=(stop,), name="rce-heartbeat", daemon=True)
         beat.start()
@@ -76,3 +77,15 @@ class SandboxWorker(SimpleWorker):
             reconciler.reconcile()
         except Exception:
             log.exception("reconciler pass failed")
+
+
+def warn_without_live_restore() -> None:
+    try:
+        live_restore = docker_api().info().get("LiveRestoreEnabled")
+    except Exception as exc:
+        log.warning("the container engine is unreachable: %s", exc)
+        return
+    if not live_restore:
+        # The engine then stops running containers when it restarts, and a run stopped that way
+        # looks like the script's own failure (exit 143), not the platform fault it is.
+        log.warning("the container engine runs without live-restore: see README, 'Container engine'")

@@ -55,7 +55,8 @@ configure_runsc() {
   [ -e /etc/docker/daemon.json ] && return 0
   say "registering gVisor (runsc) with the Docker engine in /etc/docker/daemon.json"
   $SUDO mkdir -p /etc/docker
-  echo '{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--platform=ptrace"]}}}' \
+  # live-restore: an engine restart leaves running sandboxes alone, and their runs end `error`.
+  echo '{"live-restore": true, "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--platform=ptrace"]}}}' \
     | $SUDO tee /etc/docker/daemon.json >/dev/null
 }
 

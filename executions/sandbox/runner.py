@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import docker
 import docker.errors
+import requests
 from django.conf import settings
 
 from executions.sandbox.images import sandbox_image
@@ -55,6 +56,11 @@ ENVIRONMENT = {
 
 # After the kill, how long to keep draining output before giving up on the stream.
 DRAIN_GRACE_SECONDS = 10.0
+# After the output stream ends, the container stops within milliseconds; one that does not has
+# lost its stream to the engine.
+EXIT_WAIT_SECONDS = 10
+# How long a run waits for a restarting container engine before it gives up on it.
+ENGINE_RECOVERY_SECONDS = 30.0
 READ_CHUNK = 64 * 1024
 STDOUT, STDERR = 1, 2
 
@@ -384,19 +390,55 @@ def kill(api: docker.APIClient, container_id: str) -> None:
 
 
 def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bool]:
+    """The exit code and OOM flag of a container whose output stream has ended.
+
+    The stream also ends when the engine drops it (a restart with live-restore), with the program
+    still running: that run's output is incomplete, so it is a platform fault, never a result.
+    """
+    deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
+    while True:
+        try:
+            waited = api.wait(container_id, timeout=EXIT_WAIT_SECONDS)
+            state = api.inspect_container(container_id)["State"]
+            return waited.get("StatusCode"), bool(state.get("OOMKilled"))
+        except requests.exceptions.ConnectionError as exc:
+            # Over a unix socket, wait's own timeout is a ConnectionError too: ask what happened.
+            failure = exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise SandboxError(f"lost track of the sandbox after it ran: {exc}") from exc
+        running = is_running(api, container_id)
+        if running:
+            raise SandboxError("the container engine dropped the sandbox's output while it ran (engine restart?)")
+        if running is None and time.monotonic() > deadline:
+            raise SandboxError(f"the container engine became unreachable during the run: {failure}")
+        if running is None:
+            log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
+            time.sleep(0.5)
+
+
+def is_running(api: docker.APIClient, container_id: str) -> bool | None:
+    """Whether the container still runs; None if the engine cannot say."""
     try:
-        waited = api.wait(container_id, timeout=30)
-        state = api.inspect_container(container_id)["State"]
-    except (docker.errors.DockerException, OSError) as exc:
-        raise SandboxError(f"lost track of the sandbox after it ran: {exc}") from exc
-    return waited.get("StatusCode"), bool(state.get("OOMKilled"))
+        return bool(api.inspect_container(container_id)["State"]["Running"])
+    except (docker.errors.DockerException, OSError):
+        return None
 
 
 def remove_container(api: docker.APIClient, container_id: str) -> None:
-    try:
-        api.remove_container(container_id, v=True, force=True)
-    except docker.errors.NotFound:
-        pass
-    except Exception:
-        # The janitor removes labelled containers that outlive their run; log and go on.
-        log.exception("could not remove sandbox container %s", container_id)
+    deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
+    while True:
+        try:
+            api.remove_container(container_id, v=True, force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except requests.exceptions.ConnectionError:
+            # A container engine that restarts with live-restore keeps the container running.
+            if time.monotonic() > deadline:
+                log.error("could not remove sandbox container %s: the engine is unreachable", container_id)
+                return
+            time.sleep(0.5)
+        except Exception:
+            # The janitor removes labelled containers that outlive their run; log and go on.
+            log.exception("could not remove sandbox container %s", container_id)
+            return
