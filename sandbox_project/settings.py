@@ -144,6 +144,16 @@ STATIC_ROOT = VAR_DIR / "static"
 
 REDIS_URL = with_redis_timeouts(envstr("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
+
+def instance_name(redis_url: str) -> str:
+    url = urlsplit(redis_url)
+    return f"{url.hostname}:{url.port or 6379}/{url.path.strip('/') or 0}"
+
+
+# Sandbox containers carry this name; the janitor removes only its own instance's, so two
+# platforms (or a platform and its tests) can share one engine. One Redis database, one instance.
+SANDBOX_INSTANCE = envstr("SANDBOX_INSTANCE", instance_name(REDIS_URL))
+
 # --- Sandbox limits -------------------------------------------------------------------------
 SANDBOX_IMAGE = envstr("SANDBOX_IMAGE", "")  # empty: the image built by build_sandbox_images
 SANDBOX_RUNTIME = envstr("SANDBOX_RUNTIME", "")  # empty: the engine's default (runc); or "runsc"

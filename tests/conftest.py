@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 
 from executions import jobs
 from executions.models import Execution, Tenant
-from executions.sandbox.runner import LABEL, docker_api
+from executions.sandbox.runner import docker_api, own_sandboxes
 from executions.worker import SandboxWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +38,7 @@ def redis_conn():
 @pytest.fixture(scope="session", autouse=True)
 def no_container_left_behind():
     yield
-    left = docker_api().containers(all=True, filters={"label": LABEL})
+    left = own_sandboxes(docker_api())
     assert left == [], f"sandbox containers left on the engine: {[c['Id'][:12] for c in left]}"
 
 

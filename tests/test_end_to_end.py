@@ -8,7 +8,7 @@ import pytest
 
 from executions import jobs
 from executions.models import Execution
-from executions.sandbox.runner import LABEL, docker_api
+from executions.sandbox.runner import docker_api, own_sandboxes
 from tests.conftest import run_worker
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -101,7 +101,7 @@ def test_no_container_is_left_after_each_kind_of_run(alice):
     assert set(Execution.objects.values_list("status", flat=True)) == {
         "completed", "timed_out", "oom_killed", "failed"
     }
-    assert docker_api().containers(all=True, filters={"label": LABEL}) == []
+    assert own_sandboxes(docker_api()) == []
 
 
 def test_each_state_change_logs_one_line_with_task_tenant_and_worker(alice, caplog):

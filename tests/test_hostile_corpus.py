@@ -27,7 +27,7 @@ import pytest
 from django.conf import settings
 
 from executions.models import Execution
-from executions.sandbox.runner import LABEL, docker_api
+from executions.sandbox.runner import docker_api, own_sandboxes
 from tests.conftest import run_worker
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -148,7 +148,7 @@ def assert_stored_safely(result: dict) -> None:
 def assert_no_container_left(task_id: str) -> None:
     api = docker_api()
     # Only this run's containers: other workers may share the engine while the corpus runs.
-    left = api.containers(all=True, filters={"label": [LABEL, f"rce.execution={task_id}"]})
+    left = own_sandboxes(api, f"rce.execution={task_id}")
     assert left == [], f"containers left: {[c['Id'][:12] for c in left]}"
     container_id = Execution.objects.get(id=task_id).container_id
     assert container_id

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from executions.sandbox import janitor, runner
-from executions.sandbox.runner import LABEL, Limits, docker_api
+from executions.sandbox.runner import Limits, docker_api, own_sandboxes
 
 pytestmark = pytest.mark.no_database
 
@@ -14,7 +14,7 @@ def test_it_removes_only_containers_older_than_the_maximum_run_time():
     try:
         assert janitor.sweep(api) == []
         assert janitor.sweep(api, max_age=0) == [container_id]
-        assert api.containers(all=True, filters={"label": LABEL}) == []
+        assert own_sandboxes(api) == []
     finally:
         runner.remove_container(api, container_id)
 
@@ -27,3 +27,15 @@ def test_it_leaves_unlabelled_containers_alone():
         assert api.inspect_container(other["Id"])
     finally:
         api.remove_container(other["Id"], force=True)
+
+
+def test_it_leaves_another_instances_sandboxes_alone(settings):
+    api = docker_api()
+    settings.SANDBOX_INSTANCE = "another-platform"
+    theirs = runner.create_container(api, "python", Limits.from_settings(), {"rce.execution": "theirs"})
+    try:
+        settings.SANDBOX_INSTANCE = "this-platform"
+        assert janitor.sweep(api, max_age=0) == []
+        assert api.inspect_container(theirs)["Config"]["Labels"]["rce.instance"] == "another-platform"
+    finally:
+        runner.remove_container(api, theirs)

@@ -21,7 +21,7 @@ def run(code: str, language: str = "python", stdin: str = "", **limits) -> runne
 
 
 def sandbox_containers() -> list:
-    return runner.docker_api().containers(all=True, filters={"label": runner.LABEL})
+    return runner.own_sandboxes(runner.docker_api())
 
 
 def test_it_runs_python_and_captures_both_streams():

@@ -11,7 +11,7 @@ from django.utils import timezone
 from executions import jobs, reconciler
 from executions.models import Execution
 from executions.sandbox import janitor
-from executions.sandbox.runner import LABEL, docker_api
+from executions.sandbox.runner import docker_api, own_sandboxes
 from tests.conftest import wait_for_status
 
 
@@ -27,7 +27,7 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
         time.sleep(0.05)
     worker_process.send_signal(signal.SIGKILL)
     worker_process.wait(10)
-    assert docker_api().containers(all=True, filters={"label": LABEL})
+    assert own_sandboxes(docker_api())
 
     # The killed worker's heartbeat key lives on for a few seconds; then it is gone.
     name = Execution.objects.get(id=task_id).worker_name
@@ -38,7 +38,7 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     soon = timezone.now() + reconciler.ORPHAN_GRACE + timedelta(seconds=1)
     assert reconciler.fail_orphaned(now=soon) == 1
 
-    assert docker_api().containers(all=True, filters={"label": LABEL}) == []
+    assert own_sandboxes(docker_api()) == []
     assert len(removed) == 1
     execution.refresh_from_db()
     assert execution.status == "error"

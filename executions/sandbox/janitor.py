@@ -9,7 +9,7 @@ import docker
 import docker.errors
 from django.conf import settings
 
-from executions.sandbox.runner import LABEL, remove_container
+from executions.sandbox.runner import own_sandboxes, remove_container
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,11 @@ def max_age_seconds() -> float:
 
 
 def sweep(api: docker.APIClient, max_age: float | None = None) -> list[str]:
-    """Remove labelled sandbox containers created more than `max_age` seconds ago; return their ids."""
+    """Remove this instance's sandbox containers created more than `max_age` seconds ago; their ids."""
     max_age = max_age_seconds() if max_age is None else max_age
     cutoff = time.time() - max_age
     removed = []
-    for container in api.containers(all=True, filters={"label": LABEL}):
+    for container in own_sandboxes(api):
         if container["Created"] <= cutoff:
             log.warning("janitor: removing stale sandbox container %s", container["Id"][:12])
             remove_container(api, container["Id"])

@@ -26,6 +26,7 @@ from executions.sandbox.images import sandbox_image
 log = logging.getLogger(__name__)
 
 LABEL = "rce.sandbox"
+INSTANCE_LABEL = "rce.instance"
 CODE_DIR = "/code"
 # An init as PID 1 forwards the kill to every process and reaps orphans. Under runc it is the
 # image's own tini, execute-only for the sandbox user: the kernel marks a process that runs a binary
@@ -114,6 +115,12 @@ def docker_api() -> docker.APIClient:
     if _client is None:
         _client = docker.from_env(timeout=30).api
     return _client
+
+
+def own_sandboxes(api: docker.APIClient, *labels: str) -> list[dict]:
+    """This instance's sandbox containers, running or not, that also carry every label given."""
+    selector = [LABEL, f"{INSTANCE_LABEL}={settings.SANDBOX_INSTANCE}", *labels]
+    return api.containers(all=True, filters={"label": selector})
 
 
 def host_config(api: docker.APIClient, limits: Limits) -> dict:
@@ -287,7 +294,7 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
             environment=ENVIRONMENT,
             network_disabled=True,
             volumes=[CODE_DIR],
-            labels={LABEL: "1", **labels},
+            labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
             host_config=host_config(api, limits),
         )
     except docker.errors.DockerException as exc:
