@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 
-.PHONY: run test test-sqlite test-postgres setup images
+.PHONY: run test test-sqlite test-postgres setup images burst
 
 run:
 	scripts/dev.sh packages services venv
@@ -25,3 +25,8 @@ test-sqlite:
 
 test-postgres:
 	REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_database"
+
+# The burst test at full size on PostgreSQL (`make test` runs it with 500 submissions per backend).
+burst: images
+	BURST_SIZE=$${BURST_SIZE:-10000} REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_POSTGRES_URL) \
+		$(PY) -m pytest tests/test_burst.py -s -p no:cacheprovider
