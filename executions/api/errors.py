@@ -6,7 +6,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, UnreadablePostError
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -42,6 +42,12 @@ class IdempotencyConflict(ApiError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "idempotency_key_reused"
     default_detail = "This Idempotency-Key was used in the last 24 hours for a different request."
+
+
+class RequestTimeout(ApiError):
+    status_code = status.HTTP_408_REQUEST_TIMEOUT
+    default_code = "request_timeout"
+    default_detail = "The request body did not arrive in time; nothing was created."
 
 
 class BadRequest(ApiError):
@@ -91,6 +97,8 @@ def first_message(detail) -> str:
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, UnreadablePostError):
+        exc = RequestTimeout()
     elif isinstance(exc, (OperationalError, InterfaceError)):
         log.error("database unavailable", exc_info=exc)
         exc = DatabaseUnavailable()
@@ -122,7 +130,7 @@ def rejection_reason(exc) -> str | None:
         return "rate_limit"
     if isinstance(exc, (QueueUnavailable, DatabaseUnavailable)):
         return "unavailable"
-    if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError, BadRequest, PayloadTooLarge,
+    if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError, BadRequest, PayloadTooLarge, RequestTimeout,
                         exceptions.UnsupportedMediaType, IdempotencyConflict)):
         return "bad_input"
     return None
