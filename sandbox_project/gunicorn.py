@@ -13,6 +13,9 @@ timeout = 30
 keepalive = 5
 limit_request_line = 8190
 limit_request_fields = 100
+# gunicorn 27's control socket has one default path per user: a second server on the machine (a
+# test's, a benchmark's) would take it over. Nothing here uses it.
+control_socket_disable = True
 
 
 def child_exit(server, worker):
