@@ -50,21 +50,33 @@ class QueueUnavailable(Exception):
     """Redis could not take the job; the execution was not accepted."""
 
 
+_queue = None
+
+
 def queue():
-    # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
-    # Redis failure then, not later in an on_commit hook.
-    return django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
+    """The sandbox queue, one per process: each django_rq.get_queue() opens a new connection pool."""
+    global _queue
+    if _queue is None:
+        # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
+        # Redis failure then, not later in an on_commit hook.
+        _queue = django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
+    return _queue
 
 
 def job_timeout() -> int:
     return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
+def job_id(execution: Execution) -> str:
+    # One job id per attempt: a re-queued execution can never collide with its lost job.
+    return f"execution-{execution.id}-{execution.attempts}"
+
+
 def enqueue(execution: Execution) -> None:
     queue().enqueue_call(
         "executions.jobs.run_execution",
         args=(str(execution.id),),
-        job_id=f"execution-{execution.id}-{execution.attempts}",
+        job_id=job_id(execution),
         timeout=job_timeout(),
         result_ttl=600,
         failure_ttl=86400,

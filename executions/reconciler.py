@@ -11,10 +11,10 @@ database was down are written first.
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.utils import timezone
-from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from executions import jobs
@@ -30,43 +30,62 @@ RUNNING_GRACE = timedelta(seconds=jobs.JOB_TIMEOUT_MARGIN_SECONDS)
 ORPHAN_GRACE = timedelta(seconds=30)
 # Every worker refreshes this key while it lives (executions/worker.py).
 ALIVE_KEY = "rce:worker-alive:{}"
+# Every worker runs the pass; one at a time is enough, and a backlog makes each pass longer.
+LOCK_KEY = "rce:reconciler-lock"
+LOCK_SECONDS = 120
 MAX_ATTEMPTS = 2
+BATCH = 500
 LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
-def job_is_live(execution: Execution) -> bool:
+def live_jobs(executions: list[Execution]) -> set[str]:
+    """The ids of these executions whose current job is still queued or running: one round trip."""
     connection = jobs.queue().connection
-    try:
-        job = Job.fetch(f"execution-{execution.id}-{execution.attempts}", connection=connection)
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) in LIVE_JOB_STATUSES
+    pipeline = connection.pipeline(transaction=False)
+    for execution in executions:
+        pipeline.hget(Job.key_for(jobs.job_id(execution)), "status")
+    live = set()
+    for execution, status in zip(executions, pipeline.execute()):
+        if status is not None and JobStatus(status.decode()) in LIVE_JOB_STATUSES:
+            live.add(str(execution.id))
+    return live
+
+
+def batched(iterable, size: int):
+    iterator = iter(iterable)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def requeue_lost(now=None) -> int:
     now = now or timezone.now()
     fixed = 0
     stale = Execution.objects.filter(status=Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
-    for execution in stale.select_related("tenant").only("id", "attempts", "status", "tenant__name").iterator():
-        if job_is_live(execution):
-            continue
-        if execution.attempts >= MAX_ATTEMPTS:
-            state = Status.ERROR
-            updated = Execution.objects.filter(id=execution.id, status=Status.QUEUED).update(
-                status=state, finished_at=now, error="the execution's job was lost twice; it never ran"
-            )
-        else:
-            state = Status.QUEUED
-            updated = Execution.objects.filter(
-                id=execution.id, status=Status.QUEUED, attempts=execution.attempts
-            ).update(attempts=execution.attempts + 1)
-            if updated:
-                execution.attempts += 1
-                jobs.enqueue(execution)
-        if updated:
-            jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
-            fixed += updated
+    rows = stale.select_related("tenant").only("id", "attempts", "status", "tenant__name").order_by("created_at")
+    # A backlog of thousands of queued rows is normal under a burst: check their jobs in batches.
+    for batch in batched(rows.iterator(chunk_size=BATCH), BATCH):
+        live = live_jobs(batch)
+        fixed += sum(requeue_or_fail(execution, now) for execution in batch if str(execution.id) not in live)
     return fixed
+
+
+def requeue_or_fail(execution: Execution, now) -> int:
+    if execution.attempts >= MAX_ATTEMPTS:
+        state = Status.ERROR
+        updated = Execution.objects.filter(id=execution.id, status=Status.QUEUED).update(
+            status=state, finished_at=now, error="the execution's job was lost twice; it never ran"
+        )
+    else:
+        state = Status.QUEUED
+        updated = Execution.objects.filter(
+            id=execution.id, status=Status.QUEUED, attempts=execution.attempts
+        ).update(attempts=execution.attempts + 1)
+        if updated:
+            execution.attempts += 1
+            jobs.enqueue(execution)
+    if updated:
+        jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
+    return updated
 
 
 def worker_is_alive(name: str) -> bool:
@@ -106,10 +125,17 @@ def fail_orphaned(now=None) -> int:
     return fixed
 
 
-def reconcile() -> dict[str, int]:
-    # Parked results first: a row whose result is waiting in Redis has not lost its worker.
-    return {
-        "parked_results_written": jobs.apply_parked_results(),
-        "requeued_or_failed": requeue_lost(),
-        "orphaned": fail_orphaned(),
-    }
+def reconcile(owner: str = "") -> dict[str, int] | None:
+    """One pass over everything, by one process at a time; None if another one holds the pass."""
+    connection = jobs.queue().connection
+    if not connection.set(LOCK_KEY, owner or "reconciler", nx=True, ex=LOCK_SECONDS):
+        return None
+    try:
+        # Parked results first: a row whose result is waiting in Redis has not lost its worker.
+        return {
+            "parked_results_written": jobs.apply_parked_results(),
+            "requeued_or_failed": requeue_lost(),
+            "orphaned": fail_orphaned(),
+        }
+    finally:
+        connection.delete(LOCK_KEY)

@@ -74,7 +74,7 @@ class SandboxWorker(SimpleWorker):
         except Exception:
             log.exception("janitor pass failed")
         try:
-            reconciler.reconcile()
+            reconciler.reconcile(self.name)
         except Exception:
             log.exception("reconciler pass failed")
 

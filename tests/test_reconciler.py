@@ -103,3 +103,27 @@ def test_a_parked_result_is_written_by_the_next_pass_and_keeps_its_row_from_bein
     assert execution.finished_at is not None
     assert not jobs.is_parked(task_id)
     assert reconciler.reconcile()["parked_results_written"] == 0
+
+
+def test_one_pass_at_a_time(alice, redis_conn):
+    redis_conn.set(reconciler.LOCK_KEY, "another-worker")
+    assert reconciler.reconcile() is None
+    redis_conn.delete(reconciler.LOCK_KEY)
+    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0}
+    assert not redis_conn.exists(reconciler.LOCK_KEY)
+
+
+def test_it_checks_a_large_backlog_in_batches_and_requeues_only_the_lost(alice, redis_conn):
+    old = timezone.now() - timedelta(minutes=10)
+    rows = Execution.objects.bulk_create(
+        Execution(tenant=alice.tenant, language="python", code=f"print({i})") for i in range(1200)
+    )
+    Execution.objects.update(created_at=old)
+    kept = rows[::2]
+    for execution in kept:
+        jobs.enqueue(execution)
+    assert reconciler.requeue_lost() == 600
+    attempts = dict(Execution.objects.values_list("id", "attempts"))
+    assert {attempts[execution.id] for execution in kept} == {1}
+    assert {attempts[execution.id] for execution in rows[1::2]} == {2}
+    assert jobs.queue().count == 1200

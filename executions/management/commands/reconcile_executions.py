@@ -11,6 +11,9 @@ class Command(BaseCommand):
     help = "Re-queue executions whose job was lost, fail those whose worker died, remove stale containers."
 
     def handle(self, *args, **options):
-        counts = reconciler.reconcile()
+        counts = reconciler.reconcile("reconcile_executions")
+        if counts is None:
+            self.stderr.write("another process is reconciling right now; run again later")
+            counts = {}
         counts["containers_removed"] = len(janitor.sweep(docker_api()))
         self.stdout.write(" ".join(f"{name}={value}" for name, value in counts.items()))
