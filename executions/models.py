@@ -155,12 +155,18 @@ class Membership(models.Model):
 
     @classmethod
     def current(cls, user, chosen_tenant_id=None) -> Membership | None:
-        """The membership a signed-in user acts through: the chosen one, else the first by tenant name."""
+        """The membership a signed-in user acts through: the chosen one, else the first by tenant name.
+
+        A disabled tenant is only ever the answer when the user has no other, so that they are
+        told it is disabled instead of being stuck with it.
+        """
         if not user.is_authenticated or not user.is_active:
             return None
-        memberships = cls.objects.filter(user=user).select_related("tenant").order_by("tenant__name")
+        memberships = (
+            cls.objects.filter(user=user).select_related("tenant").order_by("-tenant__is_active", "tenant__name")
+        )
         if chosen_tenant_id is not None:
-            chosen = memberships.filter(tenant_id=chosen_tenant_id).first()
+            chosen = memberships.filter(tenant_id=chosen_tenant_id, tenant__is_active=True).first()
             if chosen is not None:
                 return chosen
         return memberships.first()

@@ -12,6 +12,8 @@ from functools import wraps
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
+from django.db.models.functions import Left
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
@@ -20,6 +22,7 @@ from executions.api.serializers import ExecutionSerializer
 from executions.models import Execution, Membership
 
 HISTORY_LENGTH = 20
+SNIPPET_LENGTH = 100
 
 # Scripts and styles only from our own static files: even if program output ever reached the DOM
 # as markup, the browser would not run it.
@@ -47,6 +50,16 @@ def current_membership(request: HttpRequest) -> Membership | None:
     return Membership.current(request.user, request.session.get(Membership.SESSION_KEY))
 
 
+def history(tenant) -> QuerySet[Execution]:
+    # Only what the list shows: code, stdin and output can be 64 KiB each, twenty times over.
+    return (
+        Execution.objects.filter(tenant=tenant)
+        .only("id", "language", "status", "created_at")
+        .annotate(snippet=Left("code", SNIPPET_LENGTH))
+        .order_by("-created_at", "-id")[:HISTORY_LENGTH]
+    )
+
+
 @with_csp
 @require_safe
 @login_required
@@ -60,7 +73,7 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
     context = {
         "tenant": tenant,
         "memberships": Membership.objects.filter(user=request.user).select_related("tenant").order_by("tenant__name"),
-        "history": Execution.objects.filter(tenant=tenant).order_by("-created_at", "-id")[:HISTORY_LENGTH],
+        "history": history(tenant),
         "execution": execution,
         "execution_data": ExecutionSerializer(execution).data if execution else None,
         "draft": execution or Execution(language=Execution.Language.PYTHON),

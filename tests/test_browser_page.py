@@ -142,3 +142,12 @@ def test_the_page_takes_no_posts(alice_member):
     token = alice_member.csrf_token()
     assert alice_member.client.post("/", {"code": "print(1)", "csrfmiddlewaretoken": token}).status_code == 405
     assert Execution.objects.count() == 0
+
+
+def test_a_disabled_tenant_gives_way_to_an_active_one(alice_member, alice, bob):
+    Membership.objects.create(user=alice_member.user, tenant=bob.tenant)
+    token = alice_member.csrf_token()
+    alice_member.client.post("/tenant", {"tenant_id": alice.tenant.id, "csrfmiddlewaretoken": token})
+    alice.tenant.is_active = False
+    alice.tenant.save()
+    assert alice_member.client.get("/").context["tenant"] == bob.tenant

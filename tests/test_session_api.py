@@ -75,3 +75,11 @@ def test_a_signed_out_browser_still_needs_an_api_key(alice_member):
     response = alice_member.client.get("/api/v1/executions")
     assert_error(response, 401, "missing_api_key")
     assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_following_a_result_through_the_session_is_cheap(alice_member, alice, django_assert_num_queries):
+    task_id = alice.submit("print(1)")
+    # The session, its user, the membership and the execution.
+    with django_assert_num_queries(4):
+        response = alice_member.client.get(f"/api/v1/executions/{task_id}")
+    assert response.status_code == 200
