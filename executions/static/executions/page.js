@@ -129,9 +129,10 @@
     }
   }
 
-  // Ask again until the status is terminal: quickly at first, then at most every 2 s.
+  // Ask again until the status is terminal: every 250 ms for the first 2 s, where most runs end,
+  // then less and less often, down to every 2 s.
   function follow(taskId, attempt) {
-    const delay = Math.min(250 * (attempt + 1), 2000);
+    const delay = attempt < 8 ? 250 : Math.min(500 * (attempt - 6), 2000);
     window.setTimeout(async () => {
       let response;
       try {
