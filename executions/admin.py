@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from executions.models import ApiKey, Execution, Tenant
+from executions.models import ApiKey, Execution, Membership, Tenant
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -35,3 +35,13 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# Kept apart from TenantAdmin on purpose: a membership is managed from either side (user or tenant).
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant", "created_at"]
+    list_filter = ["tenant"]
+    list_select_related = ["user", "tenant"]
+    search_fields = ["user__username", "tenant__name"]
+    fields = ["user", "tenant"]

@@ -5,6 +5,7 @@ import hmac
 import secrets
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -134,3 +135,38 @@ class Execution(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+
+class Membership(models.Model):
+    """A Django user who may act for a tenant on the browser page (and its API calls)."""
+
+    # The tenant a user with several memberships picked, kept in their session.
+    SESSION_KEY = "tenant_id"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_user_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant}"
+
+    @classmethod
+    def current(cls, user, chosen_tenant_id=None) -> Membership | None:
+        """The membership a signed-in user acts through: the chosen one, else the first by tenant name.
+
+        A disabled tenant is only ever the answer when the user has no other, so that they are
+        told it is disabled instead of being stuck with it.
+        """
+        if not user.is_authenticated or not user.is_active:
+            return None
+        memberships = (
+            cls.objects.filter(user=user).select_related("tenant").order_by("-tenant__is_active", "tenant__name")
+        )
+        if chosen_tenant_id is not None:
+            chosen = memberships.filter(tenant_id=chosen_tenant_id, tenant__is_active=True).first()
+            if chosen is not None:
+                return chosen
+        return memberships.first()

@@ -139,6 +139,20 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+# For the browser page's users (add_member, createsuperuser): Django's usual checks.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
@@ -202,7 +216,11 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["executions.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "executions.api.auth.ApiKeyAuthentication",
+        # The browser page's calls: a signed-in member, with a CSRF token.
+        "executions.api.auth.SessionTenantAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["executions.api.auth.IsTenant"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONParser"],

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from executions import metrics, views
+from executions import metrics, pages, views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -9,6 +9,12 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # The browser page.
+    path("", pages.page, name="home"),
+    path("executions/<uuid:execution_id>", pages.page, name="execution-page"),
+    path("tenant", pages.choose_tenant, name="choose-tenant"),
+    path("login/", pages.login, name="login"),
+    path("logout/", pages.logout, name="logout"),
 ]
 
 handler400 = "executions.api.errors.handler400"

@@ -146,3 +146,48 @@ def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Ex
         time.sleep(0.05)
     raise AssertionError(f"execution {task_id} still {execution.status} after {timeout}s")
 
+
+
+# --- People on the browser page ---------------------------------------------------------------
+
+PASSWORD = "a long test passphrase"
+
+
+class Member:
+    """Someone who signs in to the browser page: a Django user, in `tenant` unless it is None."""
+
+    def __init__(self, username: str, tenant: Tenant | None):
+        from django.contrib.auth.models import User
+        from django.test import Client
+
+        from executions.models import Membership
+
+        self.username = username
+        self.user = User.objects.create_user(username=username, password=PASSWORD)
+        if tenant is not None:
+            Membership.objects.create(user=self.user, tenant=tenant)
+        # Like a browser: CSRF is checked, so a POST needs the token a page handed out.
+        self.client = Client(enforce_csrf_checks=True)
+        self.client.force_login(self.user)
+
+    def csrf_token(self) -> str:
+        self.client.get("/")
+        return self.client.cookies["csrftoken"].value
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    # Django's real hasher is slow on purpose; these tests are not about hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def alice_member(alice, fast_passwords):
+    """The person behind tenant alice, signed in."""
+    return Member("alice", alice.tenant)
+
+
+@pytest.fixture
+def outsider(db, fast_passwords):
+    """A signed-in user who belongs to no tenant."""
+    return Member("carol", None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from executions.models import ApiKey
+from executions.models import ApiKey, Membership
 
 # last_used_at is a hint for operators, so it is written at most this often, not per request.
 LAST_USED_RESOLUTION_SECONDS = 60
@@ -47,8 +47,44 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+class NoTenant(exceptions.PermissionDenied):
+    default_detail = "Your account is not a member of any tenant."
+    default_code = "no_tenant"
+
+
+class CsrfFailed(exceptions.PermissionDenied):
+    default_detail = "CSRF check failed: reload the page and try again."
+    default_code = "csrf_failed"
+
+
+class SessionTenantAuthentication(authentication.SessionAuthentication):
+    """A user signed in to the browser page acts for their tenant; CSRF is enforced as for any form.
+
+    It only looks at requests that carry no API key (ApiKeyAuthentication comes first), so API
+    clients behave exactly as before.
+    """
+
+    def authenticate(self, request):
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_authenticated or not user.is_active:
+            return None
+        self.enforce_csrf(request)
+        membership = Membership.current(user, request._request.session.get(Membership.SESSION_KEY))
+        if membership is None:
+            raise NoTenant()
+        if not membership.tenant.is_active:
+            raise TenantDisabled()
+        return membership.tenant, membership
+
+    def enforce_csrf(self, request) -> None:
+        try:
+            super().enforce_csrf(request)
+        except exceptions.PermissionDenied as exc:
+            raise CsrfFailed(f"{exc.detail} Reload the page and try again.") from None
+
+
 class IsTenant(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
-        if not isinstance(request.auth, ApiKey):
+        if not isinstance(request.auth, (ApiKey, Membership)):
             raise exceptions.NotAuthenticated("An API key is required.", code="missing_api_key")
         return True

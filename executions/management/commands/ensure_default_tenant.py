@@ -33,4 +33,5 @@ class Command(BaseCommand):
             f"    curl -s -X POST -H \"Authorization: Bearer $KEY\" --data-binary \"print('hi')\" "
             f"http://localhost:{port}/api/v1/execute\n"
             f"    curl -s -H \"Authorization: Bearer $KEY\" http://localhost:{port}/api/v1/executions/<task_id>\n"
+            f"\nOr in a browser, at http://localhost:{port}/, after `python manage.py add_member default USERNAME`.\n"
         )

@@ -1,0 +1,174 @@
+// The browser page: Tab indents in the editor, Run submits through the REST API with the session's
+// CSRF token, and the result follows the execution until its status is terminal.
+// Program output is untrusted: it only ever reaches the page through textContent.
+"use strict";
+
+(function () {
+  const INDENT = "    ";
+  const form = document.getElementById("run-form");
+  if (!form) {
+    return;
+  }
+  const code = document.getElementById("code");
+  const runButton = document.getElementById("run");
+  const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const terminal = new Set(JSON.parse(document.getElementById("terminal-statuses").textContent));
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  function setText(id, text) {
+    byId(id).textContent = text;
+  }
+
+  function showMessage(id, text) {
+    const node = byId(id);
+    node.textContent = text || "";
+    node.hidden = !text;
+  }
+
+  // Django's labels for the status values: "timed_out" reads "Timed Out".
+  function statusLabel(status) {
+    return status.split("_").map((word) => word.charAt(0).toUpperCase() + word.slice(1)).join(" ");
+  }
+
+  // --- The editor ------------------------------------------------------------------------------
+
+  // Indent (or with outdent, dedent) the selected lines; with no multi-line selection, Tab just
+  // inserts an indent at the cursor.
+  function indent(area, outdent) {
+    const value = area.value;
+    const start = area.selectionStart;
+    let end = area.selectionEnd;
+    if (!outdent && !value.slice(start, end).includes("\n")) {
+      area.setRangeText(INDENT, start, end, "end");
+      return;
+    }
+    const lineStart = start === 0 ? 0 : value.lastIndexOf("\n", start - 1) + 1;
+    // A selection that ends just after a newline does not take in the next line.
+    if (end > lineStart && value[end - 1] === "\n") {
+      end -= 1;
+    }
+    const block = value.slice(lineStart, end);
+    const changed = outdent ? block.replace(/^( {1,4}|\t)/gm, "") : block.replace(/^/gm, INDENT);
+    area.setRangeText(changed, lineStart, end, "select");
+  }
+
+  // Escape, then Tab, moves the focus on as usual, so that keyboard users are never trapped here.
+  let tabReleased = false;
+  code.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      tabReleased = true;
+      return;
+    }
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      form.requestSubmit();
+      return;
+    }
+    const released = tabReleased;
+    tabReleased = false;
+    if (event.key !== "Tab" || event.ctrlKey || event.altKey || event.metaKey || released) {
+      return;
+    }
+    event.preventDefault();
+    indent(code, event.shiftKey);
+  });
+
+  // --- Submitting ------------------------------------------------------------------------------
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showMessage("form-error", "");
+    runButton.disabled = true;
+    try {
+      const response = await fetch("/api/v1/executions", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
+        body: JSON.stringify({
+          language: byId("language").value,
+          code: code.value,
+          stdin: byId("stdin").value,
+        }),
+      });
+      const body = await response.json().catch(() => null);
+      if (response.status === 202 && body) {
+        // The execution's own page shows it, follows it, and lists it in the history.
+        window.location.assign("/executions/" + encodeURIComponent(body.task_id));
+        return;
+      }
+      showMessage("form-error", body && body.error ? body.error.message : `The server answered ${response.status}.`);
+    } catch (error) {
+      showMessage("form-error", "The server could not be reached. Try again.");
+    }
+    runButton.disabled = false;
+  });
+
+  // --- The result ------------------------------------------------------------------------------
+
+  function render(data) {
+    byId("result").hidden = false;
+    const status = byId("status");
+    status.textContent = statusLabel(data.status);
+    status.dataset.status = data.status;
+    setText("exit-code", data.exit_code === null ? "–" : String(data.exit_code));
+    setText("duration", data.duration_ms === null ? "–" : (data.duration_ms / 1000).toFixed(2) + " s");
+    setText("task-id", data.task_id);
+    setText("stdout", data.stdout);
+    setText("stderr", data.stderr);
+    byId("stdout-truncated").hidden = !data.stdout_truncated;
+    byId("stderr-truncated").hidden = !data.stderr_truncated;
+    showMessage("platform-error", data.error);
+    for (const cell of document.querySelectorAll("#history .status")) {
+      if (cell.dataset.taskId === data.task_id) {
+        cell.textContent = statusLabel(data.status);
+        cell.dataset.status = data.status;
+      }
+    }
+  }
+
+  // Ask again until the status is terminal: every 250 ms for the first 2 s, where most runs end,
+  // then less and less often, down to every 2 s.
+  function follow(taskId, attempt) {
+    const delay = attempt < 8 ? 250 : Math.min(500 * (attempt - 6), 2000);
+    window.setTimeout(async () => {
+      let response;
+      try {
+        response = await fetch("/api/v1/executions/" + encodeURIComponent(taskId), {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+      } catch (error) {
+        follow(taskId, attempt + 1);
+        return;
+      }
+      const body = await response.json().catch(() => null);
+      if (response.ok && body) {
+        render(body);
+        if (!terminal.has(body.status)) {
+          follow(taskId, attempt + 1);
+        }
+      } else if (response.status >= 500 || response.status === 429) {
+        follow(taskId, attempt + 1);
+      } else {
+        showMessage("platform-error", body && body.error ? body.error.message : `The server answered ${response.status}.`);
+      }
+    }, delay);
+  }
+
+  const initial = JSON.parse(byId("execution-data").textContent);
+  if (initial) {
+    render(initial);
+    if (!terminal.has(initial.status)) {
+      follow(initial.task_id, 0);
+    }
+  }
+
+  // Switching tenants needs no extra click when scripts run.
+  const tenantChoice = byId("tenant-choice");
+  if (tenantChoice) {
+    tenantChoice.addEventListener("change", () => tenantChoice.form.requestSubmit());
+  }
+})();

@@ -1,0 +1,153 @@
+"""The browser page as rendered by Django: sign-in, tenant scoping, CSRF and escaping."""
+
+from __future__ import annotations
+
+import re
+
+from django.test import Client
+
+from executions.models import Execution, Membership
+from tests.conftest import PASSWORD, Member
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def make_execution(tenant, **fields) -> Execution:
+    return Execution.objects.create(tenant=tenant, language="python", code="print(1)", **fields)
+
+
+def test_it_sends_an_anonymous_visitor_to_sign_in(db):
+    response = Client().get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/"
+
+
+def test_a_member_signs_in_and_sees_their_tenant(alice_member):
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/login/")
+    response = browser.post(
+        "/login/",
+        {"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": browser.cookies["csrftoken"].value},
+    )
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = browser.get("/")
+    assert page.status_code == 200
+    assert b'id="tenant-name">alice<' in page.content
+    assert "script-src 'self'" in page["Content-Security-Policy"]
+
+
+def test_it_refuses_a_sign_in_without_a_csrf_token(alice_member):
+    browser = Client(enforce_csrf_checks=True)
+    response = browser.post("/login/", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+    assert "_auth_user_id" not in browser.session
+
+
+def test_it_refuses_a_wrong_password(alice_member):
+    response = Client().post("/login/", {"username": "alice", "password": "not it"})
+    assert response.status_code == 200
+    assert b"Wrong username or password" in response.content
+
+
+def test_it_tells_a_user_without_a_membership(outsider):
+    response = outsider.client.get("/")
+    assert response.status_code == 403
+    assert b"Your account belongs to no tenant" in response.content
+    assert b"add_member TENANT carol" in response.content
+
+
+def test_it_tells_a_member_of_a_disabled_tenant(alice_member, alice):
+    alice.tenant.is_active = False
+    alice.tenant.save()
+    response = alice_member.client.get("/")
+    assert response.status_code == 403
+    assert b"Tenant alice is disabled" in response.content
+
+
+def test_the_history_lists_only_the_tenants_executions(alice_member, alice, bob):
+    mine = make_execution(alice.tenant)
+    theirs = make_execution(bob.tenant)
+    page = alice_member.client.get("/").content.decode()
+    assert f'href="/executions/{mine.id}"' in page
+    assert str(theirs.id) not in page
+
+
+def test_it_shows_one_of_the_tenants_executions_but_not_anothers(alice_member, alice, bob):
+    mine = make_execution(alice.tenant, status="completed", stdout="hi\n", exit_code=0)
+    theirs = make_execution(bob.tenant)
+    page = alice_member.client.get(f"/executions/{mine.id}")
+    assert page.status_code == 200
+    assert page.context["execution_data"]["stdout"] == "hi\n"
+    assert alice_member.client.get(f"/executions/{theirs.id}").status_code == 404
+
+
+def test_it_escapes_code_stdin_and_output(alice_member, alice):
+    execution = Execution.objects.create(
+        tenant=alice.tenant,
+        language="python",
+        code=f"</textarea>{HOSTILE}",
+        stdin=f"</textarea>{HOSTILE}",
+        status="completed",
+        stdout=HOSTILE,
+        stderr=f"</script>{HOSTILE}",
+        exit_code=0,
+    )
+    page = alice_member.client.get(f"/executions/{execution.id}").content.decode()
+    assert "<script>alert" not in page and "</textarea><" not in page
+    assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # The result reaches the script as JSON in which no markup can close the element early.
+    assert "\\u003Cscript\\u003Ealert(1)\\u003C/script\\u003E" in page
+    # The only script elements are our own static file and the two JSON blocks.
+    scripts = re.findall(r"<script[^>]*>", page)
+    assert scripts == [
+        '<script id="execution-data" type="application/json">',
+        '<script id="terminal-statuses" type="application/json">',
+        '<script src="/static/executions/page.js">',
+    ]
+
+
+def test_a_user_in_two_tenants_chooses_which_one_to_act_for(alice_member, alice, bob):
+    Membership.objects.create(user=alice_member.user, tenant=bob.tenant)
+    theirs = make_execution(bob.tenant)
+    client = alice_member.client
+    # By default the first tenant by name.
+    assert client.get("/").context["tenant"] == alice.tenant
+    token = alice_member.csrf_token()
+    assert client.post("/tenant", {"tenant_id": bob.tenant.id}).status_code == 403
+    response = client.post("/tenant", {"tenant_id": bob.tenant.id, "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert client.get("/").context["tenant"] == bob.tenant
+    assert client.get(f"/executions/{theirs.id}").status_code == 200
+    # The API calls of the page act for the same tenant.
+    assert client.get(f"/api/v1/executions/{theirs.id}").status_code == 200
+
+
+def test_a_user_cannot_choose_a_tenant_they_are_not_in(alice_member, alice, bob):
+    token = alice_member.csrf_token()
+    alice_member.client.post("/tenant", {"tenant_id": bob.tenant.id, "csrfmiddlewaretoken": token})
+    assert alice_member.client.get("/").context["tenant"] == alice.tenant
+
+
+def test_signing_out_needs_a_post_with_a_csrf_token(alice_member):
+    client = alice_member.client
+    token = alice_member.csrf_token()
+    assert client.post("/logout/").status_code == 403
+    assert client.get("/").status_code == 200
+    response = client.post("/logout/", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 302 and response["Location"] == "/login/"
+    assert client.get("/").status_code == 302
+
+
+def test_the_page_takes_no_posts(alice_member):
+    token = alice_member.csrf_token()
+    assert alice_member.client.post("/", {"code": "print(1)", "csrfmiddlewaretoken": token}).status_code == 405
+    assert Execution.objects.count() == 0
+
+
+def test_a_disabled_tenant_gives_way_to_an_active_one(alice_member, alice, bob):
+    Membership.objects.create(user=alice_member.user, tenant=bob.tenant)
+    token = alice_member.csrf_token()
+    alice_member.client.post("/tenant", {"tenant_id": alice.tenant.id, "csrfmiddlewaretoken": token})
+    alice.tenant.is_active = False
+    alice.tenant.save()
+    assert alice_member.client.get("/").context["tenant"] == bob.tenant
