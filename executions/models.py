@@ -48,6 +48,10 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{API_KEY_PREFIX}{self.prefix}_…"
 
+    def revoke(self) -> bool:
+        """Revoke the key for good; True if it was live. A conditional UPDATE keeps the first time."""
+        return bool(ApiKey.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=timezone.now()))
+
     @classmethod
     def find(cls, plain: str) -> ApiKey | None:
         """Return the live key matching `plain`, or None. Revoked keys are never returned."""
