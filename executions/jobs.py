@@ -105,7 +105,7 @@ def submit(
 
 def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Execution | None:
     """The execution an earlier request with this key created, if it is still within the window."""
-    previous = Execution.objects.filter(tenant=tenant, idempotency_key=key).first()
+    previous = Execution.objects.owned_by(tenant).filter(idempotency_key=key).first()
     if previous is None:
         return None
     if previous.created_at < timezone.now() - IDEMPOTENCY_WINDOW:

@@ -68,6 +68,19 @@ class ApiKey(models.Model):
         return None
 
 
+class TenantOwnedQuerySet(models.QuerySet):
+    def owned_by(self, tenant: Tenant) -> TenantOwnedQuerySet:
+        """The one way an API request reaches tenant-owned rows: only the caller's tenant's.
+
+        Another tenant's row is then indistinguishable from one that does not exist (a 404 either
+        way, with the same queries).
+        """
+        if not isinstance(tenant, Tenant) or tenant.pk is None:
+            # Fail closed: a missing or unsaved tenant must never mean "no filter".
+            raise ValueError("owned_by() needs a saved Tenant")
+        return self.filter(tenant=tenant)
+
+
 class Execution(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -116,6 +129,8 @@ class Execution(models.Model):
     attempts = models.PositiveSmallIntegerField(default=1)
     # The client's Idempotency-Key header: a retry with the same key gets this execution back.
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+
+    objects = TenantOwnedQuerySet.as_manager()
 
     class Meta:
         indexes = [

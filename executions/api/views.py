@@ -32,7 +32,7 @@ class TenantScopedMixin:
     request: Request
 
     def tenant_executions(self) -> QuerySet[Execution]:
-        return Execution.objects.filter(tenant=self.request.user)
+        return Execution.objects.owned_by(self.request.user)
 
 
 def accepted(execution: Execution, created: bool) -> Response:
