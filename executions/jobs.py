@@ -18,7 +18,7 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
-from rq import get_current_job
+from rq import RateLimit, get_current_job
 
 from executions import metrics
 from executions.models import Execution, Tenant
@@ -54,7 +54,19 @@ def job_timeout() -> int:
     return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
+def slot_key(tenant_id: int) -> str:
+    """The rq rate limit key shared by one tenant's jobs."""
+    return f"tenant-{tenant_id}"
+
+
 def enqueue(execution: Execution) -> None:
+    """Queue the execution's job, at most max_running of its tenant's in the queue or running.
+
+    Fair scheduling is rq's concurrency rate limit keyed by tenant: the rest of a tenant's backlog
+    waits in rq's per-key set and enters the shared queue, oldest first, as its earlier jobs end.
+    So another tenant's new job is never behind more than max_running of this tenant's in the
+    queue, whatever the backlog, and starts as soon as a worker is free.
+    """
     queue().enqueue_call(
         "executions.jobs.run_execution",
         args=(str(execution.id),),
@@ -62,6 +74,7 @@ def enqueue(execution: Execution) -> None:
         timeout=job_timeout(),
         result_ttl=600,
         failure_ttl=86400,
+        rate_limit=RateLimit(slot_key(execution.tenant_id), execution.tenant.limits().max_running),
     )
 
 

@@ -30,7 +30,14 @@ ORPHAN_GRACE = timedelta(seconds=30)
 # Every worker refreshes this key while it lives (executions/worker.py).
 ALIVE_KEY = "rce:worker-alive:{}"
 MAX_ATTEMPTS = 2
-LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+# RATE_LIMITED: waiting behind its own tenant's earlier jobs (jobs.enqueue), which is not lost.
+LIVE_JOB_STATUSES = {
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.DEFERRED,
+    JobStatus.SCHEDULED,
+    JobStatus.RATE_LIMITED,
+}
 
 
 def job_is_live(execution: Execution) -> bool:
@@ -46,7 +53,7 @@ def requeue_lost(now=None) -> int:
     now = now or timezone.now()
     fixed = 0
     stale = Execution.objects.filter(status=Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
-    for execution in stale.select_related("tenant").only("id", "attempts", "status", "tenant__name").iterator():
+    for execution in stale.select_related("tenant").only("id", "attempts", "status", "tenant").iterator():
         if job_is_live(execution):
             continue
         if execution.attempts >= MAX_ATTEMPTS:

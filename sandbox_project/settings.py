@@ -166,6 +166,19 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
     1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES)
 )
 
+# --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
+TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
+TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
+# At or below the number of workers, so that one tenant's backlog never holds every worker's queue.
+TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 3)
+TENANT_ALLOWED_LANGUAGES = [
+    name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", "python,bash").split(",") if name.strip()
+]
+TENANT_RETENTION_DAYS = envint("TENANT_RETENTION_DAYS", 30)
+# Back-pressure: beyond this many waiting executions, every submission gets 503 with Retry-After.
+QUEUE_MAX_DEPTH = envint("QUEUE_MAX_DEPTH", 10000)
+QUEUE_FULL_RETRY_AFTER_SECONDS = envint("QUEUE_FULL_RETRY_AFTER_SECONDS", 30)
+
 # --- Queue ----------------------------------------------------------------------------------
 SANDBOX_QUEUE = "sandbox"
 RQ_QUEUES = {
