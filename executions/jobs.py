@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 from rq import RateLimit, get_current_job
+from rq.rate_limit import RateLimitRegistry
 
 from executions import metrics
 from executions.models import Execution, Tenant
@@ -78,6 +79,60 @@ def enqueue(execution: Execution) -> None:
     )
 
 
+class QueueQuotaExceeded(Exception):
+    """The tenant has max_queued executions queued or running; the execution was not accepted."""
+
+    def __init__(self, limit: int):
+        super().__init__(limit)
+        self.limit = limit
+
+
+class Overloaded(Exception):
+    """More than QUEUE_MAX_DEPTH executions wait, all tenants together: back-pressure."""
+
+
+# One round trip for both counts. KEYS: the tenant's slots (allowed) and its waiting backlog
+# (rate_limited) in rq's rate limiter, the shared queue, rq's set of rate limit keys.
+# ARGV: the prefix of rq's rate limit keys. Waiting jobs are in the queue or a backlog, never both.
+QUEUE_COUNTS = """
+local mine = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+local waiting = redis.call('LLEN', KEYS[3])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    waiting = waiting + redis.call('ZCARD', ARGV[1] .. key .. ':rate_limited')
+end
+return {mine, waiting}
+"""
+
+
+def queue_counts(tenant_id: int) -> tuple[int, int]:
+    """(the tenant's executions queued or running, every execution waiting for a worker)."""
+    shared = queue()
+    registry = RateLimitRegistry(slot_key(tenant_id), connection=shared.connection)
+    script = shared.connection.register_script(QUEUE_COUNTS)
+    prefix = registry.config_key[: -len(registry.key)]
+    keys = [registry.allowed_key, registry.rate_limited_key, shared.key, RateLimitRegistry.rl_keys_key]
+    mine, waiting = script(keys=keys, args=[prefix])
+    return int(mine), int(waiting)
+
+
+def queue_depth() -> int:
+    """Executions waiting for a worker: in the shared queue, or behind their tenant's max_running."""
+    return queue_counts(0)[1]
+
+
+def admit(tenant: Tenant) -> None:
+    """Refuse a new execution over the global queue ceiling or the tenant's max_queued."""
+    try:
+        mine, waiting = queue_counts(tenant.id)
+    except redis.RedisError as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    if waiting >= settings.QUEUE_MAX_DEPTH:
+        raise Overloaded()
+    limit = tenant.limits().max_queued
+    if mine >= limit:
+        raise QueueQuotaExceeded(limit)
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used, within its window, for a different request."""
 
@@ -87,13 +142,15 @@ def submit(
 ) -> tuple[Execution, bool]:
     """Create the row, then queue its job, and return it with whether it is new.
 
-    If Redis refuses, the row is removed: nothing half-done. A request that repeats an
+    Over a queue quota nothing is created (admit). If Redis refuses, the row is removed: nothing
+    half-done. A request that repeats an
     Idempotency-Key within IDEMPOTENCY_WINDOW gets the original execution back, and nothing new.
     """
     if idempotency_key:
         previous = replay(tenant, idempotency_key, language, code, stdin)
         if previous:
             return previous, False
+    admit(tenant)
     try:
         # A savepoint, so that losing the race below leaves any outer transaction usable.
         with transaction.atomic():

@@ -169,8 +169,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
 # --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
 TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
 TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
-# At or below the number of workers, so that one tenant's backlog never holds every worker's queue.
-TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 3)
+# Below the number of workers (3 in make run and docker-compose), so that one tenant flooding
+# the queue leaves a worker free for the others (bench/fairness.py).
+TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 2)
 TENANT_ALLOWED_LANGUAGES = [
     name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", "python,bash").split(",") if name.strip()
 ]
@@ -205,6 +206,7 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["executions.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["executions.api.auth.IsTenant"],
+    "DEFAULT_THROTTLE_CLASSES": ["executions.api.throttles.TenantRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "executions.api.errors.exception_handler",
