@@ -63,7 +63,7 @@ class Tenant(models.Model):
         validators=[validate_languages],
         help_text="Comma-separated, e.g. python,bash. Empty: the global default.",
     )
-    retention_days = _limit_field("Days an execution is kept before prune_executions deletes it.")
+    retention_days = _limit_field("Days a finished execution is kept (prune_executions); 0: for ever.")
 
     def __str__(self) -> str:
         return self.name

@@ -44,6 +44,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='retention_days',
-            field=models.PositiveIntegerField(blank=True, help_text='Days an execution is kept before prune_executions deletes it. Empty: the global default.', null=True),
+            field=models.PositiveIntegerField(blank=True, help_text='Days a finished execution is kept (prune_executions); 0: for ever. Empty: the global default.', null=True),
         ),
     ]
