@@ -6,6 +6,7 @@ duplicate or late job can never overwrite a result, and every path ends in a ter
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -45,9 +46,12 @@ class QueueUnavailable(Exception):
     """Redis could not take the job; the execution was not accepted."""
 
 
+@functools.cache
 def queue():
     # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
-    # Redis failure then, not later in an on_commit hook.
+    # Redis failure then, not later in an on_commit hook. One per process: a new queue means a
+    # new connection pool, and so a TCP connect and handshake (about 2 ms here) on every call,
+    # several times a request. The pool reconnects by itself after an outage or a fork.
     return django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
 
 
