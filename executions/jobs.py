@@ -285,11 +285,10 @@ def cache_result(execution_id: str) -> None:
     from executions.api.serializers import ExecutionSerializer
 
     execution = Execution.objects.get(id=execution_id)
-    payload = {"tenant_id": execution.tenant_id, "data": ExecutionSerializer(execution).data}
+    # The owner first, so that another tenant's read is refused before any parsing: as cheap as a miss.
+    payload = f"{execution.tenant_id}:{json.dumps(ExecutionSerializer(execution).data)}"
     try:
-        queue().connection.set(
-            RESULT_KEY.format(execution_id), json.dumps(payload), ex=settings.RESULT_CACHE_TTL_SECONDS
-        )
+        queue().connection.set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
     except redis.RedisError:
         # The database has the result; the cache only makes reads faster.
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
@@ -303,7 +302,7 @@ def cached_result(execution_id: str, tenant_id: int) -> dict | None:
         return None
     if raw is None:
         return None
-    payload = json.loads(raw)
-    if payload.get("tenant_id") != tenant_id:
+    owner, _, data = raw.partition(b":")
+    if owner != str(tenant_id).encode():
         return None
-    return payload["data"]
+    return json.loads(data)
