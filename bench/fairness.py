@@ -35,6 +35,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from rq import Worker  # noqa: E402
 
 from executions import jobs  # noqa: E402
 from executions.models import Execution, Tenant  # noqa: E402
@@ -91,6 +92,15 @@ def start_workers(count: int) -> list[subprocess.Popen]:
     return [subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log) for _ in range(count)]
 
 
+def wait_for_workers(count: int, timeout: float = 120) -> None:
+    """Until every worker listens on the queue: on a loaded machine, start-up takes seconds."""
+    deadline = time.monotonic() + timeout
+    while Worker.count(queue=jobs.queue()) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the workers did not start in time")
+        time.sleep(0.2)
+
+
 def stop_workers(workers: list[subprocess.Popen]) -> None:
     for worker in workers:
         worker.terminate()
@@ -116,7 +126,8 @@ def main() -> None:
     b = tenant("bench-b")
     workers = start_workers(args.workers)
     try:
-        time.sleep(3)  # the workers' start-up, outside both phases
+        wait_for_workers(args.workers)
+        probe(b, 2, args.gap)  # a warm-up, outside both phases
         idle = probe(b, args.probes, args.gap)
         started = time.monotonic()
         for _ in range(args.flood):
