@@ -6,6 +6,7 @@ duplicate or late job can never overwrite a result, and every path ends in a ter
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -20,7 +21,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rq import get_current_job
+from rq import RateLimit, get_current_job
+from rq.rate_limit import RateLimitRegistry
 
 from executions import metrics
 from executions.models import Execution, Tenant
@@ -50,17 +52,13 @@ class QueueUnavailable(Exception):
     """Redis could not take the job; the execution was not accepted."""
 
 
-_queue = None
-
-
+@functools.cache
 def queue():
-    """The sandbox queue, one per process: each django_rq.get_queue() opens a new connection pool."""
-    global _queue
-    if _queue is None:
-        # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
-        # Redis failure then, not later in an on_commit hook.
-        _queue = django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
-    return _queue
+    # "auto": enqueue at once. Callers enqueue after their row is committed, and must see a
+    # Redis failure then, not later in an on_commit hook. One per process: a new queue means a
+    # new connection pool, and so a TCP connect and handshake (about 2 ms here) on every call,
+    # several times a request. The pool reconnects by itself after an outage or a fork.
+    return django_rq.get_queue(settings.SANDBOX_QUEUE, commit_mode="auto")
 
 
 def job_timeout() -> int:
@@ -72,7 +70,19 @@ def job_id(execution: Execution) -> str:
     return f"execution-{execution.id}-{execution.attempts}"
 
 
+def slot_key(tenant_id: int) -> str:
+    """The rq rate limit key shared by one tenant's jobs."""
+    return f"tenant-{tenant_id}"
+
+
 def enqueue(execution: Execution) -> None:
+    """Queue the execution's job, at most max_running of its tenant's in the queue or running.
+
+    Fair scheduling is rq's concurrency rate limit keyed by tenant: the rest of a tenant's backlog
+    waits in rq's per-key set and enters the shared queue, oldest first, as its earlier jobs end.
+    So another tenant's new job is never behind more than max_running of this tenant's in the
+    queue, whatever the backlog, and starts as soon as a worker is free.
+    """
     queue().enqueue_call(
         "executions.jobs.run_execution",
         args=(str(execution.id),),
@@ -80,7 +90,62 @@ def enqueue(execution: Execution) -> None:
         timeout=job_timeout(),
         result_ttl=600,
         failure_ttl=86400,
+        rate_limit=RateLimit(slot_key(execution.tenant_id), execution.tenant.limits().max_running),
     )
+
+
+class QueueQuotaExceeded(Exception):
+    """The tenant has max_queued executions queued or running; the execution was not accepted."""
+
+    def __init__(self, limit: int):
+        super().__init__(limit)
+        self.limit = limit
+
+
+class Overloaded(Exception):
+    """More than QUEUE_MAX_DEPTH executions wait, all tenants together: back-pressure."""
+
+
+# One round trip for both counts. KEYS: the tenant's slots (allowed) and its waiting backlog
+# (rate_limited) in rq's rate limiter, the shared queue, rq's set of rate limit keys.
+# ARGV: the prefix of rq's rate limit keys. Waiting jobs are in the queue or a backlog, never both.
+QUEUE_COUNTS = """
+local mine = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+local waiting = redis.call('LLEN', KEYS[3])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    waiting = waiting + redis.call('ZCARD', ARGV[1] .. key .. ':rate_limited')
+end
+return {mine, waiting}
+"""
+
+
+def queue_counts(tenant_id: int) -> tuple[int, int]:
+    """(the tenant's executions queued or running, every execution waiting for a worker)."""
+    shared = queue()
+    registry = RateLimitRegistry(slot_key(tenant_id), connection=shared.connection)
+    script = shared.connection.register_script(QUEUE_COUNTS)
+    prefix = registry.config_key[: -len(registry.key)]
+    keys = [registry.allowed_key, registry.rate_limited_key, shared.key, RateLimitRegistry.rl_keys_key]
+    mine, waiting = script(keys=keys, args=[prefix])
+    return int(mine), int(waiting)
+
+
+def queue_depth() -> int:
+    """Executions waiting for a worker: in the shared queue, or behind their tenant's max_running."""
+    return queue_counts(0)[1]
+
+
+def admit(tenant: Tenant) -> None:
+    """Refuse a new execution over the global queue ceiling or the tenant's max_queued."""
+    try:
+        mine, waiting = queue_counts(tenant.id)
+    except redis.RedisError as exc:
+        raise QueueUnavailable(str(exc)) from exc
+    if waiting >= settings.QUEUE_MAX_DEPTH:
+        raise Overloaded()
+    limit = tenant.limits().max_queued
+    if mine >= limit:
+        raise QueueQuotaExceeded(limit)
 
 
 class IdempotencyConflict(Exception):
@@ -92,13 +157,15 @@ def submit(
 ) -> tuple[Execution, bool]:
     """Create the row, then queue its job, and return it with whether it is new.
 
-    If Redis refuses, the row is removed: nothing half-done. A request that repeats an
+    Over a queue quota nothing is created (admit). If Redis refuses, the row is removed: nothing
+    half-done. A request that repeats an
     Idempotency-Key within IDEMPOTENCY_WINDOW gets the original execution back, and nothing new.
     """
     if idempotency_key:
         previous = replay(tenant, idempotency_key, language, code, stdin)
         if previous:
             return previous, False
+    admit(tenant)
     try:
         # A savepoint, so that losing the race below leaves any outer transaction usable.
         with transaction.atomic():
@@ -123,7 +190,7 @@ def submit(
 
 def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Execution | None:
     """The execution an earlier request with this key created, if it is still within the window."""
-    previous = Execution.objects.filter(tenant=tenant, idempotency_key=key).first()
+    previous = Execution.objects.owned_by(tenant).filter(idempotency_key=key).first()
     if previous is None:
         return None
     if previous.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
@@ -295,11 +362,10 @@ def cache_result(execution_id: str) -> None:
     except DatabaseError:
         # The result is written; only the cache misses out.
         return
-    payload = {"tenant_id": execution.tenant_id, "data": ExecutionSerializer(execution).data}
+    # The owner first, so that another tenant's read is refused before any parsing: as cheap as a miss.
+    payload = f"{execution.tenant_id}:{json.dumps(ExecutionSerializer(execution).data)}"
     try:
-        queue().connection.set(
-            RESULT_KEY.format(execution_id), json.dumps(payload), ex=settings.RESULT_CACHE_TTL_SECONDS
-        )
+        queue().connection.set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
     except redis.RedisError:
         # The database has the result; the cache only makes reads faster.
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
@@ -313,7 +379,7 @@ def cached_result(execution_id: str, tenant_id: int) -> dict | None:
         return None
     if raw is None:
         return None
-    payload = json.loads(raw)
-    if payload.get("tenant_id") != tenant_id:
+    owner, _, data = raw.partition(b":")
+    if owner != str(tenant_id).encode():
         return None
-    return payload["data"]
+    return json.loads(data)

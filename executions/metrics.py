@@ -56,7 +56,7 @@ for _language in Execution.Language.values:
     EXECUTION_LATENCY.labels(language=_language)
     for _status in Execution.TERMINAL_STATUSES:
         EXECUTIONS.labels(language=_language, status=_status)
-for _reason in ("unauthorized", "rate_limit", "unavailable", "bad_input"):
+for _reason in ("unauthorized", "rate_limit", "queue_quota", "overloaded", "unavailable", "bad_input"):
     REJECTED_REQUESTS.labels(reason=_reason)
 
 
@@ -72,7 +72,7 @@ class QueueDepthCollector:
 
         family = GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
         try:
-            family.add_metric([], jobs.queue().count)
+            family.add_metric([], jobs.queue_depth())
         except redis.RedisError:
             family.add_metric([], float("nan"))
         yield family

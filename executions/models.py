@@ -4,8 +4,10 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -18,13 +20,69 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def validate_languages(value: str) -> None:
+    unknown = set(split_languages(value)) - set(Execution.Language.values)
+    if unknown:
+        raise ValidationError(f"unknown languages: {', '.join(sorted(unknown))}")
+
+
+def split_languages(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A tenant's effective quotas: its own value where set, else the global default in settings."""
+
+    rate_per_minute: int
+    max_queued: int
+    max_running: int
+    max_timeout_seconds: float
+    max_memory_mb: int
+    languages: frozenset[str]
+    retention_days: int
+
+
+def _limit_field(help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(null=True, blank=True, help_text=f"{help_text} Empty: the global default.")
+
+
 class Tenant(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    rate_per_minute = _limit_field("API requests per minute; more get 429.")
+    max_queued = _limit_field("Executions that may be queued or running at once; more submissions get 429.")
+    max_running = _limit_field("Executions that may run at once; more wait in the queue.")
+    max_timeout_seconds = _limit_field("The longest wall-clock limit a run may ask for.")
+    max_memory_mb = _limit_field("The most memory a run may ask for.")
+    allowed_languages = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        validators=[validate_languages],
+        help_text="Comma-separated, e.g. python,bash. Empty: the global default.",
+    )
+    retention_days = _limit_field("Days a finished execution is kept (prune_executions); 0: for ever.")
 
     def __str__(self) -> str:
         return self.name
+
+    def limits(self) -> Limits:
+        def pick(own, default):
+            return default if own is None else own
+
+        return Limits(
+            rate_per_minute=pick(self.rate_per_minute, settings.TENANT_RATE_PER_MINUTE),
+            max_queued=pick(self.max_queued, settings.TENANT_MAX_QUEUED),
+            max_running=max(1, pick(self.max_running, settings.TENANT_MAX_RUNNING)),
+            max_timeout_seconds=pick(self.max_timeout_seconds, settings.SANDBOX_TIMEOUT_SECONDS),
+            max_memory_mb=pick(self.max_memory_mb, settings.SANDBOX_MEMORY_MB),
+            languages=frozenset(
+                split_languages(self.allowed_languages) or settings.TENANT_ALLOWED_LANGUAGES
+            ),
+            retention_days=pick(self.retention_days, settings.TENANT_RETENTION_DAYS),
+        )
 
     # DRF treats the authenticated principal as a user; a tenant is always authenticated.
     is_authenticated = True
@@ -49,6 +107,10 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{API_KEY_PREFIX}{self.prefix}_…"
 
+    def revoke(self) -> bool:
+        """Revoke the key for good; True if it was live. A conditional UPDATE keeps the first time."""
+        return bool(ApiKey.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=timezone.now()))
+
     @classmethod
     def find(cls, plain: str) -> ApiKey | None:
         """Return the live key matching `plain`, or None. Revoked keys are never returned."""
@@ -63,6 +125,19 @@ class ApiKey(models.Model):
         if hmac.compare_digest(expected, _digest(plain)) and key is not None:
             return key
         return None
+
+
+class TenantOwnedQuerySet(models.QuerySet):
+    def owned_by(self, tenant: Tenant) -> TenantOwnedQuerySet:
+        """The one way an API request reaches tenant-owned rows: only the caller's tenant's.
+
+        Another tenant's row is then indistinguishable from one that does not exist (a 404 either
+        way, with the same queries).
+        """
+        if not isinstance(tenant, Tenant) or tenant.pk is None:
+            # Fail closed: a missing or unsaved tenant must never mean "no filter".
+            raise ValueError("owned_by() needs a saved Tenant")
+        return self.filter(tenant=tenant)
 
 
 class Execution(models.Model):
@@ -113,6 +188,8 @@ class Execution(models.Model):
     attempts = models.PositiveSmallIntegerField(default=1)
     # The client's Idempotency-Key header: a retry with the same key gets this execution back.
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+
+    objects = TenantOwnedQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -35,7 +35,14 @@ LOCK_KEY = "rce:reconciler-lock"
 LOCK_SECONDS = 120
 MAX_ATTEMPTS = 2
 BATCH = 500
-LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
+# RATE_LIMITED: waiting behind its own tenant's earlier jobs (jobs.enqueue), which is not lost.
+LIVE_JOB_STATUSES = {
+    JobStatus.QUEUED,
+    JobStatus.STARTED,
+    JobStatus.DEFERRED,
+    JobStatus.SCHEDULED,
+    JobStatus.RATE_LIMITED,
+}
 
 
 def live_jobs(executions: list[Execution]) -> set[str]:
@@ -61,7 +68,7 @@ def requeue_lost(now=None) -> int:
     now = now or timezone.now()
     fixed = 0
     stale = Execution.objects.filter(status=Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
-    rows = stale.select_related("tenant").only("id", "attempts", "status", "tenant__name").order_by("created_at")
+    rows = stale.select_related("tenant").only("id", "attempts", "status", "tenant").order_by("created_at")
     # A backlog of thousands of queued rows is normal under a burst: check their jobs in batches.
     for batch in batched(rows.iterator(chunk_size=BATCH), BATCH):
         live = live_jobs(batch)

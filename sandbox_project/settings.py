@@ -192,6 +192,20 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
     1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES)
 )
 
+# --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
+TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
+TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
+# Below the number of workers (3 in make run and docker-compose), so that one tenant flooding
+# the queue leaves a worker free for the others (bench/fairness.py).
+TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 2)
+TENANT_ALLOWED_LANGUAGES = [
+    name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", "python,bash").split(",") if name.strip()
+]
+TENANT_RETENTION_DAYS = envint("TENANT_RETENTION_DAYS", 30)
+# Back-pressure: beyond this many waiting executions, every submission gets 503 with Retry-After.
+QUEUE_MAX_DEPTH = envint("QUEUE_MAX_DEPTH", 10000)
+QUEUE_FULL_RETRY_AFTER_SECONDS = envint("QUEUE_FULL_RETRY_AFTER_SECONDS", 30)
+
 # --- Queue ----------------------------------------------------------------------------------
 SANDBOX_QUEUE = "sandbox"
 RQ_QUEUES = {
@@ -222,6 +236,7 @@ REST_FRAMEWORK = {
         "executions.api.auth.SessionTenantAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["executions.api.auth.IsTenant"],
+    "DEFAULT_THROTTLE_CLASSES": ["executions.api.throttles.TenantRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "executions.api.errors.exception_handler",

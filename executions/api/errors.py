@@ -50,6 +50,28 @@ class RequestTimeout(ApiError):
     default_detail = "The request body did not arrive in time; nothing was created."
 
 
+class QueueQuotaExceeded(ApiError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "queue_quota_exceeded"
+    default_detail = "This tenant has as many executions queued or running as its quota allows."
+
+    def __init__(self, limit: int, retry_after: int):
+        super().__init__(
+            f"This tenant has {limit} executions queued or running, its quota; retry when some have finished."
+        )
+        self.retry_after = retry_after
+
+
+class Overloaded(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "overloaded"
+    default_detail = "The platform's queue is full; nothing was created. Retry later."
+
+    def __init__(self, retry_after: int):
+        super().__init__()
+        self.retry_after = retry_after
+
+
 class BadRequest(ApiError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"
@@ -119,6 +141,8 @@ def exception_handler(exc, context):
         code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
         body = error_body(code, str(exc.detail))
     response.data = body
+    if getattr(exc, "retry_after", None):
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 
@@ -128,6 +152,10 @@ def rejection_reason(exc) -> str | None:
         return "unauthorized"
     if isinstance(exc, exceptions.Throttled):
         return "rate_limit"
+    if isinstance(exc, QueueQuotaExceeded):
+        return "queue_quota"
+    if isinstance(exc, Overloaded):
+        return "overloaded"
     if isinstance(exc, (QueueUnavailable, DatabaseUnavailable)):
         return "unavailable"
     if isinstance(exc, (exceptions.ValidationError, exceptions.ParseError, BadRequest, PayloadTooLarge, RequestTimeout,

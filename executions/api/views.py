@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -13,7 +14,9 @@ from executions import jobs
 from executions.api.errors import (
     BadRequest,
     IdempotencyConflict,
+    Overloaded,
     PayloadTooLarge,
+    QueueQuotaExceeded,
     QueueUnavailable,
     error_body,
 )
@@ -25,6 +28,9 @@ from executions.api.serializers import (
 )
 from executions.models import Execution
 
+# A tenant at its max_queued frees a place when one of its executions ends: a few seconds.
+QUEUE_QUOTA_RETRY_AFTER_SECONDS = 5
+
 
 class TenantScopedMixin:
     """Every tenant-owned lookup starts here: subclasses may narrow the queryset, never widen it."""
@@ -32,7 +38,7 @@ class TenantScopedMixin:
     request: Request
 
     def tenant_executions(self) -> QuerySet[Execution]:
-        return Execution.objects.filter(tenant=self.request.user)
+        return Execution.objects.owned_by(self.request.user)
 
 
 def accepted(execution: Execution, created: bool) -> Response:
@@ -56,10 +62,20 @@ def submit(request: Request, language: str, code: str, stdin: str) -> Response:
     problem = check_sizes(code, stdin)
     if problem:
         raise PayloadTooLarge(problem)
+    allowed = request.user.limits().languages
+    if language not in allowed:
+        raise BadRequest(
+            f"Language {language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
+            code="language_not_allowed",
+        )
     try:
         execution, created = jobs.submit(request.user, language, code, stdin, idempotency_key(request))
     except jobs.QueueUnavailable:
         raise QueueUnavailable() from None
+    except jobs.Overloaded:
+        raise Overloaded(settings.QUEUE_FULL_RETRY_AFTER_SECONDS) from None
+    except jobs.QueueQuotaExceeded as exc:
+        raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
     except jobs.IdempotencyConflict:
         raise IdempotencyConflict() from None
     return accepted(execution, created)

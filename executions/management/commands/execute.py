@@ -50,6 +50,10 @@ class Command(BaseCommand):
             execution, _ = jobs.submit(owner, language, code, stdin_text)
         except jobs.QueueUnavailable as exc:
             raise CommandError(f"the queue is unavailable: {exc}") from exc
+        except jobs.Overloaded as exc:
+            raise CommandError("the platform's queue is full; retry later") from exc
+        except jobs.QueueQuotaExceeded as exc:
+            raise CommandError(f"the tenant has {exc.limit} executions queued or running, its quota") from exc
         execution = self.wait_for(execution, wait)
         sys.stdout.write(execution.stdout)
         sys.stdout.flush()

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+from django.core.management import call_command
+from django.utils import timezone
+
+from executions.models import Execution, Tenant
+
+
+def execution(persona, days_old: float, status: str = "completed") -> str:
+    row = Execution.objects.create(
+        tenant=persona.tenant,
+        language="python",
+        code="print(1)",
+        status=status,
+        created_at=timezone.now() - timedelta(days=days_old),
+    )
+    return str(row.id)
+
+
+def prune(*args: str) -> str:
+    out = StringIO()
+    call_command("prune_executions", *args, stdout=out)
+    return out.getvalue()
+
+
+def remaining() -> set[str]:
+    return {str(pk) for pk in Execution.objects.values_list("id", flat=True)}
+
+
+def test_it_deletes_what_is_older_than_each_tenants_retention(alice, bob, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    Tenant.objects.filter(pk=bob.tenant.pk).update(retention_days=7)
+    alice_old, alice_young = execution(alice, 31), execution(alice, 29)
+    bob_old, bob_young = execution(bob, 8, "failed"), execution(bob, 6)
+    output = prune()
+    assert remaining() == {alice_young, bob_young}
+    assert "alice: deleted 1" in output and "bob: deleted 1" in output
+    assert alice_old not in remaining() and bob_old not in remaining()
+
+
+def test_it_never_deletes_a_queued_or_running_execution(alice):
+    kept = {execution(alice, 90, "queued"), execution(alice, 90, "running")}
+    execution(alice, 90, "error")
+    prune()
+    assert remaining() == kept
+
+
+def test_it_works_in_batches(alice):
+    for _ in range(7):
+        execution(alice, 40)
+    young = execution(alice, 1)
+    assert "deleted 7" in prune("--batch-size", "2")
+    assert remaining() == {young}
+
+
+def test_a_dry_run_deletes_nothing(alice):
+    ids = {execution(alice, 40), execution(alice, 40)}
+    assert "alice: would delete 2" in prune("--dry-run")
+    assert remaining() == ids
+
+
+def test_a_retention_of_zero_keeps_everything(alice):
+    Tenant.objects.filter(pk=alice.tenant.pk).update(retention_days=0)
+    ids = {execution(alice, 4000)}
+    prune()
+    assert remaining() == ids
