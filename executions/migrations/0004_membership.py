@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('executions', '0002_idempotency_key'),
+        ('executions', '0003_tenant_limits'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
