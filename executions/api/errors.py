@@ -44,6 +44,12 @@ class IdempotencyConflict(ApiError):
     default_detail = "This Idempotency-Key was used in the last 24 hours for a different request."
 
 
+class AlreadyFinished(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "already_finished"
+    default_detail = "The execution has already finished."
+
+
 class BadRequest(ApiError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"
