@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -149,6 +152,24 @@ class TestExecutionList:
             operator, f"?created_at__year={created.year}&created_at__month={created.month}", {python, bash, bobs}
         )
 
+    def test_the_date_drill_down_goes_from_years_to_months_to_days(self, operator, alice):
+        seed(alice.tenant, 1, created_at=datetime(2025, 12, 31, 12, tzinfo=UTC))
+        seed(alice.tenant, 1, created_at=datetime(2026, 9, 30, 12, tzinfo=UTC))
+        seed(alice.tenant, 2, created_at=datetime(2026, 11, 2, 12, tzinfo=UTC))
+        seed(alice.tenant, 1, created_at=datetime(2026, 11, 4, 12, tzinfo=UTC))
+        assert drill_down(operator, "") == "2025 2026"
+        assert drill_down(operator, "?created_at__year=2026") == (
+            "‹ All dates September 2026 October 2026 November 2026"
+        )
+        november = "?created_at__month=11&created_at__year=2026"
+        assert drill_down(operator, november) == "‹ 2026 November 2 November 3 November 4"
+        assert len(listed(operator, november)) == 3
+        day = "?created_at__day=2&created_at__month=11&created_at__year=2026"
+        assert drill_down(operator, day) == "‹ November 2026 November 2"
+        assert len(listed(operator, day)) == 2
+        # Each link is the next level's query.
+        assert f'href="{november.replace("&", "&amp;")}"' in page(operator, f"{EXECUTIONS}?created_at__year=2026")
+
     def test_it_finds_an_execution_by_its_exact_id_without_a_scan(self, operator, alice):
         wanted, other = alice.submit("print(1)"), alice.submit("print(2)")
         with CaptureQueriesContext(connection) as queries:
@@ -246,15 +267,26 @@ def act(client: Client, action: str, *task_ids: str, expect_ok: bool = True):
     return response
 
 
-def assert_listed(client: Client, query: str, expected: set[str]) -> None:
+def listed(client: Client, query: str) -> set[str]:
     response = client.get(EXECUTIONS + query)
     assert response.status_code == 200
-    listed = {str(e.pk) for e in response.context["cl"].result_list}
-    assert listed == expected
+    return {str(e.pk) for e in response.context["cl"].result_list}
 
 
-def seed(tenant: Tenant, count: int) -> None:
+def assert_listed(client: Client, query: str, expected: set[str]) -> None:
+    assert listed(client, query) == expected
+
+
+def drill_down(client: Client, query: str) -> str:
+    """The date drill-down's text: its back link, then its choices."""
+    nav = page(client, EXECUTIONS + query).split('<nav class="toplinks">', 1)[1].split("</nav>", 1)[0]
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", nav)).split())
+
+
+def seed(tenant: Tenant, count: int, **fields) -> None:
     Execution.objects.bulk_create(
-        Execution(tenant=tenant, language="python" if i % 5 else "bash", code=f"print({i})", status="completed")
+        Execution(
+            tenant=tenant, language="python" if i % 5 else "bash", code=f"print({i})", status="completed", **fields
+        )
         for i in range(count)
     )
