@@ -105,6 +105,7 @@ def time_page(client: Client, url: str, runs: int) -> dict:
     # Read now: the next request empties the query log.
     slowest = max(queries.captured_queries, key=lambda q: float(q["time"]))
     count = len(queries)
+    sql_ms = sum(float(q["time"]) for q in queries.captured_queries) * 1000
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -114,6 +115,7 @@ def time_page(client: Client, url: str, runs: int) -> dict:
         "p50_ms": statistics.median(seconds) * 1000,
         "max_ms": max(seconds) * 1000,
         "queries": count,
+        "sql_ms": sql_ms,
         "slowest_query_ms": float(slowest["time"]) * 1000,
         "slowest_query": slowest["sql"][:160],
     }
@@ -125,10 +127,13 @@ def run_all(client: Client, urls: dict[str, str], runs: int) -> dict:
 
 def print_table(title: str, results: dict) -> None:
     print(f"\n### {title}\n")
-    print("| page | p50 ms | max ms | queries | slowest query ms |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| page | p50 ms | max ms | queries | all SQL ms | slowest query ms |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
-        print(f"| {name} | {r['p50_ms']:.1f} | {r['max_ms']:.1f} | {r['queries']} | {r['slowest_query_ms']:.1f} |")
+        print(
+            f"| {name} | {r['p50_ms']:.1f} | {r['max_ms']:.1f} | {r['queries']} | {r['sql_ms']:.1f} "
+            f"| {r['slowest_query_ms']:.1f} |"
+        )
 
 
 def main() -> None:

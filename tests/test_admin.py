@@ -196,7 +196,10 @@ class TestExecutionList:
 
         monkeypatch.setattr(admin.CappedCountPaginator, "cap", 20)
         seed(alice.tenant, 25)
-        assert "more than 20 executions" in page(operator, EXECUTIONS)
+        html = page(operator, EXECUTIONS)
+        assert "more than 20 executions" in html and "more than 20 results" in html
+        # Nothing claims a total it does not know.
+        assert "21 executions" not in html and "21 results" not in html and "All 21" not in html
         assert "5 executions" in page(operator, f"{EXECUTIONS}?language__exact=bash")
 
 
