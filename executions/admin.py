@@ -60,7 +60,8 @@ class TenantAdmin(admin.ModelAdmin):
             Execution.objects.filter(tenant=OuterRef("pk"))
             .order_by()
             .values("tenant")
-            .annotate(n=Count("pk"))
+            # COUNT(*), not COUNT(id): the index alone answers it, with no visit to the table.
+            .annotate(n=Count("*"))
             .values("n")
         )
         count = Coalesce(Subquery(counts, output_field=IntegerField()), 0)
@@ -102,11 +103,13 @@ class TenantAdmin(admin.ModelAdmin):
 class CappedCountPaginator(Paginator):
     """Counts up to COUNT_CAP rows, so the page costs the same on a table of any size."""
 
+    cap = COUNT_CAP
+    # A column every index of the filters holds, so that counting never visits the table.
+    count_field = "created_at"
+
     @cached_property
     def count(self) -> int:
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    cap = COUNT_CAP
+        return self.object_list.order_by().values(self.count_field)[: self.cap + 1].count()
 
     @property
     def capped(self) -> bool:
