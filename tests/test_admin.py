@@ -50,7 +50,7 @@ def form_data(form) -> dict:
     data = {}
     for name, field in form.fields.items():
         value = form[name].value()
-        if value in (None, False):
+        if value is None or value is False:
             continue
         key = form.add_prefix(name)
         if hasattr(field.widget, "widgets_names"):
@@ -115,6 +115,15 @@ class TestTenants:
         # The new key works on the API.
         alice.client.credentials(HTTP_AUTHORIZATION=f"Bearer {plain}")
         assert alice.client.get("/api/v1/executions").status_code == 200
+
+    def test_it_creates_a_tenant_with_its_first_key(self, operator):
+        data = change_form_data(operator.get("/admin/executions/tenant/add/"))
+        data["name"] = "carol"
+        add_key_row(data, "first")
+        response = operator.post("/admin/executions/tenant/add/", data, follow=True)
+        [shown] = [m for m in messages_of(response) if "New API key 'first' for carol" in m]
+        key = ApiKey.find(shown.split(": ")[1].split(" ")[0])
+        assert key is not None and key.tenant.name == "carol"
 
     def test_it_revokes_an_api_key(self, operator, alice, bob):
         url = f"/admin/executions/tenant/{alice.tenant.pk}/change/"
