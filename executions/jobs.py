@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 RESULT_KEY = "rce:execution:{}"
+# Set when a running execution is cancelled; its worker polls it and kills the sandbox.
+CANCEL_KEY = "rce:cancel:{}"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # Results a worker could not write because the database was down: execution id -> fields (JSON).
 PARKED_RESULTS_KEY = "rce:parked-results"
@@ -231,6 +233,9 @@ def run_execution(execution_id: str) -> str:
     with metrics.ACTIVE_WORKERS.track_inprogress():
         fields = run_in_sandbox(execution)
     status = finish(execution_id, fields)
+    if status == "stale" and keep_cancelled_output(execution_id, fields):
+        log_state(execution_id, Status.CANCELLED, tenant, name, duration_ms=fields.get("duration_ms"))
+        return Status.CANCELLED
     if status == "stale":
         log.warning("execution %s: finished, but its row was no longer running; result dropped", execution_id)
         return status
@@ -254,6 +259,7 @@ def run_in_sandbox(execution: Execution) -> dict:
                 lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
                 f"execution {execution_id}: record container",
             ),
+            cancelled=lambda: cancel_requested(execution_id),
         )
     except runner.SandboxError as exc:
         log.error("execution %s: sandbox error: %s", execution_id, exc)
@@ -352,6 +358,79 @@ def patiently(action, what: str):
             log.warning("%s: database unavailable (%s); retrying in %ss", what, exc, delay)
             close_old_connections()
             time.sleep(delay)
+
+
+# What a run cancelled midway keeps: its output so far, never its status or finish time.
+CANCELLED_RUN_FIELDS = (
+    "stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code", "duration_ms", "container_id"
+)
+
+
+def keep_cancelled_output(execution_id: str, fields: dict) -> bool:
+    """If the row was cancelled, keep what the run printed until then and return True."""
+    cancelled = Execution.objects.filter(id=execution_id, status=Status.CANCELLED)
+    kept = {name: fields[name] for name in CANCELLED_RUN_FIELDS if name in fields}
+    if not (cancelled.update(**kept) if kept else cancelled.exists()):
+        return False
+    cache_result(execution_id)
+    return True
+
+
+class NotCancellable(Exception):
+    """The execution had already ended with another status."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
+def cancel(execution: Execution) -> bool:
+    """Move a queued or running execution to `cancelled`; False if it already was cancelled.
+
+    Raises NotCancellable if it ended otherwise. The row changes first, with a conditional UPDATE,
+    so a worker finishing at the same moment and this cannot both win. A queued job then finds its
+    row not queued and never creates a container; a running sandbox's worker polls CANCEL_KEY and
+    kills it, so the caller needs no access to the container engine.
+    """
+    # The status can move under us (queued -> running, or the reconciler's running -> queued):
+    # each miss re-reads it, and it can only move a few times before it is terminal.
+    for _ in range(5):
+        if execution.status == Status.CANCELLED:
+            return False
+        if execution.status not in Execution.CANCELLABLE_STATUSES:
+            raise NotCancellable(execution.status)
+        previous, now = execution.status, timezone.now()
+        claimed = Execution.objects.filter(id=execution.id, status=previous)
+        if claimed.update(status=Status.CANCELLED, finished_at=now):
+            break
+        execution.refresh_from_db(fields=["status", "attempts"])
+    else:
+        raise NotCancellable(execution.status)
+    execution.status, execution.finished_at = Status.CANCELLED, now
+    signal_cancel(execution, previous)
+    metrics.record_cancelled(execution.language, previous)
+    log_state(execution.id, Status.CANCELLED, execution.tenant.name, previous=previous)
+    return True
+
+
+def signal_cancel(execution: Execution, previous: str) -> None:
+    try:
+        if previous == Status.RUNNING:
+            queue().connection.set(CANCEL_KEY.format(execution.id), 1, ex=job_timeout())
+        else:
+            # The worker would skip the job anyway; removing it keeps the queue depth true.
+            queue().remove(f"execution-{execution.id}-{execution.attempts}")
+    except redis.RedisError:
+        # The row is cancelled whatever happens: the worker drops the result, and without the key
+        # the sandbox only runs on to its own deadline.
+        log.warning("execution %s: cancelled, but Redis is unreachable to tell its worker", execution.id)
+
+
+def cancel_requested(execution_id: str) -> bool:
+    try:
+        return bool(queue().connection.exists(CANCEL_KEY.format(execution_id)))
+    except redis.RedisError:
+        return False
 
 
 def cache_result(execution_id: str) -> None:

@@ -46,6 +46,9 @@ SANDBOX_OOM_KILLS = Counter("engine_sandbox_oom_kills", "Sandboxes whose memory 
 OUTPUT_TRUNCATIONS = Counter("engine_output_truncations", "Executions stopped at the output cap.")
 SANDBOX_ERRORS = Counter("engine_sandbox_errors", "Executions the platform could not run (status error).")
 REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by reason.", ["reason"])
+CANCELLATIONS = Counter(
+    "engine_cancellations", "Executions cancelled, by the status they had then.", ["previous_status"]
+)
 ACTIVE_WORKERS = Gauge(
     "engine_active_workers_count", "Workers running a sandbox now.", multiprocess_mode="livesum"
 )
@@ -58,6 +61,8 @@ for _language in Execution.Language.values:
         EXECUTIONS.labels(language=_language, status=_status)
 for _reason in ("unauthorized", "rate_limit", "queue_quota", "overloaded", "unavailable", "bad_input"):
     REJECTED_REQUESTS.labels(reason=_reason)
+for _status in Execution.CANCELLABLE_STATUSES:
+    CANCELLATIONS.labels(previous_status=_status)
 
 
 class QueueDepthCollector:
@@ -89,6 +94,12 @@ def record_finished(language: str, status: str, seconds: float) -> None:
     }.get(status)
     if counter is not None:
         counter.inc()
+
+
+def record_cancelled(language: str, previous_status: str) -> None:
+    # Counted where the cancel happens (web or admin): a cancelled run's worker drops its result.
+    EXECUTIONS.labels(language=language, status="cancelled").inc()
+    CANCELLATIONS.labels(previous_status=previous_status).inc()
 
 
 def registry() -> CollectorRegistry:

@@ -150,6 +150,7 @@ class Execution(models.Model):
         OOM_KILLED = "oom_killed"
         OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
         ERROR = "error"
+        CANCELLED = "cancelled"
 
     class Language(models.TextChoices):
         PYTHON = "python"
@@ -163,8 +164,11 @@ class Execution(models.Model):
             Status.OOM_KILLED,
             Status.OUTPUT_LIMIT_EXCEEDED,
             Status.ERROR,
+            Status.CANCELLED,
         }
     )
+    # A cancel request moves these to `cancelled`; every other status is already final.
+    CANCELLABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="executions")
@@ -197,6 +201,8 @@ class Execution(models.Model):
             models.Index(fields=["tenant", "status", "-created_at"], name="exec_tenant_status_created"),
             models.Index(fields=["tenant", "language", "-created_at"], name="exec_tenant_lang_created"),
             models.Index(fields=["status", "created_at"], name="exec_status_created"),
+            # The admin's changelist: newest first across all tenants, with the id as tie-breaker.
+            models.Index(fields=["-created_at", "-id"], name="exec_created"),
         ]
         constraints = [
             models.UniqueConstraint(

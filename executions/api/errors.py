@@ -72,6 +72,12 @@ class Overloaded(ApiError):
         self.retry_after = retry_after
 
 
+class AlreadyFinished(ApiError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "already_finished"
+    default_detail = "The execution has already finished."
+
+
 class BadRequest(ApiError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"

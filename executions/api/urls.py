@@ -8,6 +8,8 @@ urlpatterns = [
     re_path(r"^executions/?$", views.ExecutionListCreateView.as_view(), name="executions"),
     path("executions/<uuid:execution_id>", views.ExecutionDetailView.as_view(), name="execution-detail"),
     path("executions/<uuid:execution_id>/", views.ExecutionDetailView.as_view()),
+    path("executions/<uuid:execution_id>/cancel", views.ExecutionCancelView.as_view(), name="execution-cancel"),
+    path("executions/<uuid:execution_id>/cancel/", views.ExecutionCancelView.as_view()),
 ]
 
 # Anything else under /api/v1/ is a JSON 404, in DEBUG too (Django's debug page is HTML).

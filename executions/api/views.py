@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from executions import jobs
 from executions.api.errors import (
+    AlreadyFinished,
     BadRequest,
     IdempotencyConflict,
     Overloaded,
@@ -144,6 +145,18 @@ class ExecutionDetailView(TenantScopedMixin, APIView):
         if cached is not None:
             return Response(cached)
         execution = get_object_or_404(self.tenant_executions(), id=execution_id)
+        return Response(ExecutionSerializer(execution).data)
+
+
+class ExecutionCancelView(TenantScopedMixin, APIView):
+    """Stop a queued or running execution; cancelling a cancelled one again changes nothing."""
+
+    def post(self, request: Request, execution_id) -> Response:
+        execution = get_object_or_404(self.tenant_executions().select_related("tenant"), id=execution_id)
+        try:
+            jobs.cancel(execution)
+        except jobs.NotCancellable as exc:
+            raise AlreadyFinished(f"The execution has already finished with status {exc.status!r}.") from None
         return Response(ExecutionSerializer(execution).data)
 
 

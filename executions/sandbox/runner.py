@@ -1,7 +1,7 @@
 """Run one untrusted script in a fresh, locked-down Docker container, and always remove it.
 
 The contract: `run()` either returns a RunResult whose status says how the script ended
-(completed, failed, timed_out, oom_killed, output_limit_exceeded), or raises SandboxError when the
+(completed, failed, timed_out, oom_killed, output_limit_exceeded, cancelled), or raises SandboxError when the
 platform could not run it with every restriction in place. In that case the script did not run.
 """
 
@@ -62,6 +62,8 @@ DRAIN_GRACE_SECONDS = 10.0
 EXIT_WAIT_SECONDS = 10
 # How long a run waits for a restarting container engine before it gives up on it.
 ENGINE_RECOVERY_SECONDS = 30.0
+# How often a running sandbox asks whether its execution was cancelled (one Redis EXISTS).
+CANCEL_POLL_SECONDS = 0.25
 READ_CHUNK = 64 * 1024
 STDOUT, STDERR = 1, 2
 
@@ -253,7 +255,9 @@ def run(
     limits: Limits | None = None,
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> RunResult:
+    """`cancelled` is polled every CANCEL_POLL_SECONDS: when it says yes, the container is killed."""
     limits = limits or Limits.from_settings()
     if language not in COMMANDS:
         raise SandboxError(f"unsupported language {language!r}")
@@ -267,7 +271,7 @@ def run(
             api.put_archive(container_id, CODE_DIR, code_archive(filename, code, stdin))
         except docker.errors.APIError as exc:
             raise SandboxError(f"could not copy the script into the sandbox: {exc.explanation}") from exc
-        return start_and_collect(api, container_id, limits)
+        return start_and_collect(api, container_id, limits, cancelled or never)
     finally:
         remove_container(api, container_id)
 
@@ -311,7 +315,16 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
     return container_id
 
 
-def start_and_collect(api: docker.APIClient, container_id: str, limits: Limits) -> RunResult:
+def never() -> bool:
+    return False
+
+
+def start_and_collect(
+    api: docker.APIClient, container_id: str, limits: Limits, cancelled: Callable[[], bool] = never
+) -> RunResult:
+    if cancelled():
+        # Cancelled while the sandbox was being prepared: the script never starts.
+        return RunResult("cancelled", None, b"", b"", False, False, 0, container_id)
     try:
         stream = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
         api.start(container_id)
@@ -321,14 +334,16 @@ def start_and_collect(api: docker.APIClient, container_id: str, limits: Limits) 
     output = OutputCollector(limits.output_limit_bytes)
     raw = getattr(stream, "_sock", stream)
     try:
-        timed_out = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds)
+        stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled)
     finally:
         raw.close()
     duration_ms = int((time.monotonic() - started) * 1000)
     exit_code, oom_killed = exit_state(api, container_id)
-    if output.over_limit:
+    if stopped == "cancelled":
+        status = "cancelled"
+    elif output.over_limit:
         status = "output_limit_exceeded"
-    elif timed_out:
+    elif stopped == "timed_out":
         status = "timed_out"
     elif oom_killed:
         status = "oom_killed"
@@ -349,35 +364,50 @@ def start_and_collect(api: docker.APIClient, container_id: str, limits: Limits) 
 
 
 def read_until_exit(
-    api: docker.APIClient, container_id: str, raw: socket.socket, output: OutputCollector, deadline: float
-) -> bool:
-    """Read the attach stream until it ends, killing the container at the deadline or the output cap.
+    api: docker.APIClient,
+    container_id: str,
+    raw: socket.socket,
+    output: OutputCollector,
+    deadline: float,
+    cancelled: Callable[[], bool] = never,
+) -> str | None:
+    """Read the attach stream until it ends, killing the container at the deadline, the output cap
+    or a cancellation.
 
     The kill runs in its own thread while this one goes on draining: the engine blocks on a full
     attach stream, so a reader that stops to kill makes the kill itself hang.
-    Returns whether the deadline killed the container.
+    Returns why the container was killed ("timed_out", "output_limit_exceeded", "cancelled"), or None.
     """
     killer: threading.Thread | None = None
     killed_at = 0.0
-    timed_out = False
+    stopped: str | None = None
+    next_poll = time.monotonic() + CANCEL_POLL_SECONDS
     try:
         while True:
             now = time.monotonic()
-            if killer is None and (now >= deadline or output.over_limit):
-                timed_out = not output.over_limit
-                killer = threading.Thread(target=kill, args=(api, container_id), daemon=True)
-                killer.start()
-                killed_at = now
+            if killer is None:
+                if output.over_limit:
+                    stopped = "output_limit_exceeded"
+                elif now >= deadline:
+                    stopped = "timed_out"
+                elif now >= next_poll:
+                    next_poll = now + CANCEL_POLL_SECONDS
+                    stopped = "cancelled" if cancelled() else None
+                if stopped:
+                    killer = threading.Thread(target=kill, args=(api, container_id), daemon=True)
+                    killer.start()
+                    killed_at = now
             if killer is not None and now - killed_at > DRAIN_GRACE_SECONDS:
                 log.warning("container %s: output still open %.0fs after the kill", container_id, DRAIN_GRACE_SECONDS)
-                return timed_out
-            raw.settimeout(max(deadline - now, 0.001) if killer is None else DRAIN_GRACE_SECONDS)
+                return stopped
+            wait = min(deadline, next_poll) - now if killer is None else DRAIN_GRACE_SECONDS
+            raw.settimeout(max(wait, 0.001))
             try:
                 data = raw.recv(READ_CHUNK)
             except (TimeoutError, socket.timeout):
                 continue
             if not data:
-                return timed_out
+                return stopped
             output.feed(data)
     finally:
         if killer is not None:
