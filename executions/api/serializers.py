@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from executions.api.schema import CODE_SCHEMA, NO_NUL_SCHEMA
 from executions.models import Execution
 
 
@@ -23,6 +25,25 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+# The same fields, with what they accept spelled out in the schema for clients and fuzzers.
+@extend_schema_field(CODE_SCHEMA)
+class CodeField(StrictCharField):
+    def run_validation(self, data=serializers.empty):
+        # Blank is refused here, with our own code, rather than by DRF's `blank` check.
+        if isinstance(data, str) and not data.strip():
+            validate_code(data)
+        return super().run_validation(data)
+
+
+@extend_schema_field(NO_NUL_SCHEMA)
+class StdinField(StrictCharField):
+    def run_validation(self, data=serializers.empty):
+        # Empty is fine, without allow_blank, whose schema would be a oneOf that "" matches twice.
+        if data == "":
+            return ""
+        return super().run_validation(data)
+
+
 def utf8_size(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -35,8 +56,8 @@ def validate_code(code: str) -> str:
 
 class ExecutionCreateSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=Execution.Language.choices, default=Execution.Language.PYTHON)
-    code = StrictCharField(trim_whitespace=False, allow_blank=True)
-    stdin = StrictCharField(trim_whitespace=False, allow_blank=True, required=False, default="")
+    code = CodeField(trim_whitespace=False)
+    stdin = StdinField(trim_whitespace=False, required=False, default="")
 
     def to_internal_value(self, data):
         if isinstance(data, dict):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -10,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions import jobs
+from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, errors
 from executions.api.errors import (
     BadRequest,
     IdempotencyConflict,
@@ -71,6 +73,17 @@ class ExecuteRawView(APIView):
     # The body is read as bytes, whatever its content type (curl -d sends form encoding).
     parser_classes: list = []
 
+    @extend_schema(
+        summary="Run a script sent as the raw body",
+        description="The body is the script, as UTF-8 text in any content type; `?language=bash` for Bash.",
+        request={"text/plain": CODE_SCHEMA},
+        parameters=[
+            OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
+            IDEMPOTENCY_KEY,
+            *ACCEPTED_HEADERS,
+        ],
+        responses={202: ACCEPTED, **errors(400, 409, 413)},
+    )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", Execution.Language.PYTHON)
         if language not in Execution.Language.values:
@@ -102,6 +115,18 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
     serializer_class = ExecutionSerializer
     pagination_class = ExecutionPagination
 
+    @extend_schema(
+        summary="List the caller's executions, newest first",
+        description="Cursor-paginated: follow `next` and `previous`.",
+        parameters=[
+            OpenApiParameter("status", enum=Execution.Status.values),
+            OpenApiParameter("language", enum=Execution.Language.values),
+        ],
+        responses={200: ExecutionSerializer(many=True), **errors(400, 404)},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self) -> QuerySet[Execution]:
         queryset = self.tenant_executions()
         for name, choices in (("status", Execution.Status), ("language", Execution.Language)):
@@ -115,6 +140,13 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
             queryset = queryset.filter(**{name: value})
         return queryset
 
+    @extend_schema(
+        summary="Run a script sent as JSON",
+        description="Queue the script; read the execution at the `Location` the 202 gives.",
+        request=ExecutionCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY, *ACCEPTED_HEADERS],
+        responses={202: ACCEPTED, **errors(400, 409, 413, 415)},
+    )
     def post(self, request: Request) -> Response:
         serializer = ExecutionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -123,6 +155,11 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
 
 
 class ExecutionDetailView(TenantScopedMixin, APIView):
+    @extend_schema(
+        summary="Read one execution",
+        description="Another tenant's execution is a 404, like one that does not exist.",
+        responses={200: ExecutionSerializer, **errors(404)},
+    )
     def get(self, request: Request, execution_id) -> Response:
         cached = jobs.cached_result(str(execution_id), request.user.id)
         if cached is not None:
