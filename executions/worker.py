@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from executions import metrics, reconciler
-from executions.sandbox import janitor
+from executions.sandbox import janitor, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
@@ -76,3 +76,7 @@ class SandboxWorker(SimpleWorker):
             reconciler.reconcile()
         except Exception:
             log.exception("reconciler pass failed")
+        try:
+            runtimes.record(self.connection)
+        except Exception:
+            log.exception("runtime versions pass failed")

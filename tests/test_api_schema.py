@@ -44,6 +44,7 @@ def test_it_documents_each_path_once_without_a_trailing_slash(schema):
         "/api/v1/execute",
         "/api/v1/executions",
         "/api/v1/executions/{execution_id}",
+        "/api/v1/languages",
     ]
 
 

@@ -109,3 +109,24 @@ def check_sizes(code: str, stdin: str) -> str | None:
         if size > limit:
             return f"{name} is {size} bytes; the limit is {limit} bytes."
     return None
+
+
+class LanguageRuntimeSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=Execution.Language.choices)
+    version = serializers.CharField(
+        allow_null=True, help_text="The interpreter's version in the sandbox image; null until a worker has read it."
+    )
+
+
+class DefaultLimitsSerializer(serializers.Serializer):
+    timeout_seconds = serializers.FloatField(help_text="Wall-clock limit: the default, and the most a request may ask.")
+    memory_mb = serializers.IntegerField(help_text="Memory limit in MiB: the default, and the most a request may ask.")
+    cpus = serializers.FloatField()
+    output_limit_bytes = serializers.IntegerField(help_text="Cap on stdout and on stderr, each.")
+    max_code_bytes = serializers.IntegerField()
+    max_stdin_bytes = serializers.IntegerField()
+
+
+class LanguagesSerializer(serializers.Serializer):
+    languages = LanguageRuntimeSerializer(many=True)
+    limits = DefaultLimitsSerializer()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
@@ -10,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import jobs
+from executions import jobs, limits
 from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, errors
 from executions.api.errors import (
     BadRequest,
@@ -22,10 +23,12 @@ from executions.api.errors import (
 from executions.api.serializers import (
     ExecutionCreateSerializer,
     ExecutionSerializer,
+    LanguagesSerializer,
     check_sizes,
     validate_code,
 )
 from executions.models import Execution
+from executions.sandbox import runtimes
 
 
 class TenantScopedMixin:
@@ -166,6 +169,29 @@ class ExecutionDetailView(TenantScopedMixin, APIView):
             return Response(cached)
         execution = get_object_or_404(self.tenant_executions(), id=execution_id)
         return Response(ExecutionSerializer(execution).data)
+
+
+class LanguagesView(APIView):
+    @extend_schema(
+        summary="The languages, their versions and the default limits",
+        description="The limits are the defaults, and the most a request may ask for.",
+        responses={200: LanguagesSerializer, **errors()},
+    )
+    def get(self, request: Request) -> Response:
+        versions = runtimes.versions(jobs.queue().connection)
+        maxima = limits.platform_maxima()
+        body = {
+            "languages": [{"name": name, "version": versions.get(name)} for name in Execution.Language.values],
+            "limits": {
+                "timeout_seconds": maxima.timeout_seconds,
+                "memory_mb": maxima.memory_mb,
+                "cpus": settings.SANDBOX_CPUS,
+                "output_limit_bytes": settings.SANDBOX_OUTPUT_LIMIT_BYTES,
+                "max_code_bytes": settings.SANDBOX_MAX_CODE_BYTES,
+                "max_stdin_bytes": settings.SANDBOX_MAX_STDIN_BYTES,
+            },
+        }
+        return Response(LanguagesSerializer(body).data)
 
 
 def not_found(request, *args, **kwargs):
