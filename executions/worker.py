@@ -77,6 +77,8 @@ class SandboxWorker(SimpleWorker):
         except Exception:
             log.exception("reconciler pass failed")
         try:
-            runtimes.record(self.connection)
+            # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
+            if not any(queue.count for queue in self.queues):
+                runtimes.record(self.connection)
         except Exception:
             log.exception("runtime versions pass failed")
