@@ -6,6 +6,7 @@ duplicate or late job can never overwrite a result, and every path ends in a ter
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, tran
 from django.utils import timezone
 from rq import get_current_job
 
+from executions import limits as execution_limits
 from executions import metrics
 from executions.models import Execution, Tenant
 from executions.sandbox import runner
@@ -70,26 +72,40 @@ class IdempotencyConflict(Exception):
 
 
 def submit(
-    tenant: Tenant, language: str, code: str, stdin: str = "", idempotency_key: str = ""
+    tenant: Tenant,
+    language: str,
+    code: str,
+    stdin: str = "",
+    idempotency_key: str = "",
+    limits: execution_limits.ExecutionLimits | None = None,
 ) -> tuple[Execution, bool]:
     """Create the row, then queue its job, and return it with whether it is new.
 
     If Redis refuses, the row is removed: nothing half-done. A request that repeats an
     Idempotency-Key within IDEMPOTENCY_WINDOW gets the original execution back, and nothing new.
+    `limits` must have been checked against the caller's maxima; the default is the platform's.
     """
+    limits = limits or execution_limits.check_limits(None, None, execution_limits.platform_maxima())
+    request = (language, code, stdin, limits.timeout_seconds, limits.memory_mb)
     if idempotency_key:
-        previous = replay(tenant, idempotency_key, language, code, stdin)
+        previous = replay(tenant, idempotency_key, request)
         if previous:
             return previous, False
     try:
         # A savepoint, so that losing the race below leaves any outer transaction usable.
         with transaction.atomic():
             execution = Execution.objects.create(
-                tenant=tenant, language=language, code=code, stdin=stdin, idempotency_key=idempotency_key
+                tenant=tenant,
+                language=language,
+                code=code,
+                stdin=stdin,
+                idempotency_key=idempotency_key,
+                timeout_seconds=limits.timeout_seconds,
+                memory_mb=limits.memory_mb,
             )
     except IntegrityError:
         # A concurrent request with the same key created it first.
-        previous = replay(tenant, idempotency_key, language, code, stdin) if idempotency_key else None
+        previous = replay(tenant, idempotency_key, request) if idempotency_key else None
         if previous is None:
             raise
         return previous, False
@@ -103,7 +119,7 @@ def submit(
     return execution, True
 
 
-def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Execution | None:
+def replay(tenant: Tenant, key: str, request: tuple) -> Execution | None:
     """The execution an earlier request with this key created, if it is still within the window."""
     previous = Execution.objects.filter(tenant=tenant, idempotency_key=key).first()
     if previous is None:
@@ -112,7 +128,7 @@ def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Ex
         # The window is over: the key is free again.
         Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
         return None
-    if (previous.language, previous.code, previous.stdin) != (language, code, stdin):
+    if (previous.language, previous.code, previous.stdin, previous.timeout_seconds, previous.memory_mb) != request:
         raise IdempotencyConflict()
     return previous
 
@@ -161,6 +177,7 @@ def run_in_sandbox(execution: Execution) -> dict:
             execution.language,
             execution.code,
             execution.stdin,
+            limits=sandbox_limits(execution),
             labels={"rce.execution": execution_id},
             on_created=lambda cid: Execution.objects.filter(id=execution_id).update(container_id=cid),
         )
@@ -180,6 +197,17 @@ def run_in_sandbox(execution: Execution) -> dict:
         "duration_ms": result.duration_ms,
         "container_id": result.container_id,
     }
+
+
+def sandbox_limits(execution: Execution) -> runner.Limits:
+    """The platform's limits, lowered to the execution's own. Never raised, whatever the row says:
+    the API checked them, and this keeps a row written any other way within the platform's."""
+    platform = runner.Limits.from_settings()
+    return dataclasses.replace(
+        platform,
+        timeout_seconds=min(platform.timeout_seconds, execution.timeout_seconds or platform.timeout_seconds),
+        memory_mb=min(platform.memory_mb, execution.memory_mb or platform.memory_mb),
+    )
 
 
 def as_text(data: bytes) -> str:

@@ -9,6 +9,7 @@ from tests.helpers import assert_error
 FIELDS = {
     "task_id", "status", "language", "stdout", "stderr", "exit_code", "stdout_truncated",
     "stderr_truncated", "duration_ms", "created_at", "started_at", "finished_at", "error",
+    "timeout_seconds", "memory_mb",
 }
 
 

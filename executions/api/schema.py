@@ -6,11 +6,12 @@ plain dicts; they never validate anything.
 
 from __future__ import annotations
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
+from executions import limits
 from executions.models import Execution
 
 
@@ -27,6 +28,24 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     def get_security_requirement(self, auto_schema):
         # Either header will do: a list of requirements means "one of".
         return [{"bearerAuth": []}, {"apiKeyAuth": []}]
+
+
+class TimeoutFieldScheme(OpenApiSerializerFieldExtension):
+    # The bounds are the maxima when the schema is generated, so the schema follows the settings.
+    target_class = "executions.api.serializers.TimeoutField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        maximum = limits.platform_maxima().timeout_seconds
+        return {"type": "number", "minimum": limits.MIN_TIMEOUT_SECONDS, "maximum": maximum}
+
+
+class MemoryFieldScheme(OpenApiSerializerFieldExtension):
+    target_class = "executions.api.serializers.MemoryField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "integer", "minimum": limits.MIN_MEMORY_MB, "maximum": limits.platform_maxima().memory_mb}
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -44,6 +44,31 @@ class StdinField(StrictCharField):
         return super().run_validation(data)
 
 
+class TimeoutField(serializers.FloatField):
+    """timeout_seconds; its bounds are checked by executions.limits.check_limits, not here."""
+
+
+class MemoryField(serializers.IntegerField):
+    """memory_mb; its bounds are checked by executions.limits.check_limits, not here."""
+
+
+class JsonNumberMixin:
+    """A JSON number only: DRF would turn "3" or true into a number."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonTimeoutField(JsonNumberMixin, TimeoutField):
+    pass
+
+
+class JsonMemoryField(JsonNumberMixin, MemoryField):
+    pass
+
+
 def utf8_size(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -58,6 +83,8 @@ class ExecutionCreateSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=Execution.Language.choices, default=Execution.Language.PYTHON)
     code = CodeField(trim_whitespace=False)
     stdin = StdinField(trim_whitespace=False, required=False, default="")
+    timeout_seconds = JsonTimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")
+    memory_mb = JsonMemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
@@ -70,6 +97,13 @@ class ExecutionCreateSerializer(serializers.Serializer):
 
     def validate_code(self, code: str) -> str:
         return validate_code(code)
+
+
+class RawQuerySerializer(serializers.Serializer):
+    """The query parameters of the raw-body endpoint (the language is checked by the view)."""
+
+    timeout_seconds = TimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")
+    memory_mb = MemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -88,6 +122,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "stdout_truncated",
             "stderr_truncated",
             "duration_ms",
+            "timeout_seconds",
+            "memory_mb",
             "created_at",
             "started_at",
             "finished_at",

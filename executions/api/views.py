@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +25,7 @@ from executions.api.serializers import (
     ExecutionCreateSerializer,
     ExecutionSerializer,
     LanguagesSerializer,
+    RawQuerySerializer,
     check_sizes,
     validate_code,
 )
@@ -57,12 +59,25 @@ def idempotency_key(request: Request) -> str:
     return key.strip()
 
 
-def submit(request: Request, language: str, code: str, stdin: str) -> Response:
+def execution_limits(request: Request, requested: dict) -> limits.ExecutionLimits:
+    """The run's limits: those asked for, checked against the caller's maxima (400 if over)."""
+    try:
+        return limits.check_limits(
+            requested.get("timeout_seconds"), requested.get("memory_mb"), limits.platform_maxima()
+        )
+    except limits.LimitExceeded as exc:
+        raise serializers.ValidationError({exc.field: [ErrorDetail(exc.message, code="invalid_limit")]}) from None
+
+
+def submit(request: Request, language: str, code: str, stdin: str, requested: dict) -> Response:
     problem = check_sizes(code, stdin)
     if problem:
         raise PayloadTooLarge(problem)
+    run_limits = execution_limits(request, requested)
     try:
-        execution, created = jobs.submit(request.user, language, code, stdin, idempotency_key(request))
+        execution, created = jobs.submit(
+            request.user, language, code, stdin, idempotency_key(request), limits=run_limits
+        )
     except jobs.QueueUnavailable:
         raise QueueUnavailable() from None
     except jobs.IdempotencyConflict:
@@ -82,6 +97,7 @@ class ExecuteRawView(APIView):
         request={"text/plain": CODE_SCHEMA},
         parameters=[
             OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
+            RawQuerySerializer,
             IDEMPOTENCY_KEY,
             *ACCEPTED_HEADERS,
         ],
@@ -104,7 +120,9 @@ class ExecuteRawView(APIView):
             validate_code(code)
         except serializers.ValidationError:
             raise BadRequest("The code must not be empty.", code="empty_code") from None
-        return submit(request, language, code, "")
+        query = RawQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return submit(request, language, code, "", query.validated_data)
 
 
 class ExecutionPagination(CursorPagination):
@@ -154,7 +172,7 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         serializer = ExecutionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return submit(request, data["language"], data["code"], data["stdin"])
+        return submit(request, data["language"], data["code"], data["stdin"], data)
 
 
 class ExecutionDetailView(TenantScopedMixin, APIView):
