@@ -56,14 +56,25 @@ def job_timeout() -> int:
     return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
+def job_options(execution: Execution) -> dict:
+    return {
+        "args": (str(execution.id),),
+        "job_id": f"execution-{execution.id}-{execution.attempts}",
+        "timeout": job_timeout(),
+        "result_ttl": 600,
+        "failure_ttl": 86400,
+    }
+
+
 def enqueue(execution: Execution) -> None:
-    queue().enqueue_call(
-        "executions.jobs.run_execution",
-        args=(str(execution.id),),
-        job_id=f"execution-{execution.id}-{execution.attempts}",
-        timeout=job_timeout(),
-        result_ttl=600,
-        failure_ttl=86400,
+    queue().enqueue_call("executions.jobs.run_execution", **job_options(execution))
+
+
+def enqueue_all(executions: list[Execution]) -> None:
+    """Queue every job or none: rq sends them in one Redis transaction (MULTI/EXEC)."""
+    target = queue()
+    target.enqueue_many(
+        [target.prepare_data("executions.jobs.run_execution", **job_options(e)) for e in executions]
     )
 
 
@@ -117,6 +128,38 @@ def submit(
         raise QueueUnavailable(str(exc)) from exc
     log_state(execution.id, Status.QUEUED, tenant.name, language=language)
     return execution, True
+
+
+def submit_batch(tenant: Tenant, requests: list[tuple[str, str, str, execution_limits.ExecutionLimits]]) -> list[Execution]:
+    """Create the rows of (language, code, stdin, limits) in one transaction, then queue their jobs.
+
+    The jobs go in one Redis transaction after the commit (a worker must find its row). If Redis
+    refuses, every row not yet claimed by a worker is removed, so a job that did reach the queue
+    finds no row and is skipped: the batch was not accepted, and nothing of it runs (a worker can
+    claim one first only if Redis ran the transaction and the reply was lost). A process that
+    dies between the commit and the enqueue leaves queued rows that the reconciler queues later.
+    """
+    with transaction.atomic():
+        executions = Execution.objects.bulk_create(
+            Execution(
+                tenant=tenant,
+                language=language,
+                code=code,
+                stdin=stdin,
+                timeout_seconds=limits.timeout_seconds,
+                memory_mb=limits.memory_mb,
+            )
+            for language, code, stdin, limits in requests
+        )
+    try:
+        enqueue_all(executions)
+    except redis.RedisError as exc:
+        Execution.objects.filter(id__in=[e.id for e in executions], status=Status.QUEUED).delete()
+        log.warning("batch of %d not accepted: the queue is unavailable: %s", len(executions), exc)
+        raise QueueUnavailable(str(exc)) from exc
+    for execution in executions:
+        log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
+    return executions
 
 
 def replay(tenant: Tenant, key: str, request: tuple) -> Execution | None:

@@ -43,6 +43,7 @@ def test_it_documents_each_path_once_without_a_trailing_slash(schema):
     assert sorted(schema["paths"]) == [
         "/api/v1/execute",
         "/api/v1/executions",
+        "/api/v1/executions/batch",
         "/api/v1/executions/{execution_id}",
         "/api/v1/languages",
     ]

@@ -136,10 +136,16 @@ def canonical_paths_only(endpoints):
 
 
 # Request bodies whose serializers refuse unknown fields (a typo must not be silently ignored).
-CLOSED_COMPONENTS = {"ExecutionCreate"}
+CLOSED_COMPONENTS = {"ExecutionCreate", "ExecutionBatch"}
 
 
 def closed_request_bodies(result, generator, request, public):
-    for name in CLOSED_COMPONENTS & set(result.get("components", {}).get("schemas", {})):
-        result["components"]["schemas"][name]["additionalProperties"] = False
+    from executions.api.serializers import MAX_BATCH
+
+    components = result.get("components", {}).get("schemas", {})
+    for name in CLOSED_COMPONENTS & set(components):
+        components[name]["additionalProperties"] = False
+    # drf-spectacular does not carry a list serializer's length bounds over.
+    if "ExecutionBatch" in components:
+        components["ExecutionBatch"]["properties"]["executions"].update(minItems=1, maxItems=MAX_BATCH)
     return result

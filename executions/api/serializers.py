@@ -87,16 +87,33 @@ class ExecutionCreateSerializer(serializers.Serializer):
     memory_mb = JsonMemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
     def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["is not a known field."] for name in unknown}, code="unknown_field"
-                )
+        reject_unknown_fields(self, data)
         return super().to_internal_value(data)
 
     def validate_code(self, code: str) -> str:
         return validate_code(code)
+
+
+def reject_unknown_fields(serializer: serializers.Serializer, data) -> None:
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["is not a known field."] for name in unknown}, code="unknown_field")
+
+
+MAX_BATCH = 20
+
+
+class ExecutionBatchSerializer(serializers.Serializer):
+    executions = ExecutionCreateSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
+
+    def to_internal_value(self, data):
+        reject_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+class BatchAcceptedSerializer(serializers.Serializer):
+    task_ids = serializers.ListField(child=serializers.UUIDField(), help_text="In the order of the request.")
 
 
 class RawQuerySerializer(serializers.Serializer):

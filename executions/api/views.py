@@ -22,6 +22,8 @@ from executions.api.errors import (
     error_body,
 )
 from executions.api.serializers import (
+    BatchAcceptedSerializer,
+    ExecutionBatchSerializer,
     ExecutionCreateSerializer,
     ExecutionSerializer,
     LanguagesSerializer,
@@ -173,6 +175,53 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         return submit(request, data["language"], data["code"], data["stdin"], data)
+
+
+class ExecutionBatchView(APIView):
+    @extend_schema(
+        summary="Run up to 20 scripts sent as JSON",
+        description=(
+            "All or nothing: one invalid item is a 400 naming its index (`executions[3]`), and nothing "
+            "is created. The 202 lists the task ids in the order of the request."
+        ),
+        request=ExecutionBatchSerializer,
+        responses={202: BatchAcceptedSerializer, **errors(400, 413, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        if request.headers.get("Idempotency-Key"):
+            # Silently ignoring it would make a retry run the whole batch again.
+            raise BadRequest("Idempotency-Key is not supported on batches.", code="invalid_idempotency_key")
+        serializer = ExecutionBatchSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise serializers.ValidationError(by_item_index(serializer.errors))
+        requests = []
+        for index, item in enumerate(serializer.validated_data["executions"]):
+            problem = check_sizes(item["code"], item["stdin"])
+            if problem:
+                raise PayloadTooLarge(f"executions[{index}]: {problem}")
+            try:
+                run_limits = execution_limits(request, item)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({f"executions[{index}]": exc.detail}) from None
+            requests.append((item["language"], item["code"], item["stdin"], run_limits))
+        try:
+            executions = jobs.submit_batch(request.user, requests)
+        except jobs.QueueUnavailable:
+            raise QueueUnavailable() from None
+        body = {"task_ids": [str(execution.id) for execution in executions]}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def by_item_index(errors: dict) -> dict:
+    """DRF reports the items' errors by index (a list, or a dict keyed by int); name the first bad item."""
+    items = errors.get("executions")
+    if isinstance(items, list):
+        items = dict(enumerate(items))
+    if isinstance(items, dict):
+        for index, item in sorted((k, v) for k, v in items.items() if isinstance(k, int)):
+            if item:
+                return {f"executions[{index}]": item}
+    return errors
 
 
 class ExecutionDetailView(TenantScopedMixin, APIView):
