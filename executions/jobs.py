@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 RESULT_KEY = "rce:execution:{}"
+# Published once an execution's result is cached, for requests waiting on it (?wait=N).
+FINISHED_CHANNEL = "rce:finished:{}"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 Status = Execution.Status
 
@@ -284,9 +286,9 @@ def cache_result(execution_id: str) -> None:
     execution = Execution.objects.get(id=execution_id)
     payload = {"tenant_id": execution.tenant_id, "data": ExecutionSerializer(execution).data}
     try:
-        queue().connection.set(
-            RESULT_KEY.format(execution_id), json.dumps(payload), ex=settings.RESULT_CACHE_TTL_SECONDS
-        )
+        connection = queue().connection
+        connection.set(RESULT_KEY.format(execution_id), json.dumps(payload), ex=settings.RESULT_CACHE_TTL_SECONDS)
+        connection.publish(FINISHED_CHANNEL.format(execution_id), execution.status)
     except redis.RedisError:
         # The database has the result; the cache only makes reads faster.
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)

@@ -79,7 +79,7 @@ def test_it_documents_the_202_with_its_location(schema):
 def test_it_documents_both_request_bodies(schema):
     raw = schema["paths"]["/api/v1/execute"]["post"]
     assert list(raw["requestBody"]["content"]) == ["text/plain"]
-    assert [p["name"] for p in raw["parameters"] if p["in"] == "query"] == ["language", "memory_mb", "timeout_seconds"]
+    assert [p["name"] for p in raw["parameters"] if p["in"] == "query"] == ["language", "memory_mb", "timeout_seconds", "wait"]
     body = schema["paths"]["/api/v1/executions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     create = schema["components"]["schemas"][body["$ref"].rpartition("/")[2]]
     assert create["required"] == ["code"]

@@ -48,6 +48,15 @@ class MemoryFieldScheme(OpenApiSerializerFieldExtension):
         return {"type": "integer", "minimum": limits.MIN_MEMORY_MB, "maximum": limits.platform_maxima().memory_mb}
 
 
+class WaitFieldScheme(OpenApiSerializerFieldExtension):
+    target_class = "executions.api.serializers.WaitField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        from executions.api.serializers import MAX_WAIT_SECONDS
+
+        return {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": MAX_WAIT_SECONDS}
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable and machine-readable, e.g. `empty_code`.")
     message = serializers.CharField(help_text="For people; may change.")
@@ -106,7 +115,7 @@ ACCEPTED_HEADERS = [
         "Location",
         OpenApiTypes.STR,
         OpenApiParameter.HEADER,
-        response=[202],
+        response=[200, 202],
         required=True,
         description="`/api/v1/executions/<task_id>`: where to read the execution.",
     ),
@@ -114,7 +123,7 @@ ACCEPTED_HEADERS = [
         "Idempotent-Replayed",
         OpenApiTypes.STR,
         OpenApiParameter.HEADER,
-        response=[202],
+        response=[200, 202],
         enum=["true"],
         description="Present when an Idempotency-Key returned an earlier execution.",
     ),

@@ -116,7 +116,31 @@ class BatchAcceptedSerializer(serializers.Serializer):
     task_ids = serializers.ListField(child=serializers.UUIDField(), help_text="In the order of the request.")
 
 
-class RawQuerySerializer(serializers.Serializer):
+MAX_WAIT_SECONDS = 30
+
+
+class WaitField(serializers.FloatField):
+    pass
+
+
+class WaitQuerySerializer(serializers.Serializer):
+    wait = WaitField(
+        required=False,
+        help_text=(
+            f"Seconds (at most {MAX_WAIT_SECONDS}) to wait for the execution to finish: 200 with it if it "
+            "does, else the usual 202. A busy server may answer 202 without waiting."
+        ),
+    )
+
+    def validate_wait(self, wait: float) -> float:
+        if not 0 < wait <= MAX_WAIT_SECONDS:
+            raise serializers.ValidationError(
+                f"must be more than 0 and at most {MAX_WAIT_SECONDS} seconds.", code="invalid_wait"
+            )
+        return wait
+
+
+class RawQuerySerializer(WaitQuerySerializer):
     """The query parameters of the raw-body endpoint (the language is checked by the view)."""
 
     timeout_seconds = TimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.pagination import CursorPagination
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions import jobs, limits
+from executions.api import waiting
 from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, errors
 from executions.api.errors import (
     BadRequest,
@@ -28,11 +29,15 @@ from executions.api.serializers import (
     ExecutionSerializer,
     LanguagesSerializer,
     RawQuerySerializer,
+    WaitQuerySerializer,
     check_sizes,
     validate_code,
 )
 from executions.models import Execution
 from executions.sandbox import runtimes
+
+
+FINISHED = OpenApiResponse(ExecutionSerializer, description="With `?wait=N`: the execution, finished within N seconds.")
 
 
 class TenantScopedMixin:
@@ -44,10 +49,15 @@ class TenantScopedMixin:
         return Execution.objects.filter(tenant=self.request.user)
 
 
-def accepted(execution: Execution, created: bool) -> Response:
+def accepted(execution: Execution, created: bool, wait: float | None = None) -> Response:
+    """202 with the task id; or, with `wait`, 200 with the execution if it finishes within `wait` seconds."""
     headers = {"Location": f"/api/v1/executions/{execution.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
+    if wait:
+        finished = waiting.wait_for(execution, wait)
+        if finished is not None:
+            return Response(finished, status=status.HTTP_200_OK, headers=headers)
     body = {"task_id": str(execution.id), "status": execution.status}
     return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
@@ -71,7 +81,7 @@ def execution_limits(request: Request, requested: dict) -> limits.ExecutionLimit
         raise serializers.ValidationError({exc.field: [ErrorDetail(exc.message, code="invalid_limit")]}) from None
 
 
-def submit(request: Request, language: str, code: str, stdin: str, requested: dict) -> Response:
+def submit(request: Request, language: str, code: str, stdin: str, requested: dict, wait: float | None) -> Response:
     problem = check_sizes(code, stdin)
     if problem:
         raise PayloadTooLarge(problem)
@@ -84,7 +94,7 @@ def submit(request: Request, language: str, code: str, stdin: str, requested: di
         raise QueueUnavailable() from None
     except jobs.IdempotencyConflict:
         raise IdempotencyConflict() from None
-    return accepted(execution, created)
+    return accepted(execution, created, wait)
 
 
 class ExecuteRawView(APIView):
@@ -100,10 +110,11 @@ class ExecuteRawView(APIView):
         parameters=[
             OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
             RawQuerySerializer,
+    WaitQuerySerializer,
             IDEMPOTENCY_KEY,
             *ACCEPTED_HEADERS,
         ],
-        responses={202: ACCEPTED, **errors(400, 409, 413)},
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413)},
     )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", Execution.Language.PYTHON)
@@ -124,7 +135,7 @@ class ExecuteRawView(APIView):
             raise BadRequest("The code must not be empty.", code="empty_code") from None
         query = RawQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return submit(request, language, code, "", query.validated_data)
+        return submit(request, language, code, "", query.validated_data, query.validated_data.get("wait"))
 
 
 class ExecutionPagination(CursorPagination):
@@ -167,14 +178,16 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         summary="Run a script sent as JSON",
         description="Queue the script; read the execution at the `Location` the 202 gives.",
         request=ExecutionCreateSerializer,
-        parameters=[IDEMPOTENCY_KEY, *ACCEPTED_HEADERS],
-        responses={202: ACCEPTED, **errors(400, 409, 413, 415)},
+        parameters=[WaitQuerySerializer, IDEMPOTENCY_KEY, *ACCEPTED_HEADERS],
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
+        query = WaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         serializer = ExecutionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return submit(request, data["language"], data["code"], data["stdin"], data)
+        return submit(request, data["language"], data["code"], data["stdin"], data, query.validated_data.get("wait"))
 
 
 class ExecutionBatchView(APIView):
