@@ -192,10 +192,10 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 
 # --- API ------------------------------------------------------------------------------------
 # gunicorn's threads per process (sandbox_project/gunicorn.py reads the same variable).
-WEB_THREADS = envint("WEB_THREADS", 8)
-# How many requests per process may wait (?wait=N) at once: the other threads stay free for quick
-# requests, and a request that finds no free slot gets its 202 at once.
-WAIT_SLOTS = envint("WAIT_SLOTS", max(1, WEB_THREADS - 4))
+WEB_THREADS = envint("WEB_THREADS", 32)
+# How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
+# free for quick requests, and a request that finds no free slot gets its 202 at once.
+WAIT_SLOTS = envint("WAIT_SLOTS", max(1, WEB_THREADS - 8))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["executions.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["executions.api.auth.IsTenant"],

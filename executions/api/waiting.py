@@ -14,6 +14,7 @@ import time
 
 import redis
 from django.conf import settings
+from django.db import connection
 
 from executions import jobs
 from executions.api.serializers import ExecutionSerializer
@@ -58,6 +59,13 @@ def wait_for(execution: Execution, seconds: float) -> dict | None:
         slots().release()
 
 
+def release_database() -> None:
+    # A waiting request must not pin a database connection for seconds: the database's connection
+    # limit would then cap the waits, not the slots. The next query reconnects.
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def subscribe_and_wait(execution_id: str, tenant_id: int, seconds: float) -> dict | None:
     deadline = time.monotonic() + seconds
     pubsub = jobs.queue().connection.pubsub(ignore_subscribe_messages=True)
@@ -65,6 +73,7 @@ def subscribe_and_wait(execution_id: str, tenant_id: int, seconds: float) -> dic
         pubsub.subscribe(jobs.FINISHED_CHANNEL.format(execution_id))
         # Subscribed first, then looked: a finish between the two cannot be missed.
         result = finished(execution_id, tenant_id)
+        release_database()
         while result is None and (remaining := deadline - time.monotonic()) > 0:
             # Short polls of the socket keep each read well inside the client's socket timeout.
             if pubsub.get_message(timeout=min(remaining, 1.0)) is not None:
