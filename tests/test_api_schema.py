@@ -104,3 +104,14 @@ def test_the_docs_load_only_local_assets():
         assert finders.find(url.removeprefix("/static/")), url
         served = browser.get(url)
         assert served.status_code == 200, url
+
+
+def test_every_body_is_required_and_submissions_link_to_their_execution(schema):
+    for path in schema["paths"].values():
+        for operation in path.values():
+            if "requestBody" in operation:
+                assert operation["requestBody"]["required"] is True
+    for path in ("/api/v1/execute", "/api/v1/executions"):
+        link = schema["paths"][path]["post"]["responses"]["202"]["links"]["GetExecution"]
+        assert link["parameters"] == {"execution_id": "$response.body#/task_id"}
+        assert link["operationId"] == schema["paths"]["/api/v1/executions/{execution_id}"]["get"]["operationId"]

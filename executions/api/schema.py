@@ -157,4 +157,26 @@ def closed_request_bodies(result, generator, request, public):
     # drf-spectacular does not carry a list serializer's length bounds over.
     if "ExecutionBatch" in components:
         components["ExecutionBatch"]["properties"]["executions"].update(minItems=1, maxItems=MAX_BATCH)
+    for operation in operations(result):
+        # Every body this API takes is required (the raw script's too).
+        if "requestBody" in operation:
+            operation["requestBody"]["required"] = True
+        # Where to read what a submission created: for clients, and for stateful fuzzers.
+        for status in ("200", "202"):
+            response = operation["responses"].get(status, {})
+            if operation["operationId"] in SUBMISSIONS and "content" in response:
+                response["links"] = {"GetExecution": READ_EXECUTION_LINK}
     return result
+
+
+SUBMISSIONS = {"v1_execute_create", "v1_executions_create"}
+READ_EXECUTION_LINK = {
+    "operationId": "v1_executions_retrieve",
+    "parameters": {"execution_id": "$response.body#/task_id"},
+    "description": "The execution this request created (also in the `Location` header).",
+}
+
+
+def operations(result):
+    for path in result.get("paths", {}).values():
+        yield from path.values()

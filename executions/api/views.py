@@ -144,6 +144,17 @@ class ExecutionPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF would quietly use the default for `page_size=x`; a client should learn of its mistake.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
+            raise BadRequest(
+                f"page_size must be a whole number from 1 to {self.max_page_size}.", code="invalid_page_size"
+            )
+        return int(raw)
+
 
 class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
     serializer_class = ExecutionSerializer
@@ -155,6 +166,11 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         parameters=[
             OpenApiParameter("status", enum=Execution.Status.values),
             OpenApiParameter("language", enum=Execution.Language.values),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": ExecutionPagination.max_page_size},
+                description=f"Default {ExecutionPagination.page_size}.",
+            ),
         ],
         responses={200: ExecutionSerializer(many=True), **errors(400, 404)},
     )
