@@ -72,7 +72,10 @@ def idempotency_key(request: Request) -> str:
 
 
 def execution_limits(request: Request, requested: dict) -> limits.ExecutionLimits:
-    """The run's limits: those asked for, checked against the caller's maxima (400 if over)."""
+    """The run's limits: those asked for, checked against the caller's maxima (400 if over).
+
+    The maxima are the platform's for now; a tenant's would be looked up here from request.user.
+    """
     try:
         return limits.check_limits(
             requested.get("timeout_seconds"), requested.get("memory_mb"), limits.platform_maxima()
@@ -110,7 +113,6 @@ class ExecuteRawView(APIView):
         parameters=[
             OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
             RawQuerySerializer,
-    WaitQuerySerializer,
             IDEMPOTENCY_KEY,
             *ACCEPTED_HEADERS,
         ],
@@ -223,22 +225,26 @@ class ExecutionBatchView(APIView):
         serializer = ExecutionBatchSerializer(data=request.data)
         if not serializer.is_valid():
             raise serializers.ValidationError(by_item_index(serializer.errors))
-        requests = []
-        for index, item in enumerate(serializer.validated_data["executions"]):
-            problem = check_sizes(item["code"], item["stdin"])
-            if problem:
-                raise PayloadTooLarge(f"executions[{index}]: {problem}")
-            try:
-                run_limits = execution_limits(request, item)
-            except serializers.ValidationError as exc:
-                raise serializers.ValidationError({f"executions[{index}]": exc.detail}) from None
-            requests.append((item["language"], item["code"], item["stdin"], run_limits))
+        items = serializer.validated_data["executions"]
+        requests = [batch_item(request, index, item) for index, item in enumerate(items)]
         try:
             executions = jobs.submit_batch(request.user, requests)
         except jobs.QueueUnavailable:
             raise QueueUnavailable() from None
         body = {"task_ids": [str(execution.id) for execution in executions]}
         return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def batch_item(request: Request, index: int, item: dict) -> tuple:
+    """(language, code, stdin, limits) of one valid item; its errors name it by index."""
+    problem = check_sizes(item["code"], item["stdin"])
+    if problem:
+        raise PayloadTooLarge(f"executions[{index}]: {problem}")
+    try:
+        run_limits = execution_limits(request, item)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({f"executions[{index}]": exc.detail}) from None
+    return item["language"], item["code"], item["stdin"], run_limits
 
 
 def by_item_index(errors: dict) -> dict:
