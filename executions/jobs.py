@@ -6,6 +6,7 @@ duplicate or late job can never overwrite a result, and every path ends in a ter
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 from rq import RateLimit, get_current_job
 from rq.rate_limit import RateLimitRegistry
 
+from executions import limits as execution_limits
 from executions import metrics
 from executions.models import Execution, Tenant
 from executions.sandbox import runner
@@ -36,6 +38,8 @@ JOB_TIMEOUT_MARGIN_SECONDS = 120
 RESULT_KEY = "rce:execution:{}"
 # Set when a running execution is cancelled; its worker polls it and kills the sandbox.
 CANCEL_KEY = "rce:cancel:{}"
+# Published once an execution's result is cached, for requests waiting on it (?wait=N).
+FINISHED_CHANNEL = "rce:finished:{}"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 # Results a worker could not write because the database was down: execution id -> fields (JSON).
 PARKED_RESULTS_KEY = "rce:parked-results"
@@ -96,6 +100,16 @@ def enqueue(execution: Execution) -> None:
     )
 
 
+def enqueue_all(executions: list[Execution]) -> None:
+    """Queue every job, one by one: rq refuses rate-limited jobs in one pipeline (enqueue_many).
+
+    A failure half-way raises; the caller removes the rows whose job did not start, and a job that
+    did reach the queue then finds no row and runs nothing.
+    """
+    for execution in executions:
+        enqueue(execution)
+
+
 class QueueQuotaExceeded(Exception):
     """The tenant has max_queued executions queued or running; the execution was not accepted."""
 
@@ -137,16 +151,16 @@ def queue_depth() -> int:
     return queue_counts(0)[1]
 
 
-def admit(tenant: Tenant) -> None:
-    """Refuse a new execution over the global queue ceiling or the tenant's max_queued."""
+def admit(tenant: Tenant, count: int = 1) -> None:
+    """Refuse `count` new executions over the global queue ceiling or the tenant's max_queued."""
     try:
         mine, waiting = queue_counts(tenant.id)
     except redis.RedisError as exc:
         raise QueueUnavailable(str(exc)) from exc
-    if waiting >= settings.QUEUE_MAX_DEPTH:
+    if waiting + count > settings.QUEUE_MAX_DEPTH:
         raise Overloaded()
     limit = tenant.limits().max_queued
-    if mine >= limit:
+    if mine + count > limit:
         raise QueueQuotaExceeded(limit)
 
 
@@ -155,16 +169,24 @@ class IdempotencyConflict(Exception):
 
 
 def submit(
-    tenant: Tenant, language: str, code: str, stdin: str = "", idempotency_key: str = ""
+    tenant: Tenant,
+    language: str,
+    code: str,
+    stdin: str = "",
+    idempotency_key: str = "",
+    limits: execution_limits.ExecutionLimits | None = None,
 ) -> tuple[Execution, bool]:
     """Create the row, then queue its job, and return it with whether it is new.
 
     Over a queue quota nothing is created (admit). If Redis refuses, the row is removed: nothing
     half-done. A request that repeats an
     Idempotency-Key within IDEMPOTENCY_WINDOW gets the original execution back, and nothing new.
+    `limits` must have been checked against the caller's maxima; the default is the platform's.
     """
+    limits = limits or execution_limits.check_limits(None, None, execution_limits.platform_maxima())
+    request = (language, code, stdin, limits.timeout_seconds, limits.memory_mb)
     if idempotency_key:
-        previous = replay(tenant, idempotency_key, language, code, stdin)
+        previous = replay(tenant, idempotency_key, request)
         if previous:
             return previous, False
     admit(tenant)
@@ -172,11 +194,17 @@ def submit(
         # A savepoint, so that losing the race below leaves any outer transaction usable.
         with transaction.atomic():
             execution = Execution.objects.create(
-                tenant=tenant, language=language, code=code, stdin=stdin, idempotency_key=idempotency_key
+                tenant=tenant,
+                language=language,
+                code=code,
+                stdin=stdin,
+                idempotency_key=idempotency_key,
+                timeout_seconds=limits.timeout_seconds,
+                memory_mb=limits.memory_mb,
             )
     except IntegrityError:
         # A concurrent request with the same key created it first.
-        previous = replay(tenant, idempotency_key, language, code, stdin) if idempotency_key else None
+        previous = replay(tenant, idempotency_key, request) if idempotency_key else None
         if previous is None:
             raise
         return previous, False
@@ -190,7 +218,40 @@ def submit(
     return execution, True
 
 
-def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Execution | None:
+def submit_batch(tenant: Tenant, requests: list[tuple[str, str, str, execution_limits.ExecutionLimits]]) -> list[Execution]:
+    """Create the rows of (language, code, stdin, limits) in one transaction, then queue their jobs.
+
+    Over a queue quota nothing is created. The jobs are queued after the commit (a worker must
+    find its row). If Redis refuses, every row not yet claimed by a worker is removed, so a job
+    that did reach the queue finds no row and is skipped: the batch was not accepted (a worker may
+    have claimed and run one already if it was quick). A process that dies between the commit and
+    the enqueue leaves queued rows that the reconciler queues later.
+    """
+    admit(tenant, len(requests))
+    with transaction.atomic():
+        executions = Execution.objects.bulk_create(
+            Execution(
+                tenant=tenant,
+                language=language,
+                code=code,
+                stdin=stdin,
+                timeout_seconds=limits.timeout_seconds,
+                memory_mb=limits.memory_mb,
+            )
+            for language, code, stdin, limits in requests
+        )
+    try:
+        enqueue_all(executions)
+    except redis.RedisError as exc:
+        Execution.objects.filter(id__in=[e.id for e in executions], status=Status.QUEUED).delete()
+        log.warning("batch of %d not accepted: the queue is unavailable: %s", len(executions), exc)
+        raise QueueUnavailable(str(exc)) from exc
+    for execution in executions:
+        log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
+    return executions
+
+
+def replay(tenant: Tenant, key: str, request: tuple) -> Execution | None:
     """The execution an earlier request with this key created, if it is still within the window."""
     previous = Execution.objects.owned_by(tenant).filter(idempotency_key=key).first()
     if previous is None:
@@ -199,7 +260,7 @@ def replay(tenant: Tenant, key: str, language: str, code: str, stdin: str) -> Ex
         # The window is over: the key is free again.
         Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
         return None
-    if (previous.language, previous.code, previous.stdin) != (language, code, stdin):
+    if (previous.language, previous.code, previous.stdin, previous.timeout_seconds, previous.memory_mb) != request:
         raise IdempotencyConflict()
     return previous
 
@@ -254,6 +315,7 @@ def run_in_sandbox(execution: Execution) -> dict:
             execution.language,
             execution.code,
             execution.stdin,
+            limits=sandbox_limits(execution),
             labels={"rce.execution": execution_id},
             on_created=lambda cid: patiently(
                 lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
@@ -277,6 +339,17 @@ def run_in_sandbox(execution: Execution) -> dict:
         "duration_ms": result.duration_ms,
         "container_id": result.container_id,
     }
+
+
+def sandbox_limits(execution: Execution) -> runner.Limits:
+    """The platform's limits, lowered to the execution's own. Never raised, whatever the row says:
+    the API checked them, and this keeps a row written any other way within the platform's."""
+    platform = runner.Limits.from_settings()
+    return dataclasses.replace(
+        platform,
+        timeout_seconds=min(platform.timeout_seconds, execution.timeout_seconds or platform.timeout_seconds),
+        memory_mb=min(platform.memory_mb, execution.memory_mb or platform.memory_mb),
+    )
 
 
 def as_text(data: bytes) -> str:
@@ -444,7 +517,9 @@ def cache_result(execution_id: str) -> None:
     # The owner first, so that another tenant's read is refused before any parsing: as cheap as a miss.
     payload = f"{execution.tenant_id}:{json.dumps(ExecutionSerializer(execution).data)}"
     try:
-        queue().connection.set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
+        connection = queue().connection
+        connection.set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
+        connection.publish(FINISHED_CHANNEL.format(execution_id), execution.status)
     except redis.RedisError:
         # The database has the result; the cache only makes reads faster.
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)

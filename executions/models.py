@@ -192,6 +192,10 @@ class Execution(models.Model):
     attempts = models.PositiveSmallIntegerField(default=1)
     # The client's Idempotency-Key header: a retry with the same key gets this execution back.
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
+    # The limits the request asked for, or the maxima when it was accepted; null (older rows): the
+    # platform's settings at run time.
+    timeout_seconds = models.FloatField(null=True, blank=True)
+    memory_mb = models.PositiveIntegerField(null=True, blank=True)
 
     objects = TenantOwnedQuerySet.as_manager()
 

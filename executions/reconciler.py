@@ -82,6 +82,9 @@ def requeue_or_fail(execution: Execution, now) -> int:
         updated = Execution.objects.filter(id=execution.id, status=Status.QUEUED).update(
             status=state, finished_at=now, error="the execution's job was lost twice; it never ran"
         )
+        if updated:
+            # Requests waiting on it (?wait=N) hear of it through the cache.
+            jobs.cache_result(execution.id)
     else:
         state = Status.QUEUED
         updated = Execution.objects.filter(
@@ -124,6 +127,9 @@ def fail_orphaned(now=None) -> int:
             updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
                 status=state, finished_at=now, error="the worker running this execution stopped before it finished"
             )
+            if updated:
+                # Cached and announced like any result, for readers and requests waiting on it.
+                jobs.cache_result(execution.id)
         if updated:
             fixed += 1
             jobs.log_state(

@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from executions import metrics, reconciler
-from executions.sandbox import janitor
+from executions.sandbox import janitor, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,12 @@ class SandboxWorker(SimpleWorker):
             reconciler.reconcile(self.name)
         except Exception:
             log.exception("reconciler pass failed")
+        try:
+            # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
+            if not any(queue.count for queue in self.queues):
+                runtimes.record(self.connection)
+        except Exception:
+            log.exception("runtime versions pass failed")
 
 
 def warn_without_live_restore() -> None:

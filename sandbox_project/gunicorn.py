@@ -6,7 +6,10 @@ wsgi_app = "sandbox_project.wsgi"
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# Requests with ?wait=N hold a thread while they wait (blocked on Redis, no CPU): settings.WAIT_SLOTS
+# of these threads may wait, the other 8 serve everything else (bench/wait_capacity.py). Keep
+# workers x threads below PostgreSQL's max_connections, less what the sandbox workers use.
+threads = int(os.environ.get("WEB_THREADS", "32"))
 accesslog = "-"
 # Slow or stalled clients lose their connection instead of holding a thread.
 timeout = 30

@@ -75,6 +75,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_rq",
     "django_prometheus",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "executions",
 ]
 
@@ -229,6 +231,11 @@ WORKER_METRICS_PORT = envint("WORKER_METRICS_PORT", 0)
 READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,docker").split(",") if c.strip()]
 
 # --- API ------------------------------------------------------------------------------------
+# gunicorn's threads per process (sandbox_project/gunicorn.py reads the same variable).
+WEB_THREADS = envint("WEB_THREADS", 32)
+# How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
+# free for quick requests, and a request that finds no free slot gets its 202 at once.
+WAIT_SLOTS = envint("WAIT_SLOTS", max(1, WEB_THREADS - 8))
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "executions.api.auth.ApiKeyAuthentication",
@@ -241,6 +248,32 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["executions.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "executions.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/ and its docs at /api/docs/, whose assets are served from here:
+# the docs work without reaching any CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "rce",
+    "DESCRIPTION": "Run untrusted Python and Bash scripts in locked-down, ephemeral sandboxes.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs are public; they describe the API, not any tenant's data.
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Swagger UI's default sends the schema's address to an online validator for a badge.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "ENUM_NAME_OVERRIDES": {
+        "ExecutionStatus": "executions.models.Execution.Status",
+        "Language": "executions.models.Execution.Language",
+    },
+    "PREPROCESSING_HOOKS": ["executions.api.schema.canonical_paths_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "executions.api.schema.closed_request_bodies",
+    ],
 }
 
 LOGGING = {

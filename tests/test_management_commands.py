@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 import subprocess
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
-from executions.models import ApiKey, Tenant
+from executions.models import ApiKey, Execution, Tenant
 from tests.conftest import ROOT, manage, subprocess_env
 
 
@@ -81,3 +83,57 @@ def test_execute_needs_a_language_it_can_tell(db, tmp_path):
     script.write_text("puts 1")
     with pytest.raises(CommandError, match="language"):
         call_command("execute", str(script))
+
+
+def test_execute_reads_the_script_from_standard_input(default_tenant, worker_process):
+    done = execute("-", stdin=b"print('from stdin')\n")
+    assert (done.returncode, done.stdout) == (0, b"from stdin\n")
+
+
+def test_execute_reads_a_bash_script_from_standard_input_with_its_stdin_file(default_tenant, worker_process, tmp_path):
+    stdin = tmp_path / "input.txt"
+    stdin.write_text("world\n")
+    done = execute("-", "--language", "bash", "--stdin", str(stdin), stdin=b'read name\necho "hi $name"\n')
+    assert (done.returncode, done.stdout) == (0, b"hi world\n")
+
+
+def test_execute_prints_the_whole_execution_as_json(default_tenant, worker_process, tmp_path):
+    script = tmp_path / "demo.py"
+    script.write_text("print('x')\nraise SystemExit(2)\n")
+    done = execute(str(script), "--json")
+    body = json.loads(done.stdout)
+    assert (body["status"], body["stdout"], body["exit_code"]) == ("failed", "x\n", 2)
+    assert body["task_id"] and body["timeout_seconds"] == settings.SANDBOX_TIMEOUT_SECONDS
+    assert done.returncode == 2
+
+
+def test_execute_with_a_lower_timeout(default_tenant, worker_process):
+    done = execute("-", "--timeout", "1", "--json", stdin=b"while True: pass\n")
+    body = json.loads(done.stdout)
+    assert (body["status"], body["timeout_seconds"]) == ("timed_out", 1.0)
+    assert done.returncode == 124
+
+
+def test_execute_refuses_a_timeout_above_the_maximum(db, tmp_path):
+    script = tmp_path / "demo.py"
+    script.write_text("print(1)")
+    Tenant.objects.create(name="default")
+    with pytest.raises(CommandError, match="--timeout must be between"):
+        call_command("execute", str(script), "--timeout", "3600")
+    assert Execution.objects.count() == 0
+
+
+def test_execute_without_waiting_prints_the_task_id(db, tmp_path):
+    Tenant.objects.create(name="default")
+    script = tmp_path / "demo.sh"
+    script.write_text("echo 1")
+    out = StringIO()
+    call_command("execute", str(script), "--no-wait", stdout=out)
+    execution = Execution.objects.get()
+    assert out.getvalue().strip() == str(execution.id)
+    assert (execution.status, execution.language) == ("queued", "bash")
+
+
+def test_execute_refuses_both_script_and_stdin_from_standard_input(db):
+    with pytest.raises(CommandError, match="both"):
+        call_command("execute", "-", "--stdin", "-")

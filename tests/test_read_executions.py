@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from executions import jobs
 from executions.models import Execution
 from tests.helpers import assert_error
@@ -9,6 +11,7 @@ from tests.helpers import assert_error
 FIELDS = {
     "task_id", "status", "language", "stdout", "stderr", "exit_code", "stdout_truncated",
     "stderr_truncated", "duration_ms", "created_at", "started_at", "finished_at", "error",
+    "timeout_seconds", "memory_mb",
 }
 
 
@@ -89,3 +92,13 @@ def test_it_pages_the_list_with_a_cursor(alice):
         seen += [e["task_id"] for e in body["results"]]
         url = body["next"]
     assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize("page_size", ["0", "101", "x", "null", "-1", "2.5", "²"])
+def test_it_refuses_a_bad_page_size(alice, page_size):
+    assert_error(alice.client.get(f"/api/v1/executions?page_size={page_size}"), 400, "invalid_page_size")
+
+
+def test_it_takes_the_largest_page_size(alice):
+    alice.submit("print(1)")
+    assert len(alice.client.get("/api/v1/executions?page_size=100").json()["results"]) == 1

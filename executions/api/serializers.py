@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from executions.api.schema import CODE_SCHEMA, NO_NUL_SCHEMA
 from executions.models import Execution
 
 
@@ -23,6 +25,50 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+# The same fields, with what they accept spelled out in the schema for clients and fuzzers.
+@extend_schema_field(CODE_SCHEMA)
+class CodeField(StrictCharField):
+    def run_validation(self, data=serializers.empty):
+        # Blank is refused here, with our own code, rather than by DRF's `blank` check.
+        if isinstance(data, str) and not data.strip():
+            validate_code(data)
+        return super().run_validation(data)
+
+
+@extend_schema_field(NO_NUL_SCHEMA)
+class StdinField(StrictCharField):
+    def run_validation(self, data=serializers.empty):
+        # Empty is fine, without allow_blank, whose schema would be a oneOf that "" matches twice.
+        if data == "":
+            return ""
+        return super().run_validation(data)
+
+
+class TimeoutField(serializers.FloatField):
+    """timeout_seconds; its bounds are checked by executions.limits.check_limits, not here."""
+
+
+class MemoryField(serializers.IntegerField):
+    """memory_mb; its bounds are checked by executions.limits.check_limits, not here."""
+
+
+class JsonNumberMixin:
+    """A JSON number only: DRF would turn "3" or true into a number."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JsonTimeoutField(JsonNumberMixin, TimeoutField):
+    pass
+
+
+class JsonMemoryField(JsonNumberMixin, MemoryField):
+    pass
+
+
 def utf8_size(text: str) -> int:
     return len(text.encode("utf-8"))
 
@@ -35,20 +81,70 @@ def validate_code(code: str) -> str:
 
 class ExecutionCreateSerializer(serializers.Serializer):
     language = serializers.ChoiceField(choices=Execution.Language.choices, default=Execution.Language.PYTHON)
-    code = StrictCharField(trim_whitespace=False, allow_blank=True)
-    stdin = StrictCharField(trim_whitespace=False, allow_blank=True, required=False, default="")
+    code = CodeField(trim_whitespace=False)
+    stdin = StdinField(trim_whitespace=False, required=False, default="")
+    timeout_seconds = JsonTimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")
+    memory_mb = JsonMemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
     def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["is not a known field."] for name in unknown}, code="unknown_field"
-                )
+        reject_unknown_fields(self, data)
         return super().to_internal_value(data)
 
     def validate_code(self, code: str) -> str:
         return validate_code(code)
+
+
+def reject_unknown_fields(serializer: serializers.Serializer, data) -> None:
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["is not a known field."] for name in unknown}, code="unknown_field")
+
+
+MAX_BATCH = 20
+
+
+class ExecutionBatchSerializer(serializers.Serializer):
+    executions = ExecutionCreateSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
+
+    def to_internal_value(self, data):
+        reject_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+class BatchAcceptedSerializer(serializers.Serializer):
+    task_ids = serializers.ListField(child=serializers.UUIDField(), help_text="In the order of the request.")
+
+
+MAX_WAIT_SECONDS = 30
+
+
+class WaitField(serializers.FloatField):
+    pass
+
+
+class WaitQuerySerializer(serializers.Serializer):
+    wait = WaitField(
+        required=False,
+        help_text=(
+            f"Seconds (at most {MAX_WAIT_SECONDS}) to wait for the execution to finish: 200 with it if it "
+            "does, else the usual 202. A busy server may answer 202 without waiting."
+        ),
+    )
+
+    def validate_wait(self, wait: float) -> float:
+        if not 0 < wait <= MAX_WAIT_SECONDS:
+            raise serializers.ValidationError(
+                f"must be more than 0 and at most {MAX_WAIT_SECONDS} seconds.", code="invalid_wait"
+            )
+        return wait
+
+
+class RawQuerySerializer(WaitQuerySerializer):
+    """The query parameters of the raw-body endpoint (the language is checked by the view)."""
+
+    timeout_seconds = TimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")
+    memory_mb = MemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -67,6 +163,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "stdout_truncated",
             "stderr_truncated",
             "duration_ms",
+            "timeout_seconds",
+            "memory_mb",
             "created_at",
             "started_at",
             "finished_at",
@@ -88,3 +186,24 @@ def check_sizes(code: str, stdin: str) -> str | None:
         if size > limit:
             return f"{name} is {size} bytes; the limit is {limit} bytes."
     return None
+
+
+class LanguageRuntimeSerializer(serializers.Serializer):
+    name = serializers.ChoiceField(choices=Execution.Language.choices)
+    version = serializers.CharField(
+        allow_null=True, help_text="The interpreter's version in the sandbox image; null until a worker has read it."
+    )
+
+
+class DefaultLimitsSerializer(serializers.Serializer):
+    timeout_seconds = serializers.FloatField(help_text="Wall-clock limit: the default, and the most a request may ask.")
+    memory_mb = serializers.IntegerField(help_text="Memory limit in MiB: the default, and the most a request may ask.")
+    cpus = serializers.FloatField()
+    output_limit_bytes = serializers.IntegerField(help_text="Cap on stdout and on stderr, each.")
+    max_code_bytes = serializers.IntegerField()
+    max_stdin_bytes = serializers.IntegerField()
+
+
+class LanguagesSerializer(serializers.Serializer):
+    languages = LanguageRuntimeSerializer(many=True)
+    limits = DefaultLimitsSerializer()

@@ -6,6 +6,8 @@ from executions.api import views
 urlpatterns = [
     re_path(r"^execute/?$", views.ExecuteRawView.as_view(), name="execute"),
     re_path(r"^executions/?$", views.ExecutionListCreateView.as_view(), name="executions"),
+    re_path(r"^executions/batch/?$", views.ExecutionBatchView.as_view(), name="executions-batch"),
+    re_path(r"^languages/?$", views.LanguagesView.as_view(), name="languages"),
     path("executions/<uuid:execution_id>", views.ExecutionDetailView.as_view(), name="execution-detail"),
     path("executions/<uuid:execution_id>/", views.ExecutionDetailView.as_view()),
     path("executions/<uuid:execution_id>/cancel", views.ExecutionCancelView.as_view(), name="execution-cancel"),

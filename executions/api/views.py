@@ -4,13 +4,17 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import jobs
+from executions import jobs, limits
+from executions.api import waiting
+from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, errors
 from executions.api.errors import (
     AlreadyFinished,
     BadRequest,
@@ -22,12 +26,21 @@ from executions.api.errors import (
     error_body,
 )
 from executions.api.serializers import (
+    BatchAcceptedSerializer,
+    ExecutionBatchSerializer,
     ExecutionCreateSerializer,
     ExecutionSerializer,
+    LanguagesSerializer,
+    RawQuerySerializer,
+    WaitQuerySerializer,
     check_sizes,
     validate_code,
 )
 from executions.models import Execution
+from executions.sandbox import runtimes
+
+
+FINISHED = OpenApiResponse(ExecutionSerializer, description="With `?wait=N`: the execution, finished within N seconds.")
 
 # A tenant at its max_queued frees a place when one of its executions ends: a few seconds.
 QUEUE_QUOTA_RETRY_AFTER_SECONDS = 5
@@ -42,10 +55,15 @@ class TenantScopedMixin:
         return Execution.objects.owned_by(self.request.user)
 
 
-def accepted(execution: Execution, created: bool) -> Response:
+def accepted(execution: Execution, created: bool, wait: float | None = None) -> Response:
+    """202 with the task id; or, with `wait`, 200 with the execution if it finishes within `wait` seconds."""
     headers = {"Location": f"/api/v1/executions/{execution.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
+    if wait:
+        finished = waiting.wait_for(execution, wait)
+        if finished is not None:
+            return Response(finished, status=status.HTTP_200_OK, headers=headers)
     body = {"task_id": str(execution.id), "status": execution.status}
     return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
 
@@ -59,18 +77,35 @@ def idempotency_key(request: Request) -> str:
     return key.strip()
 
 
-def submit(request: Request, language: str, code: str, stdin: str) -> Response:
-    problem = check_sizes(code, stdin)
-    if problem:
-        raise PayloadTooLarge(problem)
+def execution_limits(request: Request, requested: dict) -> limits.ExecutionLimits:
+    """The run's limits: those asked for, checked against the caller's tenant's maxima (400 if over)."""
+    try:
+        return limits.check_limits(
+            requested.get("timeout_seconds"), requested.get("memory_mb"), limits.tenant_maxima(request.user)
+        )
+    except limits.LimitExceeded as exc:
+        raise serializers.ValidationError({exc.field: [ErrorDetail(exc.message, code="invalid_limit")]}) from None
+
+
+def check_language(request: Request, language: str, where: str = "") -> None:
     allowed = request.user.limits().languages
     if language not in allowed:
         raise BadRequest(
-            f"Language {language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
+            f"{where}Language {language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
             code="language_not_allowed",
         )
+
+
+def submit(request: Request, language: str, code: str, stdin: str, requested: dict, wait: float | None) -> Response:
+    problem = check_sizes(code, stdin)
+    if problem:
+        raise PayloadTooLarge(problem)
+    check_language(request, language)
+    run_limits = execution_limits(request, requested)
     try:
-        execution, created = jobs.submit(request.user, language, code, stdin, idempotency_key(request))
+        execution, created = jobs.submit(
+            request.user, language, code, stdin, idempotency_key(request), limits=run_limits
+        )
     except jobs.QueueUnavailable:
         raise QueueUnavailable() from None
     except jobs.Overloaded:
@@ -79,7 +114,7 @@ def submit(request: Request, language: str, code: str, stdin: str) -> Response:
         raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
     except jobs.IdempotencyConflict:
         raise IdempotencyConflict() from None
-    return accepted(execution, created)
+    return accepted(execution, created, wait)
 
 
 class ExecuteRawView(APIView):
@@ -88,6 +123,18 @@ class ExecuteRawView(APIView):
     # The body is read as bytes, whatever its content type (curl -d sends form encoding).
     parser_classes: list = []
 
+    @extend_schema(
+        summary="Run a script sent as the raw body",
+        description="The body is the script, as UTF-8 text in any content type; `?language=bash` for Bash.",
+        request={"text/plain": CODE_SCHEMA},
+        parameters=[
+            OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
+            RawQuerySerializer,
+            IDEMPOTENCY_KEY,
+            *ACCEPTED_HEADERS,
+        ],
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413)},
+    )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", Execution.Language.PYTHON)
         if language not in Execution.Language.values:
@@ -105,7 +152,9 @@ class ExecuteRawView(APIView):
             validate_code(code)
         except serializers.ValidationError:
             raise BadRequest("The code must not be empty.", code="empty_code") from None
-        return submit(request, language, code, "")
+        query = RawQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return submit(request, language, code, "", query.validated_data, query.validated_data.get("wait"))
 
 
 class ExecutionPagination(CursorPagination):
@@ -114,10 +163,38 @@ class ExecutionPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF would quietly use the default for `page_size=x`; a client should learn of its mistake.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
+            raise BadRequest(
+                f"page_size must be a whole number from 1 to {self.max_page_size}.", code="invalid_page_size"
+            )
+        return int(raw)
+
 
 class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
     serializer_class = ExecutionSerializer
     pagination_class = ExecutionPagination
+
+    @extend_schema(
+        summary="List the caller's executions, newest first",
+        description="Cursor-paginated: follow `next` and `previous`.",
+        parameters=[
+            OpenApiParameter("status", enum=Execution.Status.values),
+            OpenApiParameter("language", enum=Execution.Language.values),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": ExecutionPagination.max_page_size},
+                description=f"Default {ExecutionPagination.page_size}.",
+            ),
+        ],
+        responses={200: ExecutionSerializer(many=True), **errors(400, 404)},
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Execution]:
         queryset = self.tenant_executions()
@@ -132,14 +209,84 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
             queryset = queryset.filter(**{name: value})
         return queryset
 
+    @extend_schema(
+        summary="Run a script sent as JSON",
+        description="Queue the script; read the execution at the `Location` the 202 gives.",
+        request=ExecutionCreateSerializer,
+        parameters=[WaitQuerySerializer, IDEMPOTENCY_KEY, *ACCEPTED_HEADERS],
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413, 415)},
+    )
     def post(self, request: Request) -> Response:
+        query = WaitQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         serializer = ExecutionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return submit(request, data["language"], data["code"], data["stdin"])
+        return submit(request, data["language"], data["code"], data["stdin"], data, query.validated_data.get("wait"))
+
+
+class ExecutionBatchView(APIView):
+    @extend_schema(
+        summary="Run up to 20 scripts sent as JSON",
+        description=(
+            "All or nothing: one invalid item is a 400 naming its index (`executions[3]`), and nothing "
+            "is created. The 202 lists the task ids in the order of the request."
+        ),
+        request=ExecutionBatchSerializer,
+        responses={202: BatchAcceptedSerializer, **errors(400, 413, 415)},
+    )
+    def post(self, request: Request) -> Response:
+        if request.headers.get("Idempotency-Key"):
+            # Silently ignoring it would make a retry run the whole batch again.
+            raise BadRequest("Idempotency-Key is not supported on batches.", code="invalid_idempotency_key")
+        serializer = ExecutionBatchSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise serializers.ValidationError(by_item_index(serializer.errors))
+        items = serializer.validated_data["executions"]
+        requests = [batch_item(request, index, item) for index, item in enumerate(items)]
+        try:
+            executions = jobs.submit_batch(request.user, requests)
+        except jobs.QueueUnavailable:
+            raise QueueUnavailable() from None
+        except jobs.Overloaded:
+            raise Overloaded(settings.QUEUE_FULL_RETRY_AFTER_SECONDS) from None
+        except jobs.QueueQuotaExceeded as exc:
+            raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
+        body = {"task_ids": [str(execution.id) for execution in executions]}
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+
+def batch_item(request: Request, index: int, item: dict) -> tuple:
+    """(language, code, stdin, limits) of one valid item; its errors name it by index."""
+    problem = check_sizes(item["code"], item["stdin"])
+    if problem:
+        raise PayloadTooLarge(f"executions[{index}]: {problem}")
+    check_language(request, item["language"], f"executions[{index}]: ")
+    try:
+        run_limits = execution_limits(request, item)
+    except serializers.ValidationError as exc:
+        raise serializers.ValidationError({f"executions[{index}]": exc.detail}) from None
+    return item["language"], item["code"], item["stdin"], run_limits
+
+
+def by_item_index(errors: dict) -> dict:
+    """DRF reports the items' errors by index (a list, or a dict keyed by int); name the first bad item."""
+    items = errors.get("executions")
+    if isinstance(items, list):
+        items = dict(enumerate(items))
+    if isinstance(items, dict):
+        for index, item in sorted((k, v) for k, v in items.items() if isinstance(k, int)):
+            if item:
+                return {f"executions[{index}]": item}
+    return errors
 
 
 class ExecutionDetailView(TenantScopedMixin, APIView):
+    @extend_schema(
+        summary="Read one execution",
+        description="Another tenant's execution is a 404, like one that does not exist.",
+        responses={200: ExecutionSerializer, **errors(404)},
+    )
     def get(self, request: Request, execution_id) -> Response:
         cached = jobs.cached_result(str(execution_id), request.user.id)
         if cached is not None:
@@ -158,6 +305,29 @@ class ExecutionCancelView(TenantScopedMixin, APIView):
         except jobs.NotCancellable as exc:
             raise AlreadyFinished(f"The execution has already finished with status {exc.status!r}.") from None
         return Response(ExecutionSerializer(execution).data)
+
+
+class LanguagesView(APIView):
+    @extend_schema(
+        summary="The languages, their versions and the default limits",
+        description="The limits are the defaults, and the most a request may ask for.",
+        responses={200: LanguagesSerializer, **errors()},
+    )
+    def get(self, request: Request) -> Response:
+        versions = runtimes.versions(jobs.queue().connection)
+        maxima = limits.platform_maxima()
+        body = {
+            "languages": [{"name": name, "version": versions.get(name)} for name in Execution.Language.values],
+            "limits": {
+                "timeout_seconds": maxima.timeout_seconds,
+                "memory_mb": maxima.memory_mb,
+                "cpus": settings.SANDBOX_CPUS,
+                "output_limit_bytes": settings.SANDBOX_OUTPUT_LIMIT_BYTES,
+                "max_code_bytes": settings.SANDBOX_MAX_CODE_BYTES,
+                "max_stdin_bytes": settings.SANDBOX_MAX_STDIN_BYTES,
+            },
+        }
+        return Response(LanguagesSerializer(body).data)
 
 
 def not_found(request, *args, **kwargs):

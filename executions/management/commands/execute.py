@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -7,7 +8,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from executions import jobs
+from executions import jobs, limits
+from executions.api.serializers import ExecutionSerializer
 from executions.models import Execution, Tenant
 
 LANGUAGE_BY_SUFFIX = {".py": "python", ".sh": "bash", ".bash": "bash"}
@@ -20,41 +22,71 @@ EXIT_CODES = {
 }
 
 
+def to_json(execution: Execution) -> str:
+    # The same representation as GET /api/v1/executions/<id>.
+    return json.dumps(ExecutionSerializer(execution).data)
+
+
 class Command(BaseCommand):
     help = (
-        "Run FILE in the sandbox through the queue, wait for it, print its stdout and stderr and "
-        "exit with its exit code (124 timed out, 125 output limit, 137 out of memory, 126 platform error)."
+        "Run FILE (- for standard input) in the sandbox through the queue, wait for it, print its stdout "
+        "and stderr and exit with its exit code (124 timed out, 125 output limit, 137 out of memory, "
+        "126 platform error)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="The script to run.")
-        parser.add_argument("--language", choices=Execution.Language.values, help="Default: from the suffix.")
-        parser.add_argument("--stdin", help="A file whose contents are the program's stdin.")
+        parser.add_argument("file", help="The script to run; - reads it from standard input.")
+        parser.add_argument(
+            "--language", choices=Execution.Language.values, help="Default: from the suffix (python for -)."
+        )
+        parser.add_argument("--stdin", help="A file whose contents are the program's stdin (- for standard input).")
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
         parser.add_argument("--wait", type=float, default=300, help="Seconds to wait for the result.")
+        parser.add_argument("--timeout", type=float, help="A lower wall-clock limit for this run, in seconds.")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print the whole execution as JSON instead.")
+        parser.add_argument("--no-wait", action="store_true", help="Print the task id (or --json) and exit at once.")
 
-    def handle(self, *args, file: str, language: str | None, stdin: str | None, tenant: str, wait: float, **options):
+    def handle(
+        self, *args, file: str, language: str | None, stdin: str | None, tenant: str, wait: float,
+        timeout: float | None, as_json: bool, no_wait: bool, **options,
+    ):
         # The program's stderr is ours to print: keep the platform's own log lines out of it.
         logging.getLogger("executions").setLevel(logging.WARNING)
-        path = Path(file)
-        language = language or LANGUAGE_BY_SUFFIX.get(path.suffix)
+        if file == "-" and stdin == "-":
+            raise CommandError("the script and its stdin cannot both come from standard input")
+        language = language or ("python" if file == "-" else LANGUAGE_BY_SUFFIX.get(Path(file).suffix))
         if language is None:
             raise CommandError(f"cannot tell the language of {file}; pass --language python or bash")
-        code = self.read_text(path)
-        stdin_text = self.read_text(Path(stdin)) if stdin else ""
+        code = self.read_text(file)
+        stdin_text = self.read_text(stdin) if stdin else ""
         try:
             owner = Tenant.objects.get(name=tenant, is_active=True)
         except Tenant.DoesNotExist:
             raise CommandError(f"no active tenant {tenant!r}; create it with create_tenant") from None
         try:
-            execution, _ = jobs.submit(owner, language, code, stdin_text)
+            run_limits = limits.check_limits(timeout, None, limits.tenant_maxima(owner))
+        except limits.LimitExceeded as exc:
+            raise CommandError(f"--timeout {exc.message}") from None
+        try:
+            execution, _ = jobs.submit(owner, language, code, stdin_text, limits=run_limits)
         except jobs.QueueUnavailable as exc:
             raise CommandError(f"the queue is unavailable: {exc}") from exc
         except jobs.Overloaded as exc:
             raise CommandError("the platform's queue is full; retry later") from exc
         except jobs.QueueQuotaExceeded as exc:
             raise CommandError(f"the tenant has {exc.limit} executions queued or running, its quota") from exc
+        if no_wait:
+            self.stdout.write(to_json(execution) if as_json else str(execution.id))
+            return
         execution = self.wait_for(execution, wait)
+        if as_json:
+            self.stdout.write(to_json(execution))
+        else:
+            self.print_streams(execution)
+        code = EXIT_CODES.get(execution.status, execution.exit_code)
+        sys.exit(code if code is not None else 1)
+
+    def print_streams(self, execution: Execution) -> None:
         sys.stdout.write(execution.stdout)
         sys.stdout.flush()
         sys.stderr.write(execution.stderr)
@@ -62,14 +94,16 @@ class Command(BaseCommand):
             detail = f": {execution.error}" if execution.error else ""
             sys.stderr.write(f"\n[{execution.status}{detail}]\n")
         sys.stderr.flush()
-        code = EXIT_CODES.get(execution.status, execution.exit_code)
-        sys.exit(code if code is not None else 1)
 
-    def read_text(self, path: Path) -> str:
+    def read_text(self, name: str) -> str:
         try:
-            return path.read_text(encoding="utf-8")
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise CommandError(f"cannot read {path}: {exc}") from exc
+            raise CommandError(f"cannot read {name}: {exc}") from exc
+        if "\x00" in text:
+            raise CommandError(f"{name} contains a NUL character")
+        return text
 
     def wait_for(self, execution: Execution, timeout: float) -> Execution:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,117 @@
+"""The OpenAPI schema at /api/schema/ generates cleanly, describes the API, and its docs work offline."""
+
+from __future__ import annotations
+
+import re
+from io import StringIO
+
+import pytest
+import yaml
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+pytestmark = pytest.mark.no_database
+
+
+@pytest.fixture
+def schema(tmp_path) -> dict:
+    # Any warning or error in generation or validation against the OpenAPI 3 meta-schema fails here.
+    path = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(path), stderr=StringIO())
+    return yaml.safe_load(path.read_text())
+
+
+def client() -> Client:
+    return Client(HTTP_HOST="localhost")
+
+
+def test_it_serves_the_schema_without_a_key():
+    response = client().get("/api/schema/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi")
+    assert yaml.safe_load(response.content)["openapi"].startswith("3.")
+
+
+def test_it_ignores_a_wrong_key_on_the_schema():
+    response = client().get("/api/schema/?format=json", HTTP_AUTHORIZATION="Bearer rce_nope_nope")
+    assert response.status_code == 200
+    assert "/api/v1/executions" in response.json()["paths"]
+
+
+def test_it_documents_each_path_once_without_a_trailing_slash(schema):
+    assert sorted(schema["paths"]) == [
+        "/api/v1/execute",
+        "/api/v1/executions",
+        "/api/v1/executions/batch",
+        "/api/v1/executions/{execution_id}",
+        "/api/v1/languages",
+    ]
+
+
+def test_it_documents_the_api_key_schemes(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "description": schemes["bearerAuth"]["description"]}
+    assert (schemes["apiKeyAuth"]["in"], schemes["apiKeyAuth"]["name"]) == ("header", "X-API-Key")
+    for path in schema["paths"].values():
+        for operation in path.values():
+            assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+
+
+def test_every_error_response_has_the_common_shape(schema):
+    assert schema["components"]["schemas"]["Error"]["required"] == ["error"]
+    for path in schema["paths"].values():
+        for operation in path.values():
+            statuses = {int(status) for status in operation["responses"]}
+            assert {401, 403, 503} <= statuses
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_it_documents_the_202_with_its_location(schema):
+    for path in ("/api/v1/execute", "/api/v1/executions"):
+        accepted = schema["paths"][path]["post"]["responses"]["202"]
+        assert accepted["headers"]["Location"]["required"] is True
+        assert accepted["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Accepted"}
+
+
+def test_it_documents_both_request_bodies(schema):
+    raw = schema["paths"]["/api/v1/execute"]["post"]
+    assert list(raw["requestBody"]["content"]) == ["text/plain"]
+    assert [p["name"] for p in raw["parameters"] if p["in"] == "query"] == ["language", "memory_mb", "timeout_seconds", "wait"]
+    body = schema["paths"]["/api/v1/executions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    create = schema["components"]["schemas"][body["$ref"].rpartition("/")[2]]
+    assert create["required"] == ["code"]
+    assert create["additionalProperties"] is False
+    assert re.search(create["properties"]["code"]["pattern"], "print(1)")
+    assert not re.search(create["properties"]["code"]["pattern"], " \n\t")
+    assert not re.search(create["properties"]["code"]["pattern"], "print(1)\x00")
+
+
+@override_settings(WHITENOISE_USE_FINDERS=True, WHITENOISE_AUTOREFRESH=True)
+def test_the_docs_load_only_local_assets():
+    browser = client()
+    response = browser.get("/api/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert len(assets) >= 3
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", page)  # no CDN, no external URL at all
+    assert '"validatorUrl": null' in page
+    for url in assets:
+        assert url.startswith("/static/drf_spectacular_sidecar/"), url
+        assert finders.find(url.removeprefix("/static/")), url
+        served = browser.get(url)
+        assert served.status_code == 200, url
+
+
+def test_every_body_is_required_and_submissions_link_to_their_execution(schema):
+    for path in schema["paths"].values():
+        for operation in path.values():
+            if "requestBody" in operation:
+                assert operation["requestBody"]["required"] is True
+    for path in ("/api/v1/execute", "/api/v1/executions"):
+        link = schema["paths"][path]["post"]["responses"]["202"]["links"]["GetExecution"]
+        assert link["parameters"] == {"execution_id": "$response.body#/task_id"}
+        assert link["operationId"] == schema["paths"]["/api/v1/executions/{execution_id}"]["get"]["operationId"]
