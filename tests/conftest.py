@@ -84,7 +84,8 @@ def run_worker() -> None:
 
 
 def queued_job_count() -> int:
-    return jobs.queue().count
+    """Jobs waiting for a worker: in the shared queue, or behind their tenant's max_running."""
+    return jobs.queue_depth()
 
 
 def assert_nothing_created() -> None:

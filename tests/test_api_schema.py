@@ -45,6 +45,7 @@ def test_it_documents_each_path_once_without_a_trailing_slash(schema):
         "/api/v1/executions",
         "/api/v1/executions/batch",
         "/api/v1/executions/{execution_id}",
+        "/api/v1/executions/{execution_id}/cancel",
         "/api/v1/languages",
     ]
 
@@ -55,7 +56,7 @@ def test_it_documents_the_api_key_schemes(schema):
     assert (schemes["apiKeyAuth"]["in"], schemes["apiKeyAuth"]["name"]) == ("header", "X-API-Key")
     for path in schema["paths"].values():
         for operation in path.values():
-            assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}]
+            assert operation["security"] == [{"bearerAuth": []}, {"apiKeyAuth": []}, {"sessionAuth": []}]
 
 
 def test_every_error_response_has_the_common_shape(schema):

@@ -100,7 +100,8 @@ def test_beyond_the_global_ceiling_every_submission_gets_503(alice, bob, setting
         assert_error(response, 503, "overloaded")
         assert response["Retry-After"] == "17"
     assert Execution.objects.count() == 3
-    assert queued_job_count() == 2
+    assert queued_job_count() == 3
+    assert jobs.queue().count == 2
 
 
 def test_a_language_outside_the_tenants_list_is_refused(alice, bob, settings):

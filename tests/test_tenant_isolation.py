@@ -20,6 +20,8 @@ from executions.models import Execution, Tenant
 ROUTES = {
     "^execute/?$": False,
     "^executions/?$": False,
+    "^executions/batch/?$": False,
+    "^languages/?$": False,
     "executions/<uuid:execution_id>": True,
     "executions/<uuid:execution_id>/": True,
     "executions/<uuid:execution_id>/cancel": True,

@@ -6,6 +6,8 @@ plain dicts; they never validate anything.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -28,6 +30,19 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     def get_security_requirement(self, auto_schema):
         # Either header will do: a list of requirements means "one of".
         return [{"bearerAuth": []}, {"apiKeyAuth": []}]
+
+
+class SessionScheme(OpenApiAuthenticationExtension):
+    target_class = "executions.api.auth.SessionTenantAuthentication"
+    name = "sessionAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": "A signed-in member of a tenant (the browser page); writes need the CSRF token.",
+        }
 
 
 class TimeoutFieldScheme(OpenApiSerializerFieldExtension):
@@ -89,15 +104,23 @@ ERROR_DESCRIPTIONS = {
     403: "The key's tenant is disabled (`tenant_disabled`).",
     404: "No such execution for this tenant, or an invalid cursor (`not_found`).",
     409: "The Idempotency-Key was used for a different request (`idempotency_key_reused`).",
+    408: "The request body did not arrive in time (`request_timeout`); nothing was created.",
     413: "Code or stdin over its limit (`payload_too_large`); nothing was created.",
     415: "The body is not JSON (`unsupported_media_type`).",
-    503: "Redis or the database is unreachable (`queue_unavailable`, `database_unavailable`); retry later.",
+    429: (
+        "Over the tenant's requests per minute (`rate_limited`) or its executions queued or running "
+        "(`queue_quota_exceeded`); `Retry-After` says when to retry."
+    ),
+    503: (
+        "Redis or the database is unreachable (`queue_unavailable`, `database_unavailable`), or the "
+        "platform's queue is full (`overloaded`, with `Retry-After`); retry later."
+    ),
 }
 
 
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    """The given error responses, each in the common error shape; 401, 403 and 503 always apply."""
-    wanted = sorted({*statuses, 401, 403, 503})
+    """The given error responses, each in the common error shape; 401, 403, 429 and 503 always apply."""
+    wanted = sorted({*statuses, 401, 403, 429, 503})
     return {status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status]) for status in wanted}
 
 

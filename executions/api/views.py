@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from executions import jobs, limits
 from executions.api import waiting
-from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, errors
+from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, ErrorSerializer, errors
 from executions.api.errors import (
     AlreadyFinished,
     BadRequest,
@@ -133,7 +133,7 @@ class ExecuteRawView(APIView):
             IDEMPOTENCY_KEY,
             *ACCEPTED_HEADERS,
         ],
-        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413)},
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 408, 409, 413)},
     )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", Execution.Language.PYTHON)
@@ -214,7 +214,7 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         description="Queue the script; read the execution at the `Location` the 202 gives.",
         request=ExecutionCreateSerializer,
         parameters=[WaitQuerySerializer, IDEMPOTENCY_KEY, *ACCEPTED_HEADERS],
-        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 409, 413, 415)},
+        responses={200: FINISHED, 202: ACCEPTED, **errors(400, 408, 409, 413, 415)},
     )
     def post(self, request: Request) -> Response:
         query = WaitQuerySerializer(data=request.query_params)
@@ -233,7 +233,7 @@ class ExecutionBatchView(APIView):
             "is created. The 202 lists the task ids in the order of the request."
         ),
         request=ExecutionBatchSerializer,
-        responses={202: BatchAcceptedSerializer, **errors(400, 413, 415)},
+        responses={202: BatchAcceptedSerializer, **errors(400, 408, 413, 415)},
     )
     def post(self, request: Request) -> Response:
         if request.headers.get("Idempotency-Key"):
@@ -298,6 +298,19 @@ class ExecutionDetailView(TenantScopedMixin, APIView):
 class ExecutionCancelView(TenantScopedMixin, APIView):
     """Stop a queued or running execution; cancelling a cancelled one again changes nothing."""
 
+    @extend_schema(
+        summary="Cancel an execution",
+        description=(
+            "A queued execution never runs; a running one is stopped and its sandbox removed. "
+            "The answer is the execution, now `cancelled`; a second cancel changes nothing."
+        ),
+        request=None,
+        responses={
+            200: ExecutionSerializer,
+            **errors(404),
+            409: OpenApiResponse(ErrorSerializer, description="It already finished (`already_finished`)."),
+        },
+    )
     def post(self, request: Request, execution_id) -> Response:
         execution = get_object_or_404(self.tenant_executions().select_related("tenant"), id=execution_id)
         try:
