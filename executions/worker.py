@@ -10,6 +10,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import start_http_server
+from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
@@ -69,20 +70,23 @@ class SandboxWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         close_old_connections()
+        self.maintain("janitor", lambda: janitor.sweep(docker_api()))
+        self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
+        # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
+        self.maintain(
+            "runtime versions", lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection)
+        )
+
+    def maintain(self, name: str, task) -> None:
+        """One maintenance task: its failure is logged, never fatal; a stop request goes through."""
         try:
-            janitor.sweep(docker_api())
+            task()
+        except StopRequested:
+            # rq raises it from its SIGTERM handler wherever the worker is; swallowing it here
+            # kept an idle worker running after it was told to stop.
+            raise
         except Exception:
-            log.exception("janitor pass failed")
-        try:
-            reconciler.reconcile(self.name)
-        except Exception:
-            log.exception("reconciler pass failed")
-        try:
-            # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
-            if not any(queue.count for queue in self.queues):
-                runtimes.record(self.connection)
-        except Exception:
-            log.exception("runtime versions pass failed")
+            log.exception("%s pass failed", name)
 
 
 def warn_without_live_restore() -> None:

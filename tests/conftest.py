@@ -119,8 +119,15 @@ def stop_workers(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
-    for process in processes:
-        process.wait(30)
+    try:
+        for process in processes:
+            process.wait(30)
+    finally:
+        # A worker that ignores SIGTERM fails the test above, and must not outlive it.
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
 
 
 @pytest.fixture

@@ -11,9 +11,11 @@ import time
 import django_rq
 import pytest
 import redis
+from rq.exceptions import StopRequested
 
 from executions import jobs
 from executions.models import Execution
+from executions.worker import SandboxWorker
 from tests.conftest import run_worker, wait_for_status
 
 
@@ -90,3 +92,23 @@ def test_accepted_executions_survive_a_redis_crash(alice, private_redis):
     for i, task_id in enumerate(task_ids):
         execution = Execution.objects.get(id=task_id)
         assert (execution.status, execution.stdout) == ("completed", f"{i}\n")
+
+
+def test_sigterm_stops_an_idle_worker(worker_process):
+    # Long enough for it to be listening, and to have run a maintenance pass or two.
+    time.sleep(3)
+    worker_process.send_signal(signal.SIGTERM)
+    assert worker_process.wait(30) == 0
+
+
+def test_a_stop_request_goes_through_a_maintenance_task(redis_conn):
+    # rq raises StopRequested from its SIGTERM handler wherever the worker is, maintenance included.
+    worker = SandboxWorker([jobs.queue()], connection=jobs.queue().connection)
+
+    def stop():
+        raise StopRequested()
+
+    with pytest.raises(StopRequested):
+        worker.maintain("stop", stop)
+    # Any other failure of a task is logged and the worker goes on.
+    worker.maintain("broken", lambda: 1 / 0)
