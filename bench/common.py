@@ -78,6 +78,15 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -153,11 +162,18 @@ class Stack:
             args, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def start_web(self, config: str = "sandbox_project/gunicorn.py", **env: str) -> None:
-        """The web server exactly as the README recommends, bound to our port."""
-        self.web = self.spawn(
-            [str(BIN / "gunicorn"), "--config", config, "--bind", f"127.0.0.1:{self.port}"], "web.log", **env
-        )
+    def start_web(self, command: str = "") -> None:
+        """The web server exactly as the README recommends, bound to our port, or another `command`.
+
+        `command` is split on spaces; {port} in it becomes our port, and a first word without a slash
+        is looked up beside this Python, in the virtualenv.
+        """
+        args = command.format(port=self.port).split() if command else [
+            "gunicorn", "--config", "sandbox_project/gunicorn.py", "--bind", f"127.0.0.1:{self.port}"
+        ]
+        if "/" not in args[0] and (BIN / args[0]).exists():
+            args[0] = str(BIN / args[0])
+        self.web = self.spawn(args, "web.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.web.poll() is not None:
@@ -224,6 +240,10 @@ class Stack:
         """Resident memory in MiB of gunicorn's master and of each of its workers."""
         workers = children(self.web.pid) if self.web else []
         return {"master": rss_mib(self.web.pid), "workers": [rss_mib(p) for p in workers]}
+
+    def web_cpu(self) -> float:
+        """CPU seconds used so far by gunicorn's master and workers."""
+        return sum(cpu_seconds(p) for p in [self.web.pid, *children(self.web.pid)])
 
     def worker_rss(self) -> list[float]:
         return [rss_mib(w.pid) for w in self.workers]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import resource
 import subprocess
 import sys
 from collections import Counter
@@ -36,12 +37,20 @@ BODY = "print(1)"
 WARM_UP_REQUESTS = 1000
 
 
-def hey(url: str, requests: int, concurrency: int, key: str = "") -> dict:
-    """Run hey and summarise its per-request CSV (it prints no summary in that mode)."""
+def hey(url: str, requests: int, concurrency: int, key: str = "", stack: Stack | None = None) -> dict:
+    """Run hey and summarise its per-request CSV (it prints no summary in that mode).
+
+    With `stack`, also the CPU time the web server and hey each spent per request: on two cores
+    they share, that is what bounds the rate.
+    """
     args = ["hey", "-n", str(requests), "-c", str(concurrency), "-m", "POST", "-d", BODY, "-o", "csv"]
     if key:
         args += ["-H", f"Authorization: Bearer {key}"]
+    web_cpu = stack.web_cpu() if stack else 0.0
+    hey_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run([*args, url], capture_output=True, text=True, check=True)
+    hey_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    web_cpu = stack.web_cpu() - web_cpu if stack else 0.0
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     # hey splits the requests evenly between its connections and drops the remainder.
     sent = requests // concurrency * concurrency
@@ -57,6 +66,10 @@ def hey(url: str, requests: int, concurrency: int, key: str = "") -> dict:
         "latency_ms": summary(latencies),
         "statuses": dict(statuses),
         "non_2xx": sum(n for s, n in statuses.items() if not s.startswith("2")) + sent - len(rows),
+        "web_cpu_ms_per_request": web_cpu / len(rows) * 1000,
+        "hey_cpu_ms_per_request": (
+            hey_after.ru_utime + hey_after.ru_stime - hey_cpu.ru_utime - hey_cpu.ru_stime
+        ) / len(rows) * 1000,
         "latencies_ms": latencies,
     }
 
@@ -79,19 +92,19 @@ def check_durable(stack: Stack, accepted: int) -> dict:
     }
 
 
-def run(database: str, requests: int, concurrency: int, port: int) -> dict:
+def run(database: str, requests: int, concurrency: int, port: int, server: str) -> dict:
     print(f"-- {database}: starting the web server", file=sys.stderr)
     with Stack("ingest", database, port) as stack:
-        stack.start_web()
+        stack.start_web(server)
         execute_url, bare_url = stack.url("/api/v1/execute"), stack.url("/bench/bare")
         # Warm up both gunicorn processes, their database connections and Redis clients.
         warm = hey(execute_url, WARM_UP_REQUESTS, concurrency, stack.key)
         hey(bare_url, WARM_UP_REQUESTS, concurrency)
         rss_before = stack.web_rss()
         print(f"-- {database}: bare view, {requests} requests", file=sys.stderr)
-        bare = hey(bare_url, requests, concurrency)
+        bare = hey(bare_url, requests, concurrency, stack=stack)
         print(f"-- {database}: /api/v1/execute, {requests} requests", file=sys.stderr)
-        execute = hey(execute_url, requests, concurrency, stack.key)
+        execute = hey(execute_url, requests, concurrency, stack.key, stack)
         rss_after = stack.web_rss()
         accepted = warm["statuses"].get("202", 0) + execute["statuses"].get("202", 0)
         return {
@@ -99,6 +112,7 @@ def run(database: str, requests: int, concurrency: int, port: int) -> dict:
             "execute": execute,
             "bare": bare,
             "ratio": execute["requests_per_s"] / bare["requests_per_s"],
+            "warm_up_statuses": warm["statuses"],
             "durable": check_durable(stack, accepted),
             "web_rss_mib": {"before": rss_before, "after": rss_after},
         }
@@ -108,11 +122,11 @@ def markdown(results: list[dict], args: argparse.Namespace, context: dict) -> st
     lines = [
         "# Ingestion",
         "",
-        f"`hey -n {args.requests} -c {args.concurrency}` POSTing `{BODY}`; gunicorn with "
-        "sandbox_project/gunicorn.py; no workers (jobs stay queued). Latencies in ms.",
+        f"`hey -n {args.requests} -c {args.concurrency}` POSTing `{BODY}`; `{context['server']}`; "
+        "no workers (jobs stay queued). Latencies in ms.",
         "",
-        "| database | endpoint | requests/s | mean | p50 | p99 | max | non-2xx |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| database | endpoint | requests/s | mean | p50 | p99 | max | non-2xx | web CPU ms/req | hey CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         for name, path in (("execute", "/api/v1/execute"), ("bare", "bare view")):
@@ -120,7 +134,8 @@ def markdown(results: list[dict], args: argparse.Namespace, context: dict) -> st
             lat = h["latency_ms"]
             lines.append(
                 f"| {r['database']} | {path} | {h['requests_per_s']:.0f} | {lat['mean']:.1f} | {lat['p50']:.1f} | "
-                f"{lat['p99']:.1f} | {lat['max']:.1f} | {h['non_2xx']} |"
+                f"{lat['p99']:.1f} | {lat['max']:.1f} | {h['non_2xx']} | {h['web_cpu_ms_per_request']:.2f} | "
+                f"{h['hey_cpu_ms_per_request']:.2f} |"
             )
     lines += ["", "| database | execute / bare | 202s with a row and a job | web RSS before -> after (MiB) |",
               "| --- | --- | --- | --- |"]
@@ -165,14 +180,18 @@ def main() -> None:
     parser.add_argument("--database", action="append", choices=["sqlite", "postgres"],
                         help="default: both")
     parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--server", default="", help="another server command to compare, {port} for the port; "
+                        "e.g. 'gunicorn --config sandbox_project/gunicorn.py --bind 127.0.0.1:{port} --workers 3'")
+    parser.add_argument("--name", default="ingest", help="report name: bench/results/NAME.md, .json, .png")
     args = parser.parse_args()
-    context = machine()
-    results = [run(db, args.requests, args.concurrency, args.port) for db in args.database or ["sqlite", "postgres"]]
+    context = {**machine(), "server": args.server or "gunicorn --config sandbox_project/gunicorn.py"}
+    databases = args.database or ["sqlite", "postgres"]
+    results = [run(db, args.requests, args.concurrency, args.port, args.server) for db in databases]
     figure = plot(results)
     for r in results:
         for name in ("execute", "bare"):
             del r[name]["latencies_ms"]
-    write_report("ingest", markdown(results, args, context), {**context, "results": results}, figure)
+    write_report(args.name, markdown(results, args, context), {**context, "results": results}, figure)
 
 
 if __name__ == "__main__":
