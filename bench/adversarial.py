@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--port", type=int, default=8102)
+    parser.add_argument("--name", default="adversarial", help="report name: bench/results/NAME.md, .json, .png")
     args = parser.parse_args()
     context = machine()
     with Stack("adversarial", args.database, args.port) as stack:
@@ -140,7 +141,7 @@ def main() -> None:
     figure = plot(result)
     del result["values"]
     data = {**context, "count": args.count, "rate": args.rate, "workers": args.workers, **result}
-    write_report("adversarial", markdown(result, args, context), data, figure)
+    write_report(args.name, markdown(result, args, context), data, figure)
 
 
 if __name__ == "__main__":

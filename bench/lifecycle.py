@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--name", default="lifecycle", help="report name: bench/results/NAME.md, .json, .png")
     args = parser.parse_args()
     context = machine()
     with Stack("lifecycle", args.database, args.port) as stack:
@@ -152,7 +153,7 @@ def main() -> None:
     figure = plot(result)
     del result["light"]["client_values"], result["saturation"]["finished_offsets_s"]
     data = {**context, "workers": args.workers, "database": args.database, **result}
-    write_report("lifecycle", markdown(result, args, context), data, figure)
+    write_report(args.name, markdown(result, args, context), data, figure)
 
 
 if __name__ == "__main__":
