@@ -119,7 +119,9 @@ class Variants:
         self.jobs.transaction = (
             types.SimpleNamespace(atomic=contextlib.nullcontext) if "no-atomic" in names else self.transaction
         )
+        # Django copies the setting when it connects; the attribute is what requests read.
         connection.settings_dict["CONN_HEALTH_CHECKS"] = "no-health-check" not in names
+        connection.health_check_enabled = "no-health-check" not in names
         logging.getLogger("executions.jobs").setLevel(logging.WARNING if "no-log" in names else logging.NOTSET)
         self.current = self.app_without_metrics if "no-metrics" in names else self.app
 
