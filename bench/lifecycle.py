@@ -8,7 +8,7 @@ until it is terminal (p50 and p95 of that, and of the server's own created_at ->
 Saturation: SATURATION executions submitted at once, so the queue never runs dry; executions per
 second from the rows' timestamps, over the whole run and over its middle 80 % (steady state).
 Reports the web's and the workers' memory before and after the saturation phase
-(`--saturation 10000` for the soak the issue asks for; it takes about a quarter of an hour).
+(`--saturation 10000` for the soak the issue asks for: about an hour at 3 executions/s).
 Writes bench/results/lifecycle.md, .json and .png. A benchmark, not a test: it never fails on a number.
 """
 
