@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 
-.PHONY: run test test-sqlite test-postgres setup images burst
+.PHONY: run test test-sqlite test-postgres setup images burst bench bench-ingest bench-lifecycle bench-adversarial bench-setup
 
 run:
 	scripts/dev.sh packages services venv
@@ -30,3 +30,21 @@ test-postgres:
 burst: images
 	BURST_SIZE=$${BURST_SIZE:-10000} REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_POSTGRES_URL) \
 		$(PY) -m pytest tests/test_burst.py -s -p no:cacheprovider
+
+# Benchmarks print figures and write bench/results/; they never fail on a number. Each takes a few
+# minutes, uses Redis database 14 (emptied) and the PostgreSQL database rce_bench (dropped and
+# recreated): BENCH_REDIS_URL and BENCH_POSTGRES_URL override them.
+bench: bench-ingest bench-lifecycle bench-adversarial
+
+bench-setup: setup
+	scripts/dev.sh packages-bench
+	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+
+bench-ingest: bench-setup
+	$(PY) bench/ingest.py
+
+bench-lifecycle: images bench-setup
+	$(PY) bench/lifecycle.py
+
+bench-adversarial: images bench-setup
+	$(PY) bench/adversarial.py

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up steps behind `make run` and `make test`, each safe to repeat:
 #   packages  install the Debian packages the platform needs, if missing (packages-test: and PostgreSQL,
-#             docker-compose, gVisor, and Chromium with its driver for the browser tests)
+#             docker-compose, gVisor, and Chromium with its driver for the browser tests;
+#             packages-bench: and hey)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
 #   venv      create .venv and install the Python requirements
 #   run       serve the web app and start the sandbox workers in the foreground
@@ -145,6 +146,7 @@ for step in "$@"; do
   case "$step" in
     packages|venv|run) "$step" ;;
     packages-test) packages postgresql docker-compose runsc chromium chromium-driver ;;
+    packages-bench) packages hey ;;
     services) services ;;
     services-postgres) services --postgres ;;
     *) say "unknown step $step"; exit 2 ;;

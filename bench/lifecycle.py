@@ -1,0 +1,160 @@
+"""Lifecycle: a trivial Python execution from submission to terminal status, through the whole platform.
+
+    .venv/bin/python bench/lifecycle.py [--light 50] [--saturation 600] [--workers 3] [--database postgres]
+
+Starts the production web server and WORKERS rq workers on a private database and Redis database.
+Light load: one `print(1)` at a time, POSTed to /api/v1/execute and then read back every 10 ms
+until it is terminal (p50 and p95 of that, and of the server's own created_at -> finished_at).
+Saturation: SATURATION executions submitted at once, so the queue never runs dry; executions per
+second from the rows' timestamps, over the whole run and over its middle 80 % (steady state).
+Reports the web's and the workers' memory before and after the saturation phase
+(`--saturation 10000` for the soak the issue asks for: about an hour at 3 executions/s).
+Writes bench/results/lifecycle.md, .json and .png. A benchmark, not a test: it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.common import TERMINAL, Stack, load_note, machine, summary, write_report  # noqa: E402
+
+CODE = "print(1)"
+POLL_SECONDS = 0.01
+
+
+def wait_terminal(stack: Stack, task_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = stack.session.get(
+            stack.url(f"/api/v1/executions/{task_id}"), headers={"Authorization": f"Bearer {stack.key}"}
+        ).json()
+        if body["status"] in TERMINAL:
+            return body
+        time.sleep(POLL_SECONDS)
+    raise RuntimeError(f"execution {task_id} not terminal after {timeout:.0f} s")
+
+
+def light(stack: Stack, runs: int) -> dict:
+    client, statuses = [], Counter()
+    for _ in range(runs):
+        started = time.perf_counter()
+        body = wait_terminal(stack, stack.submit(CODE))
+        client.append(time.perf_counter() - started)
+        statuses[body["status"]] += 1
+    rows = stack.executions()
+    server = [r["finished"] - r["created"] for r in rows]
+    return {
+        "client_s": summary(client),
+        "server_s": summary(server),
+        "statuses": dict(statuses),
+        "client_values": client,
+    }
+
+
+def saturation(stack: Stack, count: int) -> dict:
+    before = {r["id"] for r in stack.executions()}
+    started = time.time()
+    for _ in range(count):
+        stack.submit(CODE)
+    submitted = time.time() - started
+    stack.wait_until_finished(timeout=count + 120)
+    rows = [r for r in stack.executions() if r["id"] not in before]
+    finished = sorted(r["finished"] for r in rows if r["finished"])
+    first, last = min(r["created"] for r in rows), finished[-1]
+    low, high = finished[len(finished) // 10], finished[len(finished) * 9 // 10]
+    middle = len(finished) * 9 // 10 - len(finished) // 10
+    return {
+        "executions": len(rows),
+        "submitted_in_s": submitted,
+        "statuses": dict(Counter(r["status"] for r in rows)),
+        "whole_run_s": last - first,
+        "executions_per_s": len(finished) / (last - first),
+        "steady_executions_per_s": middle / (high - low) if high > low else None,
+        "lifecycle_s": summary([r["finished"] - r["created"] for r in rows if r["finished"]]),
+        "finished_offsets_s": [t - first for t in finished],
+    }
+
+
+def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
+    lt, sat = result["light"], result["saturation"]
+    c, s = lt["client_s"], lt["server_s"]
+    rss = result["rss_mib"]
+    workers = ", ".join(f"{b:.0f} -> {a:.0f}" for b, a in zip(rss["before"]["workers"], rss["after"]["workers"]))
+    web = ", ".join(f"{b:.0f} -> {a:.0f}" for b, a in zip(rss["before"]["web"]["workers"], rss["after"]["web"]["workers"]))
+    return "\n".join([
+        "# Lifecycle",
+        "",
+        f"Trivial Python (`{CODE}`), {args.workers} workers, {args.database}; production gunicorn; seconds.",
+        "",
+        "| light load, one at a time | n | p50 | p95 | mean | max |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| client: POST -> terminal seen (10 ms polls) | {c['n']} | {c['p50']:.3f} | {c['p95']:.3f} | "
+        f"{c['mean']:.3f} | {c['max']:.3f} |",
+        f"| server: created_at -> finished_at | {s['n']} | {s['p50']:.3f} | {s['p95']:.3f} | "
+        f"{s['mean']:.3f} | {s['max']:.3f} |",
+        "",
+        f"Saturation: {sat['executions']} submitted at once (in {sat['submitted_in_s']:.1f} s), "
+        f"all terminal after {sat['whole_run_s']:.1f} s: **{sat['executions_per_s']:.2f} executions/s** "
+        f"over the whole run, {sat['steady_executions_per_s'] or 0:.2f}/s over its middle 80 %. "
+        f"Statuses: {sat['statuses']}.",
+        "",
+        f"Memory (RSS, MiB) before -> after the saturation phase: workers {workers}; "
+        f"web (gunicorn workers) {web}.",
+        "",
+        load_note(context),
+        "",
+    ])
+
+
+def plot(result: dict):
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    left.hist(result["light"]["client_values"], bins=30)
+    left.set_title("light load: submit -> terminal (client)")
+    left.set_xlabel("s")
+    left.set_ylabel("executions")
+    offsets = result["saturation"]["finished_offsets_s"]
+    right.plot(offsets, range(1, len(offsets) + 1))
+    right.set_title(f"saturation: {result['saturation']['executions_per_s']:.2f} executions/s")
+    right.set_xlabel("s since the first submission")
+    right.set_ylabel("executions finished")
+    return figure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--light", type=int, default=50, help="executions run one at a time")
+    parser.add_argument("--saturation", type=int, default=600, help="executions submitted at once")
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
+    parser.add_argument("--port", type=int, default=8101)
+    parser.add_argument("--name", default="lifecycle", help="report name: bench/results/NAME.md, .json, .png")
+    args = parser.parse_args()
+    context = machine()
+    with Stack("lifecycle", args.database, args.port) as stack:
+        stack.start_web()
+        stack.start_workers(args.workers)
+        print(f"-- light load: {args.light} executions, one at a time", file=sys.stderr)
+        result = {"light": light(stack, args.light)}
+        before = {"workers": stack.worker_rss(), "web": stack.web_rss()}
+        print(f"-- saturation: {args.saturation} executions at once", file=sys.stderr)
+        result["saturation"] = saturation(stack, args.saturation)
+        result["rss_mib"] = {"before": before, "after": {"workers": stack.worker_rss(), "web": stack.web_rss()}}
+    figure = plot(result)
+    del result["light"]["client_values"], result["saturation"]["finished_offsets_s"]
+    data = {**context, "workers": args.workers, "database": args.database, **result}
+    write_report(args.name, markdown(result, args, context), data, figure)
+
+
+if __name__ == "__main__":
+    main()
