@@ -63,6 +63,8 @@ INSECURE_SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
 SECRET_KEY = envsecret("SECRET_KEY", INSECURE_SECRET_KEY)
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")]
+# A refused CSRF check under /api/ answers in the API's error shape.
+CSRF_FAILURE_VIEW = "executions.api.errors.csrf_failure"
 CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
 INSTALLED_APPS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from tests.conftest import assert_nothing_created
 from tests.helpers import assert_error
@@ -118,3 +118,8 @@ def test_it_rejects_wrong_methods_on_submit(alice, method):
 def test_it_answers_json_404_for_unknown_endpoints(alice):
     assert_error(alice.client.get("/api/v1/nothing"), 404, "not_found")
     assert_error(alice.client.get("/api/v1/executions/not-a-uuid"), 404, "not_found")
+
+
+def test_an_unknown_endpoint_answers_json_even_to_a_post_without_a_csrf_token(db):
+    client = Client(enforce_csrf_checks=True)
+    assert_error(client.post("/api/v1/executions/null/cancel"), 404, "not_found")

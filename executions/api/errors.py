@@ -7,6 +7,7 @@ import logging
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse, UnreadablePostError
+from django.views import csrf as csrf_views
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -187,3 +188,10 @@ handler400 = json_error_view(400, "bad_request", "The request could not be under
 handler403 = json_error_view(403, "forbidden", "You may not do this.", defaults.permission_denied)
 handler404 = json_error_view(404, "not_found", "Not found.", defaults.page_not_found)
 handler500 = json_error_view(500, "internal_error", "Internal server error.", defaults.server_error)
+
+
+def csrf_failure(request, reason: str = ""):
+    """Django's CSRF refusal: JSON under /api/, Django's page elsewhere (settings.CSRF_FAILURE_VIEW)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("csrf_failed", "CSRF verification failed: send the CSRF token, or an API key."), status=403)
+    return csrf_views.csrf_failure(request, reason)
