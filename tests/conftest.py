@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,36 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(**env: str) -> tuple[subprocess.Popen, int]:
+    """The production server (gunicorn and its config) on a free port and the test database."""
+    port = free_port()
+    environment = subprocess_env(BIND=f"127.0.0.1:{port}", **env)
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    process = subprocess.Popen(
+        [str(gunicorn), "--config", "sandbox_project/gunicorn.py", "--access-logfile", "/dev/null"],
+        env=environment, cwd=ROOT,
+    )
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return process, port
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(30)
 
 
 def start_workers(count: int) -> list[subprocess.Popen]:

@@ -11,18 +11,15 @@ import http.client
 import json
 import os
 import random
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from executions.models import Execution, Tenant
-from tests.conftest import ROOT, start_workers, stop_workers, subprocess_env
-from tests.test_reliability import free_port
+from tests.conftest import ROOT, start_gunicorn, start_workers, stop_gunicorn, stop_workers
 
 BURST_SIZE = int(os.environ.get("BURST_SIZE", "500"))
 TENANTS = 3
@@ -34,25 +31,9 @@ TERMINAL = {"completed", "failed", "timed_out", "oom_killed", "output_limit_exce
 
 @pytest.fixture
 def server(transactional_db):
-    port = free_port()
-    env = subprocess_env(BIND=f"127.0.0.1:{port}", WEB_WORKERS="2", QUEUE_MAX_DEPTH=str(2 * BURST_SIZE))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [str(Path(os.sys.executable).parent / "gunicorn"), "--config", "sandbox_project/gunicorn.py",
-         "--access-logfile", "/dev/null"],
-        env=env, cwd=ROOT,
-    )
-    for _ in range(200):
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/healthz")
-            connection.getresponse().read()
-            break
-        except OSError:
-            time.sleep(0.05)
+    process, port = start_gunicorn(WEB_WORKERS="2", QUEUE_MAX_DEPTH=str(2 * BURST_SIZE))
     yield port
-    process.terminate()
-    process.wait(30)
+    stop_gunicorn(process)
 
 
 class Client:

@@ -18,8 +18,7 @@ from django.conf import settings
 
 from executions import jobs
 from executions.sandbox.runner import docker_api
-from tests.conftest import ROOT, manage, stop_workers
-from tests.test_reliability import free_port
+from tests.conftest import ROOT, free_port, manage, stop_workers
 
 pytestmark = pytest.mark.no_database
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -16,7 +15,7 @@ from rq.exceptions import StopRequested
 from executions import jobs
 from executions.models import Execution
 from executions.worker import SandboxWorker
-from tests.conftest import run_worker, wait_for_status
+from tests.conftest import free_port, run_worker, wait_for_status
 
 
 def test_sigterm_lets_a_worker_finish_the_execution_in_hand(alice, worker_process):
@@ -26,12 +25,6 @@ def test_sigterm_lets_a_worker_finish_the_execution_in_hand(alice, worker_proces
     assert worker_process.wait(30) == 0
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.stdout) == ("completed", "finished\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivateRedis:

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from executions.models import Execution
-from tests.conftest import ROOT, subprocess_env
-from tests.test_reliability import free_port
+from tests.conftest import start_gunicorn, stop_gunicorn
 
 THREADS = 2
 
@@ -22,24 +18,9 @@ THREADS = 2
 @pytest.fixture
 def gunicorn(transactional_db):
     """One gunicorn process with two threads, so that two stalled clients would take all of it."""
-    port = free_port()
-    env = subprocess_env(BIND=f"127.0.0.1:{port}", WEB_WORKERS="1", WEB_THREADS=str(THREADS),
-                         REQUEST_BODY_TIMEOUT_SECONDS="2")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen(
-        [str(Path(os.sys.executable).parent / "gunicorn"), "--config", "sandbox_project/gunicorn.py",
-         "--access-logfile", "/dev/null"],
-        env=env, cwd=ROOT,
-    )
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    process, port = start_gunicorn(WEB_WORKERS="1", WEB_THREADS=str(THREADS), REQUEST_BODY_TIMEOUT_SECONDS="2")
     yield port
-    process.terminate()
-    process.wait(30)
+    stop_gunicorn(process)
 
 
 def stalled_submission(port: int, key: str) -> socket.socket:

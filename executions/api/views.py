@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import JsonResponse
@@ -103,10 +105,18 @@ def submit(request: Request, language: str, code: str, stdin: str, requested: di
         raise PayloadTooLarge(problem)
     check_language(request, language)
     run_limits = execution_limits(request, requested)
-    try:
+    with queue_refusals():
         execution, created = jobs.submit(
             request.user, language, code, stdin, idempotency_key(request), limits=run_limits
         )
+    return accepted(execution, created, wait)
+
+
+@contextmanager
+def queue_refusals():
+    """A submission the queue refuses, as the API's error."""
+    try:
+        yield
     except jobs.QueueUnavailable:
         raise QueueUnavailable() from None
     except jobs.Overloaded:
@@ -115,7 +125,6 @@ def submit(request: Request, language: str, code: str, stdin: str, requested: di
         raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
     except jobs.IdempotencyConflict:
         raise IdempotencyConflict() from None
-    return accepted(execution, created, wait)
 
 
 class ExecuteRawView(APIView):
@@ -245,14 +254,8 @@ class ExecutionBatchView(APIView):
             raise serializers.ValidationError(by_item_index(serializer.errors))
         items = serializer.validated_data["executions"]
         requests = [batch_item(request, index, item) for index, item in enumerate(items)]
-        try:
+        with queue_refusals():
             executions = jobs.submit_batch(request.user, requests)
-        except jobs.QueueUnavailable:
-            raise QueueUnavailable() from None
-        except jobs.Overloaded:
-            raise Overloaded(settings.QUEUE_FULL_RETRY_AFTER_SECONDS) from None
-        except jobs.QueueQuotaExceeded as exc:
-            raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
         body = {"task_ids": [str(execution.id) for execution in executions]}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
