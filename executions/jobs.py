@@ -190,18 +190,24 @@ def submit(
         if previous:
             return previous, False
     admit(tenant)
+    row = Execution(
+        tenant=tenant,
+        language=language,
+        code=code,
+        stdin=stdin,
+        idempotency_key=idempotency_key,
+        timeout_seconds=limits.timeout_seconds,
+        memory_mb=limits.memory_mb,
+    )
     try:
-        # A savepoint, so that losing the race below leaves any outer transaction usable.
-        with transaction.atomic():
-            execution = Execution.objects.create(
-                tenant=tenant,
-                language=language,
-                code=code,
-                stdin=stdin,
-                idempotency_key=idempotency_key,
-                timeout_seconds=limits.timeout_seconds,
-                memory_mb=limits.memory_mb,
-            )
+        # Only a key can collide. Then a savepoint, so that losing that race leaves any outer
+        # transaction usable; without one, a lone INSERT needs no BEGIN and COMMIT around it.
+        if idempotency_key:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        else:
+            row.save(force_insert=True)
+        execution = row
     except IntegrityError:
         # A concurrent request with the same key created it first.
         previous = replay(tenant, idempotency_key, request) if idempotency_key else None
