@@ -1,4 +1,5 @@
 # expect: completed
+# runtimes: runc  (the files are the image's, whatever the runtime; under gVisor this full-disk find can outlast 5 s)
 # must-contain: no setuid or setgid files
 # must-contain: su refused
 # must-not-contain: LEAK
