@@ -74,13 +74,21 @@ def hey(url: str, requests: int, concurrency: int, key: str = "", stack: Stack |
     }
 
 
+def waiting_job_ids(stack: Stack) -> list[bytes]:
+    """Jobs in the shared queue, and those waiting behind their tenant's max_running (rq's rate limit)."""
+    ids = stack.redis.lrange("rq:queue:sandbox", 0, -1)
+    for key in stack.redis.keys("rq:rl:*:rate_limited"):
+        ids += stack.redis.zrange(key, 0, -1)
+    return ids
+
+
 def check_durable(stack: Stack, accepted: int) -> dict:
     """Every 202 must have left a committed row and a queued job, and nothing else may exist."""
     rows = {str(r[0]).replace("-", "") for r in stack.query("SELECT id FROM executions_execution")}
     jobs = {
         # Job ids are execution-<uuid>-<attempt>.
         j.decode().removeprefix("execution-").rsplit("-", 1)[0].replace("-", "")
-        for j in stack.redis.lrange("rq:queue:sandbox", 0, -1)
+        for j in waiting_job_ids(stack)
     }
     return {
         "accepted_202": accepted,
