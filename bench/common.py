@@ -116,6 +116,9 @@ class Stack:
             "DEBUG": "0",
             # As docker-compose.yml runs the web and the workers.
             "PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "prometheus"),
+            # The ingestion run queues 20,000 jobs with no worker: above the default back-pressure
+            # ceiling (10,000), which would answer 503 to the rest.
+            "QUEUE_MAX_DEPTH": os.environ.get("QUEUE_MAX_DEPTH", "1000000"),
         }
         (self.tmp / "prometheus").mkdir()
         self.session = requests.Session()
