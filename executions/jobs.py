@@ -190,24 +190,15 @@ def submit(
         if previous:
             return previous, False
     admit(tenant)
-    row = Execution(
-        tenant=tenant,
-        language=language,
-        code=code,
-        stdin=stdin,
-        idempotency_key=idempotency_key,
-        timeout_seconds=limits.timeout_seconds,
-        memory_mb=limits.memory_mb,
-    )
+    execution = new_execution(tenant, language, code, stdin, limits, idempotency_key)
     try:
         # Only a key can collide. Then a savepoint, so that losing that race leaves any outer
         # transaction usable; without one, a lone INSERT needs no BEGIN and COMMIT around it.
         if idempotency_key:
             with transaction.atomic():
-                row.save(force_insert=True)
+                execution.save(force_insert=True)
         else:
-            row.save(force_insert=True)
-        execution = row
+            execution.save(force_insert=True)
     except IntegrityError:
         # A concurrent request with the same key created it first.
         previous = replay(tenant, idempotency_key, request) if idempotency_key else None
@@ -224,6 +215,26 @@ def submit(
     return execution, True
 
 
+def new_execution(
+    tenant: Tenant,
+    language: str,
+    code: str,
+    stdin: str,
+    limits: execution_limits.ExecutionLimits,
+    idempotency_key: str = "",
+) -> Execution:
+    """An unsaved row for a submission, with the limits its run will get."""
+    return Execution(
+        tenant=tenant,
+        language=language,
+        code=code,
+        stdin=stdin,
+        idempotency_key=idempotency_key,
+        timeout_seconds=limits.timeout_seconds,
+        memory_mb=limits.memory_mb,
+    )
+
+
 def submit_batch(tenant: Tenant, requests: list[tuple[str, str, str, execution_limits.ExecutionLimits]]) -> list[Execution]:
     """Create the rows of (language, code, stdin, limits) in one transaction, then queue their jobs.
 
@@ -236,15 +247,7 @@ def submit_batch(tenant: Tenant, requests: list[tuple[str, str, str, execution_l
     admit(tenant, len(requests))
     with transaction.atomic():
         executions = Execution.objects.bulk_create(
-            Execution(
-                tenant=tenant,
-                language=language,
-                code=code,
-                stdin=stdin,
-                timeout_seconds=limits.timeout_seconds,
-                memory_mb=limits.memory_mb,
-            )
-            for language, code, stdin, limits in requests
+            new_execution(tenant, language, code, stdin, limits) for language, code, stdin, limits in requests
         )
     try:
         enqueue_all(executions)
