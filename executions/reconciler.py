@@ -79,12 +79,7 @@ def requeue_lost(now=None) -> int:
 def requeue_or_fail(execution: Execution, now) -> int:
     if execution.attempts >= MAX_ATTEMPTS:
         state = Status.ERROR
-        updated = Execution.objects.filter(id=execution.id, status=Status.QUEUED).update(
-            status=state, finished_at=now, error="the execution's job was lost twice; it never ran"
-        )
-        if updated:
-            # Requests waiting on it (?wait=N) hear of it through the cache.
-            jobs.cache_result(execution.id)
+        updated = fail(execution, Status.QUEUED, now, "the execution's job was lost twice; it never ran")
     else:
         state = Status.QUEUED
         updated = Execution.objects.filter(
@@ -95,6 +90,17 @@ def requeue_or_fail(execution: Execution, now) -> int:
             jobs.enqueue(execution)
     if updated:
         jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
+    return updated
+
+
+def fail(execution: Execution, expected: str, now, message: str) -> int:
+    """End the execution `error` if it is still `expected`; 1 if it did."""
+    updated = Execution.objects.filter(id=execution.id, status=expected).update(
+        status=Status.ERROR, finished_at=now, error=message
+    )
+    if updated:
+        # Cached and announced like any result, for readers and requests waiting on it (?wait=N).
+        jobs.cache_result(execution.id)
     return updated
 
 
@@ -124,12 +130,7 @@ def fail_orphaned(now=None) -> int:
                 jobs.enqueue(execution)
         else:
             state = Status.ERROR
-            updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
-                status=state, finished_at=now, error="the worker running this execution stopped before it finished"
-            )
-            if updated:
-                # Cached and announced like any result, for readers and requests waiting on it.
-                jobs.cache_result(execution.id)
+            updated = fail(execution, Status.RUNNING, now, "the worker running this execution stopped before it finished")
         if updated:
             fixed += 1
             jobs.log_state(
