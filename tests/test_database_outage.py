@@ -18,7 +18,7 @@ from django.conf import settings
 
 from executions import jobs
 from executions.sandbox.runner import docker_api
-from tests.conftest import ROOT, free_port, manage, stop_workers
+from tests.conftest import ROOT, free_port, manage, start_gunicorn, stop_workers
 
 pytestmark = pytest.mark.no_database
 
@@ -64,13 +64,10 @@ class Stack:
     """gunicorn and one worker on the private database, talking HTTP like any client."""
 
     def __init__(self, postgres: PrivatePostgres):
-        self.port = free_port()
         self.env = dict(
             os.environ,
             DATABASE_URL=postgres.url,
             REDIS_URL=settings.REDIS_URL.split("?")[0],
-            BIND=f"127.0.0.1:{self.port}",
-            WEB_WORKERS="1",
             # A maintenance pass every 2 s, so that parked results land soon after the database is back.
             WORKER_MAINTENANCE_INTERVAL="2",
         )
@@ -80,12 +77,8 @@ class Stack:
         created = subprocess.run(manage("create_tenant", "outage"), env=self.env, check=True, cwd=ROOT,
                                  capture_output=True, text=True)
         self.key = created.stdout.strip().splitlines()[-1]
-        self.processes = [
-            subprocess.Popen([str(Path(os.sys.executable).parent / "gunicorn"), "--config", "sandbox_project/gunicorn.py"],
-                             env=self.env, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL),
-            subprocess.Popen(manage("rqworker", "sandbox"), env=self.env, cwd=ROOT),
-        ]
-        self.wait_until_serving()
+        web, self.port = start_gunicorn(DATABASE_URL=postgres.url, WEB_WORKERS="1")
+        self.processes = [web, subprocess.Popen(manage("rqworker", "sandbox"), env=self.env, cwd=ROOT)]
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -97,15 +90,6 @@ class Stack:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
-
-    def wait_until_serving(self) -> None:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("gunicorn did not start")
 
     def wait_for(self, task_id: str, statuses: set[str], timeout: float = 60) -> dict:
         deadline = time.monotonic() + timeout
