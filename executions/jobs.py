@@ -395,11 +395,16 @@ def finish(execution_id: str, fields: dict) -> str:
 
 
 def write_result(execution_id: str, fields: dict) -> str:
-    """The conditional UPDATE from running to terminal: "stale" if the row was no longer running."""
-    if not Execution.objects.filter(id=execution_id, status=Status.RUNNING).update(**fields):
+    """Record the result, then cache and announce it: "stale" if the row was no longer running."""
+    if not record_result(execution_id, fields):
         return "stale"
     cache_result(execution_id)
     return fields["status"]
+
+
+def record_result(execution_id: str, fields: dict) -> bool:
+    """The conditional UPDATE from running to terminal."""
+    return bool(Execution.objects.filter(id=execution_id, status=Status.RUNNING).update(**fields))
 
 
 def park_result(execution_id: str, fields: dict) -> bool:
@@ -422,9 +427,12 @@ def apply_parked_results() -> int:
         execution_id = raw_id.decode()
         fields = json.loads(raw)
         fields["finished_at"] = parse_datetime(fields["finished_at"])
-        outcome = write_result(execution_id, fields)
+        recorded = record_result(execution_id, fields)
+        # Out of the hash as soon as the row holds it, before readers are told it finished.
         connection.hdel(PARKED_RESULTS_KEY, execution_id)
-        log.info("execution %s: parked result written (%s)", execution_id, outcome)
+        if recorded:
+            cache_result(execution_id)
+        log.info("execution %s: parked result written (%s)", execution_id, fields["status"] if recorded else "stale")
         applied += 1
     return applied
 
