@@ -43,6 +43,14 @@ def check_sandbox_limits(app_configs, **kwargs):
                 id="executions.E003",
             )
         )
+    if settings.SANDBOX_CODE_DELIVERY not in ("bind", "copy"):
+        errors.append(
+            Error(
+                f"SANDBOX_CODE_DELIVERY {settings.SANDBOX_CODE_DELIVERY!r} is not supported.",
+                hint="Set it to bind (the default) or copy.",
+                id="executions.E005",
+            )
+        )
     return errors
 
 

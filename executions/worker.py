@@ -71,6 +71,7 @@ class SandboxWorker(SimpleWorker):
         super().run_maintenance_tasks()
         close_old_connections()
         self.maintain("janitor", lambda: janitor.sweep(docker_api()))
+        self.maintain("code directory janitor", janitor.sweep_code_dirs)
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
         self.maintain(

@@ -175,6 +175,13 @@ SANDBOX_INSTANCE = envstr("SANDBOX_INSTANCE", instance_name(REDIS_URL))
 # --- Sandbox limits -------------------------------------------------------------------------
 SANDBOX_IMAGE = envstr("SANDBOX_IMAGE", "")  # empty: the image built by build_sandbox_images
 SANDBOX_RUNTIME = envstr("SANDBOX_RUNTIME", "")  # empty: the engine's default (runc); or "runsc"
+# How the script and its stdin reach the container, as read-only root-owned files in /code:
+# "bind" (default) writes them to a fresh directory under SANDBOX_CODE_ROOT and bind-mounts it
+# read-only: the engine must see that path as the worker does (same host, or the same host path
+# mounted at the same place in a worker's container). "copy" sends them through the engine's
+# archive API instead, which works with a remote engine but costs about 55 ms of CPU per run.
+SANDBOX_CODE_DELIVERY = envstr("SANDBOX_CODE_DELIVERY", "bind")
+SANDBOX_CODE_ROOT = envstr("SANDBOX_CODE_ROOT", str(VAR_DIR / "sandbox-code"))
 SANDBOX_TIMEOUT_SECONDS = envfloat("SANDBOX_TIMEOUT_SECONDS", 5.0)
 SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 64)
 SANDBOX_CPUS = envfloat("SANDBOX_CPUS", 0.5)

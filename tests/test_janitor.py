@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
 from executions.sandbox import janitor, runner
@@ -39,3 +42,15 @@ def test_it_leaves_another_instances_sandboxes_alone(settings):
         assert api.inspect_container(theirs)["Config"]["Labels"]["rce.instance"] == "another-platform"
     finally:
         runner.remove_container(api, theirs)
+
+
+def test_it_removes_only_code_directories_older_than_the_maximum_run_time(settings, tmp_path):
+    settings.SANDBOX_CODE_ROOT = str(tmp_path / "code")
+    old = runner.write_code_dir("main.py", "print(1)", "")
+    fresh = runner.write_code_dir("main.py", "print(2)", "")
+    an_hour_ago = time.time() - 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    assert janitor.sweep_code_dirs() == [old]
+    assert os.listdir(settings.SANDBOX_CODE_ROOT) == [os.path.basename(fresh)]
+    assert janitor.sweep_code_dirs(max_age=0) == [fresh]
+    assert os.listdir(settings.SANDBOX_CODE_ROOT) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import resource
 
 import pytest
@@ -124,7 +125,61 @@ def test_it_never_puts_the_code_on_a_command_line():
     assert "CANARY-1234" not in str(seen["Config"]["Env"])
 
 
+def code_dirs(settings) -> list:
+    root = settings.SANDBOX_CODE_ROOT
+    return os.listdir(root) if os.path.isdir(root) else []
+
+
+@pytest.mark.parametrize("delivery", ["bind", "copy"])
+def test_the_script_arrives_read_only_in_code_and_leaves_nothing_behind(settings, delivery):
+    settings.SANDBOX_CODE_DELIVERY = delivery
+    code = """
+import os, stat, sys
+for name in sorted(os.listdir('/code')):
+    info = os.stat('/code/' + name)
+    print(name, oct(stat.S_IMODE(info.st_mode)), os.access('/code/' + name, os.W_OK))
+print(sys.stdin.read())
+"""
+    result = run(code, stdin="input ✓")
+    assert result.status == "completed", result
+    assert result.stdout.decode().splitlines() == ["main.py 0o444 False", "stdin 0o444 False", "input ✓"]
+    assert code_dirs(settings) == []
+    assert sandbox_containers() == []
+
+
+def test_each_run_gets_its_own_code_directory(settings):
+    seen = []
+
+    def mounts(container_id):
+        seen.append(runner.docker_api().inspect_container(container_id)["Mounts"])
+
+    for _ in range(2):
+        runner.run("python", "print(1)", limits=DEFAULT, on_created=mounts)
+    sources = [m[0]["Source"] for m in seen]
+    assert len(set(sources)) == 2
+    assert all(m[0]["RW"] is False and m[0]["Destination"] == "/code" for m in seen)
+    assert all(os.path.dirname(source) == os.path.realpath(settings.SANDBOX_CODE_ROOT) for source in sources)
+    assert code_dirs(settings) == []
+
+
 class TestFailsClosed:
+    def test_it_refuses_when_the_code_cannot_be_written(self, settings, tmp_path):
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("")
+        settings.SANDBOX_CODE_ROOT = str(blocker / "code")
+        with pytest.raises(SandboxError, match="could not write the script"):
+            run("print(1)")
+        assert sandbox_containers() == []
+
+    def test_it_refuses_a_code_directory_the_engine_cannot_see(self, settings, monkeypatch):
+        # As when the worker runs in a container whose SANDBOX_CODE_ROOT is not the host's.
+        real = runner.write_code_dir
+        monkeypatch.setattr(runner, "write_code_dir", lambda *args: real(*args) + "-elsewhere")
+        with pytest.raises(SandboxError, match="refused"):
+            run("print(1)")
+        assert sandbox_containers() == []
+
+
     def test_it_refuses_when_the_image_is_missing(self, settings):
         settings.SANDBOX_IMAGE = "rce-sandbox:does-not-exist"
         with pytest.raises(SandboxError, match="build_sandbox_images"):
@@ -151,6 +206,7 @@ class TestFailsClosed:
             },
             "Config": {"User": "65534:65534"},
             "Path": runner.INIT,
+            "Mounts": [{"Type": "volume", "Destination": "/code", "RW": True}],
         }
         with pytest.raises(SandboxError, match="MemorySwap"):
             runner.verify_restrictions(inspected, DEFAULT)
@@ -159,6 +215,30 @@ class TestFailsClosed:
         inspected["HostConfig"]["SecurityOpt"] = ["no-new-privileges", "seccomp=unconfined"]
         with pytest.raises(SandboxError, match="SecurityOpt"):
             runner.verify_restrictions(inspected, DEFAULT)
+
+    def test_it_refuses_any_mount_but_a_read_only_code_directory(self):
+        hc = {
+            "NetworkMode": "none", "Memory": 64 << 20, "MemorySwap": 64 << 20, "NanoCpus": 500000000,
+            "PidsLimit": 64, "CapDrop": ["ALL"], "Privileged": False, "ReadonlyRootfs": True,
+            "SecurityOpt": ["no-new-privileges"],
+        }
+        code = {"Type": "bind", "Source": "/srv/code/run-1", "Destination": "/code", "RW": False}
+        inspected = {"HostConfig": hc, "Config": {"User": "65534:65534"}, "Path": runner.INIT, "Mounts": [code]}
+        runner.verify_restrictions(inspected, DEFAULT, "/srv/code/run-1")
+        for mounts in (
+            [{**code, "RW": True}],
+            [{**code, "Source": "/srv/code/run-2"}],
+            [{**code, "Destination": "/"}],
+            [code, {"Type": "bind", "Source": "/var/run/docker.sock", "Destination": "/tmp/d", "RW": False}],
+            [],
+        ):
+            inspected["Mounts"] = mounts
+            with pytest.raises(SandboxError, match="Mounts"):
+                runner.verify_restrictions(inspected, DEFAULT, "/srv/code/run-1")
+        inspected["Mounts"] = [{"Type": "volume", "Destination": "/code", "RW": True}]
+        runner.verify_restrictions(inspected, DEFAULT, None)
+        with pytest.raises(SandboxError, match="Mounts"):
+            runner.verify_restrictions(inspected, DEFAULT, "/srv/code/run-1")
 
 
 class TestOutputCollector:

@@ -98,6 +98,12 @@ def test_only_the_workers_and_the_image_builder_get_the_docker_socket():
     assert mounts(service("worker"))[DOCKER_SOCKET] == DOCKER_SOCKET
 
 
+def test_workers_share_their_code_directory_with_the_engine_at_the_same_path():
+    # The engine bind-mounts each run's directory by the path the worker wrote it at.
+    root = environment(service("worker"))["SANDBOX_CODE_ROOT"]
+    assert mounts(service("worker"))[root] == root
+
+
 def test_workers_run_the_sandbox_queue_and_serve_their_own_metrics():
     worker = service("worker")
     assert words(worker["command"])[-2:] == ["rqworker", "sandbox"]

@@ -30,6 +30,11 @@ def test_it_rejects_an_unknown_runtime(settings):
     assert ids(checks.check_sandbox_limits(None)) == ["executions.E003"]
 
 
+def test_it_rejects_an_unknown_code_delivery(settings):
+    settings.SANDBOX_CODE_DELIVERY = "stdin"
+    assert ids(checks.check_sandbox_limits(None)) == ["executions.E005"]
+
+
 def test_it_warns_about_the_development_secret_key_in_production(settings):
     settings.DEBUG = False
     settings.SECRET_KEY = settings.INSECURE_SECRET_KEY

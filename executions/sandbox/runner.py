@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -125,7 +128,7 @@ def own_sandboxes(api: docker.APIClient, *labels: str) -> list[dict]:
     return api.containers(all=True, filters={"label": selector})
 
 
-def host_config(api: docker.APIClient, limits: Limits) -> dict:
+def host_config(api: docker.APIClient, limits: Limits, code_source: str | None = None) -> dict:
     memory = limits.memory_mb * 1024 * 1024
     tmpfs = limits.tmpfs_mb * 1024 * 1024
     kwargs = dict(
@@ -152,13 +155,19 @@ def host_config(api: docker.APIClient, limits: Limits) -> dict:
         oom_score_adj=1000,
         log_config=docker.types.LogConfig(type="none"),
     )
+    if code_source:
+        kwargs["mounts"] = [docker.types.Mount(CODE_DIR, code_source, type="bind", read_only=True)]
     if limits.runtime:
         kwargs["runtime"] = limits.runtime
     return api.create_host_config(**kwargs)
 
 
-def verify_restrictions(inspected: dict, limits: Limits) -> None:
-    """Fail closed: refuse to start a container whose engine dropped any restriction we asked for."""
+def verify_restrictions(inspected: dict, limits: Limits, code_source: str | None = None) -> None:
+    """Fail closed: refuse to start a container whose engine dropped any restriction we asked for.
+
+    `code_source` is the host directory bind-mounted read-only at /code, or None when the files are
+    copied into a volume there; either way /code is the container's only mount besides its tmpfs.
+    """
     hc = inspected["HostConfig"]
     memory = limits.memory_mb * 1024 * 1024
     expected = {
@@ -184,8 +193,54 @@ def verify_restrictions(inspected: dict, limits: Limits) -> None:
     # Docker's init does not show in Path; the image's does.
     if uses_docker_init(limits) != bool(hc.get("Init")) or not (hc.get("Init") or inspected.get("Path") == INIT):
         wrong.append("Init")
+    if not mounts_as_expected(inspected.get("Mounts") or [], code_source):
+        wrong.append("Mounts")
     if wrong:
         raise SandboxError(f"the container engine did not apply these restrictions: {', '.join(wrong)}")
+
+
+def mounts_as_expected(mounts: list[dict], code_source: str | None) -> bool:
+    if len(mounts) != 1 or mounts[0].get("Destination") != CODE_DIR:
+        return False
+    (mount,) = mounts
+    if code_source is None:
+        return mount.get("Type") == "volume"
+    return mount.get("Type") == "bind" and mount.get("Source") == code_source and mount.get("RW") is False
+
+
+def write_code_dir(filename: str, code: str, stdin: str) -> str:
+    """A fresh host directory holding the script and its stdin, for a read-only bind mount at /code.
+
+    The directory and files are the worker's, read-only for everyone: inside the container the
+    script can read them and change nothing. SANDBOX_CODE_ROOT itself is private to the worker's user.
+    """
+    root = settings.SANDBOX_CODE_ROOT
+    path = None
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        path = tempfile.mkdtemp(prefix="run-", dir=root)
+        for name, text in ((filename, code), ("stdin", stdin)):
+            fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(fd, "wb") as file:
+                file.write(text.encode())
+        os.chmod(path, 0o555)
+    except OSError as exc:
+        if path:
+            discard_code_dir(path)
+        raise SandboxError(f"could not write the script for the sandbox: {exc}") from exc
+    return path
+
+
+def discard_code_dir(path: str) -> None:
+    try:
+        # Read-only, so its files cannot be unlinked by a worker that is not root.
+        os.chmod(path, 0o700)
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        # The janitor removes directories that outlive their run; log and go on.
+        log.exception("could not remove the code directory %s", path)
 
 
 def code_archive(filename: str, code: str, stdin: str) -> bytes:
@@ -261,22 +316,34 @@ def run(
     limits = limits or Limits.from_settings()
     if language not in COMMANDS:
         raise SandboxError(f"unsupported language {language!r}")
+    filename, _ = COMMANDS[language]
     api = docker_api()
-    container_id = create_container(api, language, limits, labels or {})
+    code_source = write_code_dir(filename, code, stdin) if settings.SANDBOX_CODE_DELIVERY == "bind" else None
     try:
-        if on_created:
-            on_created(container_id)
-        filename, _ = COMMANDS[language]
+        container_id = create_container(api, language, limits, labels or {}, code_source)
         try:
-            api.put_archive(container_id, CODE_DIR, code_archive(filename, code, stdin))
-        except docker.errors.APIError as exc:
-            raise SandboxError(f"could not copy the script into the sandbox: {exc.explanation}") from exc
-        return start_and_collect(api, container_id, limits, cancelled or never)
+            if on_created:
+                on_created(container_id)
+            if code_source is None:
+                copy_code(api, container_id, filename, code, stdin)
+            return start_and_collect(api, container_id, limits, cancelled or never)
+        finally:
+            remove_container(api, container_id)
     finally:
-        remove_container(api, container_id)
+        if code_source:
+            discard_code_dir(code_source)
 
 
-def create_container(api: docker.APIClient, language: str, limits: Limits, labels: dict[str, str]) -> str:
+def copy_code(api: docker.APIClient, container_id: str, filename: str, code: str, stdin: str) -> None:
+    try:
+        api.put_archive(container_id, CODE_DIR, code_archive(filename, code, stdin))
+    except docker.errors.APIError as exc:
+        raise SandboxError(f"could not copy the script into the sandbox: {exc.explanation}") from exc
+
+
+def create_container(
+    api: docker.APIClient, language: str, limits: Limits, labels: dict[str, str], code_source: str | None = None
+) -> str:
     image = sandbox_image()
     _, shell_command = COMMANDS[language]
     try:
@@ -297,9 +364,10 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
             hostname="sandbox",
             environment=ENVIRONMENT,
             network_disabled=True,
-            volumes=[CODE_DIR],
+            # A volume for the archive API to copy into; a bind mount needs none.
+            volumes=None if code_source else [CODE_DIR],
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
-            host_config=host_config(api, limits),
+            host_config=host_config(api, limits, code_source),
         )
     except docker.errors.DockerException as exc:
         explanation = getattr(exc, "explanation", None) or str(exc)
@@ -308,7 +376,7 @@ def create_container(api: docker.APIClient, language: str, limits: Limits, label
     try:
         if created.get("Warnings"):
             raise SandboxError(f"the container engine warned: {'; '.join(created['Warnings'])}")
-        verify_restrictions(api.inspect_container(container_id), limits)
+        verify_restrictions(api.inspect_container(container_id), limits, code_source)
     except BaseException:
         remove_container(api, container_id)
         raise
