@@ -7,8 +7,8 @@ Light load: one `print(1)` at a time, POSTed to /api/v1/execute and then read ba
 until it is terminal (p50 and p95 of that, and of the server's own created_at -> finished_at).
 Saturation: SATURATION executions submitted at once, so the queue never runs dry; executions per
 second from the rows' timestamps, over the whole run and over its middle 80 % (steady state).
-Reports the web's and the workers' memory before and after the saturation phase
-(`--saturation 10000` for the soak the issue asks for: about an hour at 3 executions/s).
+Reports the web's and the workers' memory before and after the saturation phase, and samples it
+every 10 s during it (`make bench-soak` runs 10,000 executions that way, as bench/results/soak.*).
 Writes bench/results/lifecycle.md, .json and .png. A benchmark, not a test: it never fails on a number.
 """
 
@@ -31,6 +31,7 @@ from bench.common import TERMINAL, Stack, load_note, machine, summary, write_rep
 
 CODE = "print(1)"
 POLL_SECONDS = 0.01
+RSS_EVERY_SECONDS = 10
 
 
 def wait_terminal(stack: Stack, task_id: str, timeout: float = 60) -> dict:
@@ -68,7 +69,12 @@ def saturation(stack: Stack, count: int) -> dict:
     for _ in range(count):
         stack.submit(CODE)
     submitted = time.time() - started
-    stack.wait_until_finished(timeout=count + 120)
+    # Memory as it goes: a leak shows as a slope, not only as a difference at the end.
+    rss = []
+    deadline = time.monotonic() + count + 120
+    while stack.count_unfinished() and time.monotonic() < deadline:
+        rss.append({"t": time.time() - started, "workers": stack.worker_rss(), "web": stack.web_rss()["workers"]})
+        time.sleep(RSS_EVERY_SECONDS)
     rows = [r for r in stack.executions() if r["id"] not in before]
     finished = sorted(r["finished"] for r in rows if r["finished"])
     first, last = min(r["created"] for r in rows), finished[-1]
@@ -83,6 +89,7 @@ def saturation(stack: Stack, count: int) -> dict:
         "steady_executions_per_s": middle / (high - low) if high > low else None,
         "lifecycle_s": summary([r["finished"] - r["created"] for r in rows if r["finished"]]),
         "finished_offsets_s": [t - first for t in finished],
+        "rss_samples_mib": rss,
     }
 
 
@@ -92,6 +99,11 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
     rss = result["rss_mib"]
     workers = ", ".join(f"{b:.0f} -> {a:.0f}" for b, a in zip(rss["before"]["workers"], rss["after"]["workers"]))
     web = ", ".join(f"{b:.0f} -> {a:.0f}" for b, a in zip(rss["before"]["web"]["workers"], rss["after"]["web"]["workers"]))
+    samples = sat["rss_samples_mib"]
+
+    def peak(kind: str) -> str:
+        return ", ".join(f"{max(series):.0f}" for series in zip(*(sample[kind] for sample in samples))) or "-"
+
     return "\n".join([
         "# Lifecycle",
         "",
@@ -110,7 +122,7 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
         f"Statuses: {sat['statuses']}.",
         "",
         f"Memory (RSS, MiB) before -> after the saturation phase: workers {workers}; "
-        f"web (gunicorn workers) {web}.",
+        f"web (gunicorn workers) {web}; highest sampled during it: workers {peak('workers')}, web {peak('web')}.",
         "",
         load_note(context),
         "",
@@ -118,7 +130,7 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
 
 
 def plot(result: dict):
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    figure, (left, right, memory) = plt.subplots(1, 3, figsize=(18, 4))
     left.hist(result["light"]["client_values"], bins=30)
     left.set_title("light load: submit -> terminal (client)")
     left.set_xlabel("s")
@@ -128,6 +140,16 @@ def plot(result: dict):
     right.set_title(f"saturation: {result['saturation']['executions_per_s']:.2f} executions/s")
     right.set_xlabel("s since the first submission")
     right.set_ylabel("executions finished")
+    samples = result["saturation"]["rss_samples_mib"]
+    times = [sample["t"] for sample in samples]
+    for kind in ("workers", "web"):
+        for i, series in enumerate(zip(*(sample[kind] for sample in samples))):
+            memory.plot(times, series, label=f"{kind[:-1] if kind == 'workers' else 'web'} {i}")
+    memory.set_title("RSS during the saturation phase")
+    memory.set_xlabel("s since the first submission")
+    memory.set_ylabel("MiB")
+    memory.set_ylim(bottom=0)
+    memory.legend(fontsize="small")
     return figure
 
 
