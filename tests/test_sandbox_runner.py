@@ -17,6 +17,12 @@ pytestmark = pytest.mark.no_database
 DEFAULT = Limits(timeout_seconds=5, memory_mb=64, cpus=0.5, pids=64, tmpfs_mb=16, output_limit_bytes=65536)
 
 
+@pytest.fixture(autouse=True)
+def private_code_root(settings, tmp_path):
+    # Tests that kill a worker mid-run leave its code directory for the janitor: not in our way.
+    settings.SANDBOX_CODE_ROOT = str(tmp_path / "sandbox-code")
+
+
 def run(code: str, language: str = "python", stdin: str = "", **limits) -> runner.RunResult:
     return runner.run(language, code, stdin, limits=dataclasses.replace(DEFAULT, **limits))
 

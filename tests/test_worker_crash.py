@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import timedelta
@@ -25,6 +26,8 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
         ):
             break
         time.sleep(0.05)
+    (container,) = own_sandboxes(docker_api(), f"rce.execution={task_id}")
+    code_dir = docker_api().inspect_container(container["Id"])["Mounts"][0]["Source"]
     worker_process.send_signal(signal.SIGKILL)
     worker_process.wait(10)
     assert own_sandboxes(docker_api())
@@ -40,6 +43,9 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
 
     assert own_sandboxes(docker_api()) == []
     assert len(removed) == 1
+    # Its script's directory too.
+    assert os.path.basename(code_dir) in [os.path.basename(path) for path in janitor.sweep_code_dirs(max_age=0)]
+    assert not os.path.exists(code_dir)
     execution.refresh_from_db()
     assert execution.status == "error"
     assert execution.finished_at is not None
