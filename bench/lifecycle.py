@@ -65,16 +65,22 @@ def light(stack: Stack, runs: int) -> dict:
 
 def saturation(stack: Stack, count: int) -> dict:
     before = {r["id"] for r in stack.executions()}
+    # Memory as it goes, from the first submission: a leak shows as a slope, not only at the end.
+    rss = []
+
+    def sample_when_due() -> None:
+        if not rss or time.time() - started - rss[-1]["t"] >= RSS_EVERY_SECONDS:
+            rss.append({"t": time.time() - started, "workers": stack.worker_rss(), "web": stack.web_rss()["workers"]})
+
     started = time.time()
     for _ in range(count):
         stack.submit(CODE)
+        sample_when_due()
     submitted = time.time() - started
-    # Memory as it goes: a leak shows as a slope, not only as a difference at the end.
-    rss = []
     deadline = time.monotonic() + count + 120
     while stack.count_unfinished() and time.monotonic() < deadline:
-        rss.append({"t": time.time() - started, "workers": stack.worker_rss(), "web": stack.web_rss()["workers"]})
-        time.sleep(RSS_EVERY_SECONDS)
+        sample_when_due()
+        time.sleep(0.25)
     rows = [r for r in stack.executions() if r["id"] not in before]
     finished = sorted(r["finished"] for r in rows if r["finished"])
     first, last = min(r["created"] for r in rows), finished[-1]
