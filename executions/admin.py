@@ -11,7 +11,6 @@ from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
@@ -25,7 +24,7 @@ RERUN_LIMIT = 100
 
 
 class ApiKeyForm(forms.ModelForm):
-    revoke = forms.BooleanField(required=False, help_text="It stops working at once.")
+    revoke = forms.BooleanField(required=False, help_text="It stops working within a second.")
 
     class Meta:
         model = ApiKey
@@ -94,8 +93,7 @@ class TenantAdmin(admin.ModelAdmin):
         key = key_form.instance
         key.save(update_fields=["name"])
         if key_form.cleaned_data.get("revoke"):
-            revoked = ApiKey.objects.filter(pk=key.pk, revoked_at=None).update(revoked_at=timezone.now())
-            if revoked:
+            if key.revoke():
                 messages.info(request, f"API key {key} of {key.tenant} is revoked.")
         return key
 

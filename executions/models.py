@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 
 # Every key starts with this, so that a key pasted anywhere is recognisable as ours.
 API_KEY_PREFIX = "rce_"
+# Sent with `key` when ApiKey.revoke() revokes it: revoking is an UPDATE, which sends no post_save.
+key_revoked = Signal()
 
 
-def _digest(key: str) -> str:
+def key_digest(key: str) -> str:
     # Keys carry 256 random bits, so a fast hash is enough: nothing can be guessed offline.
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -91,7 +94,7 @@ class Tenant(models.Model):
         """Create a key and return it with its plain text, which is never stored and never shown again."""
         lookup = secrets.token_hex(6)
         plain = f"{API_KEY_PREFIX}{lookup}_{secrets.token_urlsafe(32)}"
-        key = ApiKey.objects.create(tenant=self, name=name, prefix=lookup, digest=_digest(plain))
+        key = ApiKey.objects.create(tenant=self, name=name, prefix=lookup, digest=key_digest(plain))
         return key, plain
 
 
@@ -109,7 +112,10 @@ class ApiKey(models.Model):
 
     def revoke(self) -> bool:
         """Revoke the key for good; True if it was live. A conditional UPDATE keeps the first time."""
-        return bool(ApiKey.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=timezone.now()))
+        revoked = bool(ApiKey.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=timezone.now()))
+        if revoked:
+            key_revoked.send(sender=ApiKey, key=self)
+        return revoked
 
     @classmethod
     def find(cls, plain: str) -> ApiKey | None:
@@ -122,7 +128,7 @@ class ApiKey(models.Model):
         key = cls.objects.select_related("tenant").filter(prefix=lookup, revoked_at=None).first()
         # Compare even when no row matched, so that timing does not tell which prefixes exist.
         expected = key.digest if key else "0" * 64
-        if hmac.compare_digest(expected, _digest(plain)) and key is not None:
+        if hmac.compare_digest(expected, key_digest(plain)) and key is not None:
             return key
         return None
 

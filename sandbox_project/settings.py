@@ -240,6 +240,9 @@ WORKER_METRICS_PORT = envint("WORKER_METRICS_PORT", 0)
 READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,docker").split(",") if c.strip()]
 
 # --- API ------------------------------------------------------------------------------------
+# How long a web process reuses an API key it looked up (and its tenant): a revoked key or a
+# disabled tenant is refused everywhere within this many seconds. 0: look the key up every time.
+API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 1.0)
 # gunicorn's threads per process (sandbox_project/gunicorn.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
