@@ -168,6 +168,14 @@ def test_each_run_gets_its_own_code_directory(settings):
     assert code_dirs(settings) == []
 
 
+def test_no_other_user_of_the_host_can_read_the_scripts(settings):
+    root = settings.SANDBOX_CODE_ROOT
+    os.makedirs(root, mode=0o755)
+    os.chmod(root, 0o755)
+    assert run("print(1)").status == "completed"
+    assert os.stat(root).st_mode & 0o777 == 0o700
+
+
 class TestFailsClosed:
     def test_it_refuses_when_the_code_cannot_be_written(self, settings, tmp_path):
         blocker = tmp_path / "not-a-directory"

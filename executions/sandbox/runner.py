@@ -218,6 +218,10 @@ def write_code_dir(filename: str, code: str, stdin: str) -> str:
     path = None
     try:
         os.makedirs(root, mode=0o700, exist_ok=True)
+        if os.stat(root).st_mode & 0o077:
+            # Made by someone else (Compose creates a missing bind source 0755): while a script is
+            # in it, no other user of the host may list or read it. Fails closed if not ours.
+            os.chmod(root, 0o700)
         path = tempfile.mkdtemp(prefix="run-", dir=root)
         for name, text in ((filename, code), ("stdin", stdin)):
             fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
