@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -37,26 +36,12 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from rq import Worker  # noqa: E402
 
+from bench.common import percentile, summary  # noqa: E402
 from executions import jobs  # noqa: E402
 from executions.models import Execution, Tenant  # noqa: E402
 
 PROBE = "print('b')"
 FLOOD = "print('a')"
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict:
-    return {
-        "n": len(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 def tenant(name: str, max_running: int | None = None) -> Tenant:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,23 +24,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from bench.common import summary  # noqa: E402
 from executions.sandbox import runner  # noqa: E402
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict:
-    return {
-        "n": len(values),
-        "min": min(values),
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "max": max(values),
-        "mean": statistics.fmean(values),
-    }
 
 
 def measure(runtime: str, runs: int, loops: int) -> dict:
