@@ -383,23 +383,27 @@ def finish(execution_id: str, fields: dict) -> str:
     keeps trying both for RESULT_HOLD_SECONDS.
     """
     fields["finished_at"] = timezone.now()
-    delays = iter(DATABASE_RETRY_DELAYS)
     deadline = time.monotonic() + RESULT_HOLD_SECONDS
-    while True:
+    write = functools.partial(write_result, execution_id, fields)
+    try:
+        return patiently(write, f"execution {execution_id}: result")
+    except DatabaseError as exc:
+        close_old_connections()
+        failure = exc
+    # Redis down too: keep trying both, at the longest retry delay.
+    delay = DATABASE_RETRY_DELAYS[-1]
+    while not park_result(execution_id, fields):
+        if time.monotonic() > deadline:
+            raise failure
+        log.warning("execution %s: database write failed (%s); retrying in %ss", execution_id, failure, delay)
+        time.sleep(delay)
         try:
-            return write_result(execution_id, fields)
+            return write()
         except DatabaseError as exc:
             close_old_connections()
-            delay = next(delays, None)
-            if delay is None:
-                if park_result(execution_id, fields):
-                    log.warning("execution %s: database unavailable (%s); result parked in Redis", execution_id, exc)
-                    return fields["status"]
-                if time.monotonic() > deadline:
-                    raise
-                delay = DATABASE_RETRY_DELAYS[-1]
-            log.warning("execution %s: database write failed (%s); retrying in %ss", execution_id, exc, delay)
-            time.sleep(delay)
+            failure = exc
+    log.warning("execution %s: database unavailable (%s); result parked in Redis", execution_id, failure)
+    return fields["status"]
 
 
 def write_result(execution_id: str, fields: dict) -> str:
