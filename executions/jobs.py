@@ -521,7 +521,7 @@ def signal_cancel(execution: Execution, previous: str) -> None:
             queue().connection.set(CANCEL_KEY.format(execution.id), 1, ex=job_timeout())
         else:
             # The worker would skip the job anyway; removing it keeps the queue depth true.
-            queue().remove(f"execution-{execution.id}-{execution.attempts}")
+            queue().remove(job_id(execution))
     except redis.RedisError:
         # The row is cancelled whatever happens: the worker drops the result, and without the key
         # the sandbox only runs on to its own deadline.
