@@ -7,7 +7,7 @@ import re
 from django.test import Client
 
 from executions.models import Execution, Membership
-from tests.conftest import PASSWORD, Member
+from tests.conftest import PASSWORD
 
 HOSTILE = "<script>alert(1)</script>"
 

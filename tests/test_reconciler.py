@@ -20,7 +20,7 @@ def test_it_leaves_a_queued_execution_with_a_live_job_alone(alice):
 
 
 def test_it_leaves_a_young_queued_execution_alone(alice, redis_conn):
-    task_id = alice.submit("print(1)")
+    alice.submit("print(1)")
     redis_conn.flushdb()
     assert reconciler.requeue_lost() == 0
 
