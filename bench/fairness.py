@@ -37,7 +37,7 @@ from django.core.management import call_command  # noqa: E402
 from rq import Worker  # noqa: E402
 
 from bench.common import percentile, summary  # noqa: E402
-from executions import jobs  # noqa: E402
+from executions import scheduler, store, submissions  # noqa: E402
 from executions.models import Execution, Tenant  # noqa: E402
 
 PROBE = "print('b')"
@@ -63,7 +63,7 @@ def wait_done(ids: list, timeout: float = 600) -> None:
 def probe(b: Tenant, count: int, gap: float) -> list[float]:
     ids = []
     for _ in range(count):
-        execution, _ = jobs.submit(b, "python", PROBE)
+        execution, _ = submissions.submit(b, submissions.Submission("python", PROBE))
         ids.append(execution.id)
         time.sleep(gap)
     wait_done(ids)
@@ -80,7 +80,7 @@ def start_workers(count: int) -> list[subprocess.Popen]:
 def wait_for_workers(count: int, timeout: float = 120) -> None:
     """Until every worker listens on the queue: on a loaded machine, start-up takes seconds."""
     deadline = time.monotonic() + timeout
-    while Worker.count(queue=jobs.queue()) < count:
+    while Worker.count(queue=scheduler.queue()) < count:
         if time.monotonic() > deadline:
             raise SystemExit("the workers did not start in time")
         time.sleep(0.2)
@@ -106,7 +106,7 @@ def main() -> None:
         raise SystemExit("set REDIS_URL to a scratch database (not 0): this empties it")
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     call_command("migrate", verbosity=0)
-    jobs.queue().connection.flushdb()
+    store.connection().flushdb()
     a = tenant("bench-a", args.flood_max_running or args.workers)
     b = tenant("bench-b")
     workers = start_workers(args.workers)
@@ -116,7 +116,7 @@ def main() -> None:
         idle = probe(b, args.probes, args.gap)
         started = time.monotonic()
         for _ in range(args.flood):
-            jobs.submit(a, "python", FLOOD)
+            submissions.submit(a, submissions.Submission("python", FLOOD))
         queued = time.monotonic() - started
         flooded = probe(b, args.probes, args.gap)
         backlog_left = Execution.objects.filter(tenant=a, status="queued").count()
@@ -126,7 +126,7 @@ def main() -> None:
         durations = [(r.finished_at - r.started_at).total_seconds() for r in a_runs]
     finally:
         stop_workers(workers)
-        jobs.queue().connection.flushdb()
+        store.connection().flushdb()
     report = {
         "workers": args.workers,
         "flood": args.flood,

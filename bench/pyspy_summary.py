@@ -18,9 +18,9 @@ from collections import Counter
 # The first category whose marker appears in a stack takes the sample.
 CATEGORIES = [
     ("authentication (ApiKey.find: one SELECT)", ["authenticate ("]),
-    ("rq enqueue and Redis, connection set-up included", ["enqueue ("]),
+    ("admission script and Redis, connection set-up included", ["enqueue (executions/submissions.py"]),
     ("ORM insert and its transaction", ["_insert (", "django/db/transaction", "save ("]),
-    ("the rest of jobs.submit (log line)", ["submit (executions/jobs.py"]),
+    ("the rest of submissions.submit (checks, log line)", ["submit (executions/submissions.py"]),
     ("rendering the response", ["render ("]),
     ("Django, DRF and middleware around them", ["get_response (", "handlers/wsgi.py"]),
     ("gunicorn: HTTP parsing, writing, access log, poller", ["gunicorn"]),

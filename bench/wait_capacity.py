@@ -34,7 +34,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from executions import jobs  # noqa: E402
+from executions import store  # noqa: E402
 from executions.models import Tenant  # noqa: E402
 
 PORT = int(os.environ.get("BENCH_PORT", "18011"))
@@ -108,7 +108,7 @@ def count_connections(stop: threading.Event, peak: list[int]) -> None:
 
 
 def scenario(key: str, workers: int, threads: int, slots: int, waiters: int) -> dict:
-    jobs.queue().connection.flushdb()
+    store.connection().flushdb()
     server = start_server(workers, threads, slots)
     try:
         # One request per waiting client, all at once: each holds its wait for the whole window.

@@ -14,8 +14,8 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from executions import jobs
-from executions.models import ApiKey, Execution, Membership, Tenant
+from executions import submissions
+from executions.models import ApiKey, Execution, Membership, NotCancellable, Tenant
 
 # The changelist counts at most this many rows: an exact COUNT(*) costs a scan of the whole table.
 COUNT_CAP = 10_000
@@ -211,15 +211,15 @@ class ExecutionAdmin(admin.ModelAdmin):
             return
         created = []
         for execution in queryset.defer(None).select_related("tenant"):
-            if not execution.tenant.is_active:
-                message = f"{execution.id} not re-run: {execution.tenant} is disabled."
-                self.message_user(request, message, messages.WARNING)
-                continue
             try:
-                new, _ = jobs.submit(execution.tenant, execution.language, execution.code, execution.stdin)
-            except jobs.QueueUnavailable:
-                self.message_user(request, "The queue is unavailable; nothing more was re-run.", messages.ERROR)
+                new, _ = submissions.submit(execution.tenant, rerun_of(execution))
+            except (submissions.Refused, submissions.QueueUnavailable) as exc:
+                # The next ones would be refused too.
+                self.message_user(request, f"{exc} Nothing more was re-run.", messages.ERROR)
                 break
+            except submissions.AdmissionError as exc:
+                self.message_user(request, f"{execution.id} not re-run: {exc}", messages.WARNING)
+                continue
             created.append(str(new.id))
         if created:
             self.message_user(request, f"Queued {len(created)} new execution(s): {', '.join(created)}")
@@ -229,10 +229,17 @@ class ExecutionAdmin(admin.ModelAdmin):
         cancelled = finished = 0
         for execution in queryset.select_related("tenant").iterator():
             try:
-                cancelled += jobs.cancel(execution)
-            except jobs.NotCancellable:
+                cancelled += submissions.cancel(execution)
+            except NotCancellable:
                 finished += 1
         self.message_user(request, f"Cancelled {cancelled}; {finished} had already finished.")
+
+
+def rerun_of(execution: Execution) -> submissions.Submission:
+    """The same run again, with the limits it had (checked again against its tenant's maxima now)."""
+    return submissions.Submission(
+        execution.language, execution.code, execution.stdin, execution.timeout_seconds, execution.memory_mb
+    )
 
 
 # Kept apart from TenantAdmin on purpose: a membership is managed from either side (user or tenant).

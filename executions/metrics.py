@@ -73,11 +73,11 @@ class QueueDepthCollector:
         yield GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
 
     def collect(self):
-        from executions import jobs
+        from executions import scheduler
 
         family = GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
         try:
-            family.add_metric([], jobs.queue_depth())
+            family.add_metric([], scheduler.depth())
         except redis.RedisError:
             family.add_metric([], float("nan"))
         yield family

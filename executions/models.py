@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -12,6 +14,7 @@ from django.db import models
 from django.dispatch import Signal
 from django.utils import timezone
 
+log = logging.getLogger("executions.state")
 # Every key starts with this, so that a key pasted anywhere is recognisable as ours.
 API_KEY_PREFIX = "rce_"
 # Sent with `key` when ApiKey.revoke() revokes it: revoking is an UPDATE, which sends no post_save.
@@ -146,6 +149,64 @@ class TenantOwnedQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
 
+def log_state(task_id, state: str, tenant: str, worker: str = "-", **extra) -> None:
+    """One logfmt line per state change, the same in web and worker: grep a task id to follow it."""
+    fields = {"task_id": task_id, "state": state, "tenant": tenant, "worker": worker, **extra}
+    log.info("execution %s", " ".join(f"{key}={value}" for key, value in fields.items()))
+
+
+class NotCancellable(Exception):
+    """The execution had already ended with another status."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
+class ExecutionQuerySet(TenantOwnedQuerySet):
+    """Every change of an execution's status, each a conditional UPDATE that says whether it won.
+
+    The row is the source of truth: a duplicate or late job, a reconciler pass and a cancel can race
+    for it, and exactly one of them moves it. Nothing else writes `status`.
+    """
+
+    def claim(self, execution_id, worker_name: str) -> bool:
+        """queued -> running, for the worker that will run it."""
+        return bool(
+            self.filter(id=execution_id, status=Execution.Status.QUEUED).update(
+                status=Execution.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name
+            )
+        )
+
+    def finish(self, execution_id, fields: dict) -> bool:
+        """running -> terminal: `fields` hold the status and the run's outcome."""
+        if fields["status"] not in Execution.TERMINAL_STATUSES:
+            raise ValueError(f"not a terminal status: {fields['status']!r}")
+        return bool(self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields))
+
+    def keep_cancelled_output(self, execution_id, output: dict) -> bool:
+        """A cancelled run keeps what it printed until then; never a status or finish time."""
+        cancelled = self.filter(id=execution_id, status=Execution.Status.CANCELLED)
+        return bool(cancelled.update(**output) if output else cancelled.exists())
+
+    def requeue(self, execution: Execution) -> bool:
+        """queued or running (whose sandbox never started) -> queued, as its next attempt."""
+        updated = self.filter(id=execution.id, status=execution.status, attempts=execution.attempts).update(
+            status=Execution.Status.QUEUED, started_at=None, worker_name="", attempts=execution.attempts + 1
+        )
+        if updated:
+            execution.status, execution.attempts = Execution.Status.QUEUED, execution.attempts + 1
+        return bool(updated)
+
+    def fail(self, execution_id, expected: str, message: str) -> bool:
+        """`expected` -> error, for an execution the platform could not run to its end."""
+        return bool(
+            self.filter(id=execution_id, status=expected).update(
+                status=Execution.Status.ERROR, finished_at=timezone.now(), error=message
+            )
+        )
+
+
 class Execution(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -203,7 +264,7 @@ class Execution(models.Model):
     timeout_seconds = models.FloatField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(null=True, blank=True)
 
-    objects = TenantOwnedQuerySet.as_manager()
+    objects = ExecutionQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -228,6 +289,53 @@ class Execution(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
+
+    def cancel(self) -> str | None:
+        """queued or running -> cancelled; the status it had, or None if it already was cancelled.
+
+        Raises NotCancellable if it ended otherwise. The status can move under us (queued ->
+        running, or the reconciler's running -> queued): each miss re-reads it, and it can only
+        move a few times before it is terminal.
+        """
+        for _ in range(5):
+            if self.status == self.Status.CANCELLED:
+                return None
+            if self.status not in self.CANCELLABLE_STATUSES:
+                raise NotCancellable(self.status)
+            previous, now = self.status, timezone.now()
+            if Execution.objects.filter(id=self.id, status=previous).update(status=self.Status.CANCELLED, finished_at=now):
+                self.status, self.finished_at = self.Status.CANCELLED, now
+                return previous
+            self.refresh_from_db(fields=["status", "attempts"])
+        raise NotCancellable(self.status)
+
+    def to_dict(self) -> dict:
+        """The one representation of an execution: the API's, the cache's and the CLI's."""
+        return {
+            "task_id": str(self.id),
+            "status": self.status,
+            "language": self.language,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+            "exit_code": self.exit_code,
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
+            "duration_ms": self.duration_ms,
+            "timeout_seconds": self.timeout_seconds,
+            "memory_mb": self.memory_mb,
+            "created_at": iso_time(self.created_at),
+            "started_at": iso_time(self.started_at),
+            "finished_at": iso_time(self.finished_at),
+            "error": self.error or None,
+        }
+
+
+def iso_time(value) -> str | None:
+    # As DRF writes it: ISO 8601, UTC as "Z".
+    if value is None:
+        return None
+    text = value.astimezone(dt_timezone.utc).isoformat() if timezone.is_aware(value) else value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class Membership(models.Model):

@@ -18,7 +18,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from executions.api.serializers import ExecutionSerializer
 from executions.models import Execution, Membership
 
 HISTORY_LENGTH = 20
@@ -75,7 +74,7 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
         "memberships": Membership.objects.filter(user=request.user).select_related("tenant").order_by("tenant__name"),
         "history": history(tenant),
         "execution": execution,
-        "execution_data": ExecutionSerializer(execution).data if execution else None,
+        "execution_data": execution.to_dict() if execution else None,
         "draft": execution or Execution(language=Execution.Language.PYTHON),
         "languages": Execution.Language.choices,
         "terminal_statuses": sorted(Execution.TERMINAL_STATUSES),

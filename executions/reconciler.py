@@ -17,15 +17,15 @@ from django.conf import settings
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
-from executions import jobs
-from executions.models import Execution
+from executions import runs, scheduler, store
+from executions.models import Execution, log_state
 
 Status = Execution.Status
 
 # A queued row younger than this may still be between its INSERT and its enqueue.
 QUEUED_GRACE = timedelta(seconds=60)
 # How long past its deadline a running row waits before it is declared orphaned, worker or not.
-RUNNING_GRACE = timedelta(seconds=jobs.JOB_TIMEOUT_MARGIN_SECONDS)
+RUNNING_GRACE = timedelta(seconds=scheduler.JOB_TIMEOUT_MARGIN_SECONDS)
 # A running row this old whose worker has no heartbeat has lost its worker.
 ORPHAN_GRACE = timedelta(seconds=30)
 # Every worker refreshes this key while it lives (executions/worker.py).
@@ -35,22 +35,15 @@ LOCK_KEY = "rce:reconciler-lock"
 LOCK_SECONDS = 120
 MAX_ATTEMPTS = 2
 BATCH = 500
-# RATE_LIMITED: waiting behind its own tenant's earlier jobs (jobs.enqueue), which is not lost.
-LIVE_JOB_STATUSES = {
-    JobStatus.QUEUED,
-    JobStatus.STARTED,
-    JobStatus.DEFERRED,
-    JobStatus.SCHEDULED,
-    JobStatus.RATE_LIMITED,
-}
+# A job waiting in its tenant's backlog (executions.scheduler) is `queued` too.
+LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 
 
 def live_jobs(executions: list[Execution]) -> set[str]:
     """The ids of these executions whose current job is still queued or running: one round trip."""
-    connection = jobs.queue().connection
-    pipeline = connection.pipeline(transaction=False)
+    pipeline = store.connection().pipeline(transaction=False)
     for execution in executions:
-        pipeline.hget(Job.key_for(jobs.job_id(execution)), "status")
+        pipeline.hget(Job.key_for(scheduler.job_id(execution.id, execution.attempts)), "status")
     live = set()
     for execution, status in zip(executions, pipeline.execute()):
         if status is not None and JobStatus(status.decode()) in LIVE_JOB_STATUSES:
@@ -72,40 +65,45 @@ def requeue_lost(now=None) -> int:
     # A backlog of thousands of queued rows is normal under a burst: check their jobs in batches.
     for batch in batched(rows.iterator(chunk_size=BATCH), BATCH):
         live = live_jobs(batch)
-        fixed += sum(requeue_or_fail(execution, now) for execution in batch if str(execution.id) not in live)
+        fixed += sum(requeue_or_fail(execution) for execution in batch if str(execution.id) not in live)
     return fixed
 
 
-def requeue_or_fail(execution: Execution, now) -> int:
+def requeue_or_fail(execution: Execution) -> int:
     if execution.attempts >= MAX_ATTEMPTS:
         state = Status.ERROR
-        updated = fail(execution, Status.QUEUED, now, "the execution's job was lost twice; it never ran")
+        updated = fail(execution, Status.QUEUED, "the execution's job was lost twice; it never ran")
     else:
         state = Status.QUEUED
-        updated = Execution.objects.filter(
-            id=execution.id, status=Status.QUEUED, attempts=execution.attempts
-        ).update(attempts=execution.attempts + 1)
-        if updated:
-            execution.attempts += 1
-            jobs.enqueue(execution)
+        updated = requeue(execution)
     if updated:
-        jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
-    return updated
+        log_state(execution.id, state, execution.tenant.name, "reconciler", attempts=execution.attempts)
+    return int(updated)
 
 
-def fail(execution: Execution, expected: str, now, message: str) -> int:
-    """End the execution `error` if it is still `expected`; 1 if it did."""
-    updated = Execution.objects.filter(id=execution.id, status=expected).update(
-        status=Status.ERROR, finished_at=now, error=message
-    )
-    if updated:
-        # Cached and announced like any result, for readers and requests waiting on it (?wait=N).
-        jobs.cache_result(execution.id)
-    return updated
+def requeue(execution: Execution) -> bool:
+    """Queue the execution's next attempt; its lost job's place is freed first."""
+    lost = scheduler.job_id(execution.id, execution.attempts)
+    if not Execution.objects.requeue(execution):
+        return False
+    scheduler.release(execution.tenant_id, lost, withdraw=True)
+    # Admitted before, so not counted or checked again.
+    scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
+    return True
+
+
+def fail(execution: Execution, expected: str, message: str) -> bool:
+    """End the execution `error` if it is still `expected`, and free its place in the scheduler."""
+    if not Execution.objects.fail(execution.id, expected, message):
+        return False
+    scheduler.release(execution.tenant_id, scheduler.job_id(execution.id, execution.attempts), withdraw=True)
+    # Cached and announced like any result, for readers and requests waiting on it (?wait=N).
+    runs.cache_result(execution.id)
+    return True
 
 
 def worker_is_alive(name: str) -> bool:
-    return bool(name) and bool(jobs.queue().connection.exists(ALIVE_KEY.format(name)))
+    return bool(name) and bool(store.connection().exists(ALIVE_KEY.format(name)))
 
 
 def fail_orphaned(now=None) -> int:
@@ -116,24 +114,19 @@ def fail_orphaned(now=None) -> int:
     for execution in running.select_related("tenant").iterator():
         if execution.started_at >= hung and worker_is_alive(execution.worker_name):
             continue
-        if jobs.is_parked(execution.id):
+        if store.is_parked(execution.id):
             # Finished during a database outage: its result is on its way.
             continue
         if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
             # Its sandbox was never created, so the script never ran: it may run once more.
             state = Status.QUEUED
-            updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
-                status=state, started_at=None, worker_name="", attempts=execution.attempts + 1
-            )
-            if updated:
-                execution.attempts += 1
-                jobs.enqueue(execution)
+            updated = requeue(execution)
         else:
             state = Status.ERROR
-            updated = fail(execution, Status.RUNNING, now, "the worker running this execution stopped before it finished")
+            updated = fail(execution, Status.RUNNING, "the worker running this execution stopped before it finished")
         if updated:
             fixed += 1
-            jobs.log_state(
+            log_state(
                 execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name
             )
     return fixed
@@ -141,15 +134,36 @@ def fail_orphaned(now=None) -> int:
 
 def reconcile(owner: str = "") -> dict[str, int] | None:
     """One pass over everything, by one process at a time; None if another one holds the pass."""
-    connection = jobs.queue().connection
+    connection = store.connection()
     if not connection.set(LOCK_KEY, owner or "reconciler", nx=True, ex=LOCK_SECONDS):
         return None
     try:
         # Parked results first: a row whose result is waiting in Redis has not lost its worker.
         return {
-            "parked_results_written": jobs.apply_parked_results(),
+            "parked_results_written": runs.apply_parked_results(),
             "requeued_or_failed": requeue_lost(),
             "orphaned": fail_orphaned(),
+            "places_freed": release_ended(),
         }
     finally:
         connection.delete(LOCK_KEY)
+
+
+def release_ended(now=None) -> int:
+    """Free the scheduler places of jobs whose execution has ended or is gone; the number freed.
+
+    A worker frees its job's place when the job ends; one that could not (Redis unreachable then)
+    leaves the place taken, and its tenant one execution short of its quotas, until this pass.
+    """
+    connection = store.connection()
+    cutoff = (now or timezone.now()).timestamp() - ORPHAN_GRACE.total_seconds()
+    freed = 0
+    for key in connection.scan_iter(match=scheduler.tenant_key("*", "inflight"), count=BATCH):
+        tenant_id = int(key.decode().split(":")[2])
+        old = [member.decode() for member in connection.zrangebyscore(key, "-inf", cutoff)]
+        by_execution = {job.split("-", 1)[1].rsplit("-", 1)[0]: job for job in old}
+        live = Execution.objects.filter(id__in=list(by_execution), status__in=Execution.CANCELLABLE_STATUSES)
+        for execution_id in set(by_execution) - {str(pk) for pk in live.values_list("id", flat=True)}:
+            scheduler.release(tenant_id, by_execution[execution_id], withdraw=True)
+            freed += 1
+    return freed

@@ -6,8 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from executions import jobs
-from executions.sandbox.runner import docker_api
+from executions import store
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -21,11 +20,18 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    jobs.queue().connection.ping()
+    store.connection().ping()
+
+
+class EngineUnavailable(Exception):
+    pass
 
 
 def check_docker() -> None:
-    docker_api().ping()
+    # The web holds no engine client: the workers, which do, report their engine with their heartbeat.
+    health = store.engine_health()
+    if health != "ok":
+        raise EngineUnavailable(health)
 
 
 CHECKS = {"database": check_database, "redis": check_redis, "docker": check_docker}

@@ -14,7 +14,7 @@ from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from executions import metrics, reconciler
+from executions import metrics, reconciler, store
 from executions.sandbox import janitor, runtimes
 from executions.sandbox.runner import docker_api
 
@@ -55,15 +55,21 @@ class SandboxWorker(SimpleWorker):
             beat.join(ALIVE_EVERY + 1)
 
     def beat(self, stop: threading.Event) -> None:
+        """The heartbeat, with what this worker last saw of its engine, for the web's /readyz."""
         key = reconciler.ALIVE_KEY.format(self.name)
+        engine_key = store.ENGINE_KEY.format(self.name)
         while not stop.is_set():
+            engine = engine_health()
             try:
-                self.connection.set(key, os.getpid(), ex=ALIVE_TTL)
+                with self.connection.pipeline() as pipe:
+                    pipe.set(key, os.getpid(), ex=ALIVE_TTL)
+                    pipe.set(engine_key, engine, ex=ALIVE_TTL)
+                    pipe.execute()
             except redis.RedisError:
                 log.warning("heartbeat: Redis unreachable")
             stop.wait(ALIVE_EVERY)
         try:
-            self.connection.delete(key)
+            self.connection.delete(key, engine_key)
         except redis.RedisError:
             pass
 
@@ -88,6 +94,14 @@ class SandboxWorker(SimpleWorker):
             raise
         except Exception:
             log.exception("%s pass failed", name)
+
+
+def engine_health() -> str:
+    try:
+        docker_api().ping()
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"[:300]
+    return "ok"
 
 
 def warn_without_live_restore() -> None:

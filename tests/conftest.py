@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import django_rq
 import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from executions import jobs
+from executions import scheduler, store
 from executions.models import Execution, Tenant
 from executions.sandbox.runner import docker_api, own_sandboxes
 from executions.worker import SandboxWorker
@@ -30,7 +31,7 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(autouse=True)
 def redis_conn():
-    connection = jobs.queue().connection
+    connection = store.connection()
     connection.flushdb()
     yield connection
     connection.flushdb()
@@ -80,13 +81,14 @@ def anonymous():
 
 def run_worker() -> None:
     """Run every queued job with a real rq worker, in this process, until the queue is empty."""
-    queue = jobs.queue()
-    SandboxWorker([queue], connection=queue.connection).work(burst=True)
+    connection = store.connection()
+    queue = django_rq.get_queue(settings.SANDBOX_QUEUE, connection=connection)
+    SandboxWorker([queue], connection=connection).work(burst=True)
 
 
 def queued_job_count() -> int:
     """Jobs waiting for a worker: in the shared queue, or behind their tenant's max_running."""
-    return jobs.queue_depth()
+    return scheduler.depth()
 
 
 def assert_nothing_created() -> None:

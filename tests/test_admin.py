@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from executions import jobs
+from executions import runs, scheduler
 from executions.models import ApiKey, Execution, Tenant
 from tests.conftest import run_worker
 from tests.helpers import assert_error
@@ -249,16 +249,36 @@ class TestExecutionActions:
         run_worker()
         assert alice.get(str(new.id))["stdout"] == "hello\n"
 
+    def test_re_run_keeps_the_original_limits_and_its_tenants_quotas(self, operator, alice):
+        response = alice.client.post(
+            "/api/v1/executions", {"code": "print(1)", "timeout_seconds": 1.5, "memory_mb": 32}, format="json"
+        )
+        task_id = response.json()["task_id"]
+        act(operator, "rerun", task_id)
+        new = Execution.objects.exclude(id=task_id).get()
+        assert (new.timeout_seconds, new.memory_mb) == (1.5, 32)
+        # Over the tenant's max_queued: a message, nothing created, not a server error.
+        Tenant.objects.filter(pk=alice.tenant.pk).update(max_queued=2)
+        response = act(operator, "rerun", task_id)
+        assert response.status_code == 200
+        assert any("queued or running, its quota" in m for m in messages_of(response))
+        assert Execution.objects.count() == 2
+        # Limits the tenant may no longer ask for are refused the same way as on the API.
+        Tenant.objects.filter(pk=alice.tenant.pk).update(max_queued=None, max_timeout_seconds=1)
+        response = act(operator, "rerun", task_id)
+        assert any("not re-run: timeout_seconds: must be between" in m for m in messages_of(response))
+        assert Execution.objects.count() == 2
+
     def test_cancel_cancels_what_has_not_finished(self, operator, alice):
         queued, finished = alice.submit("print(1)"), alice.submit("print(2)")
         Execution.objects.filter(id=finished).update(status="running")
-        jobs.finish(finished, {"status": "completed", "exit_code": 0})
+        runs.finish(finished, {"status": "completed", "exit_code": 0})
         response = act(operator, "cancel", queued, finished)
         assert "Cancelled 1; 1 had already finished." in messages_of(response)
         assert Execution.objects.get(id=queued).status == "cancelled"
         assert Execution.objects.get(id=finished).status == "completed"
         # The cancelled one's job left the queue.
-        assert f"execution-{queued}-1" not in jobs.queue().job_ids
+        assert f"execution-{queued}-1" not in scheduler.queue().job_ids
 
     def test_a_view_only_operator_can_browse_but_not_act(self, alice):
         task_id = alice.submit("print(1)")

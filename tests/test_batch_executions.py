@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import django_rq
 import pytest
 import redis
 
-from executions import jobs
+from executions import runs, store
 from executions.models import Execution
 from tests.conftest import assert_nothing_created, queued_job_count, run_worker
 from tests.helpers import assert_error
@@ -101,8 +100,7 @@ def test_it_needs_a_key(anonymous):
 
 def test_it_answers_503_and_creates_nothing_when_redis_is_down(alice, monkeypatch):
     connection = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
-    dead = django_rq.get_queue("sandbox", connection=connection, commit_mode="auto")
-    monkeypatch.setattr(jobs, "queue", lambda: dead)
+    monkeypatch.setattr(store, "connection", lambda: connection)
     assert_error(post_batch(alice, [{"code": "print(1)"}, {"code": "print(2)"}]), 503, "queue_unavailable")
     assert Execution.objects.count() == 0
     monkeypatch.undo()
@@ -121,4 +119,4 @@ def test_a_redis_failure_half_way_through_leaves_nothing_to_run(transactional_db
     assert Execution.objects.count() == 0
     assert queued_job_count() > 0
     # The jobs that did reach the queue find no row, so they run nothing.
-    assert [jobs.run_execution(str(ids[0])), jobs.run_execution(str(ids[2]))] == ["skipped", "skipped"]
+    assert [runs.run_execution(str(ids[0])), runs.run_execution(str(ids[2]))] == ["skipped", "skipped"]

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from executions import jobs, reconciler
+from executions import reconciler, runs, scheduler, submissions
 from executions.models import Execution
 from executions.sandbox import runner
 from tests.conftest import ROOT, manage, run_worker, subprocess_env, wait_for_status
@@ -53,7 +53,7 @@ def test_it_cancels_a_queued_execution(alice):
     assert body["finished_at"] is not None and body["started_at"] is None
     assert alice.get(task_id)["status"] == "cancelled"
     # Its job left the queue, so the queue depth is true again.
-    assert jobs.queue().count == 0
+    assert scheduler.queue().count == 0
     assert cancellations("queued") == before + 1
 
 
@@ -62,9 +62,9 @@ def test_a_cancelled_execution_whose_job_is_still_queued_never_runs(alice):
     started = time.time()
     task_id = alice.submit("print('never')")
     execution = Execution.objects.select_related("tenant").get(id=task_id)
-    jobs.cancel(execution)
+    submissions.cancel(execution)
     # As if the job had been taken off the queue by nobody: a worker meets it anyway.
-    jobs.enqueue(execution)
+    scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
     run_worker()
     execution.refresh_from_db()
     assert (execution.status, execution.stdout, execution.container_id) == ("cancelled", "", "")
@@ -75,7 +75,7 @@ def test_a_cancelled_execution_whose_job_is_still_queued_never_runs(alice):
 def test_it_refuses_to_cancel_a_finished_execution(alice):
     task_id = alice.submit("print(1)")
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    runs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
     body = assert_error(cancel(alice, task_id), 409, "already_finished")
     assert "completed" in body["error"]["message"]
     assert Execution.objects.get(id=task_id).status == "completed"
@@ -112,7 +112,7 @@ def test_the_reconciler_leaves_a_cancelled_execution_alone(alice, redis_conn):
     redis_conn.flushdb()
     long_ago = timezone.now() - timedelta(hours=1)
     Execution.objects.update(created_at=long_ago, started_at=long_ago)
-    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0}
+    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "places_freed": 0}
     assert set(Execution.objects.values_list("status", flat=True)) == {"cancelled"}
 
 
@@ -120,7 +120,7 @@ def test_a_finishing_worker_never_overwrites_a_cancel(alice):
     task_id = alice.submit("print(1)")
     Execution.objects.filter(id=task_id).update(status="running")
     cancel(alice, task_id)
-    assert jobs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0}) == "stale"
+    assert runs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0}) == "stale"
     assert Execution.objects.get(id=task_id).status == "cancelled"
 
 

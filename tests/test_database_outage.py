@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from executions import jobs
+from executions import scheduler, store
 from executions.sandbox.runner import docker_api
 from tests.conftest import ROOT, free_port, manage, start_gunicorn, stop_workers
 
@@ -131,22 +131,22 @@ def test_a_database_outage_refuses_submissions_and_loses_no_result(outage_stack)
 
     postgres.crash()
     # Submissions are refused with the common error shape, and nothing reaches the queue.
-    queued_before = jobs.queue().count
+    queued_before = scheduler.queue().count
     code, body = stack.request("POST", "/api/v1/execute", b"print('while down')")
     assert code == 503, body
     assert body["error"]["code"] and body["error"]["message"]
-    assert jobs.queue().count == queued_before
+    assert scheduler.queue().count == queued_before
 
     # The worker finishes the run, cannot write it, and parks the result in Redis.
     deadline = time.monotonic() + 60
-    while not jobs.is_parked(task_id):
+    while not store.is_parked(task_id):
         assert time.monotonic() < deadline, "the worker never parked its result"
         time.sleep(0.2)
 
     postgres.start()
     finished = stack.wait_for(task_id, {"completed", "failed", "error", "timed_out"})
     assert (finished["status"], finished["stdout"]) == ("completed", "survived\n")
-    assert not jobs.is_parked(task_id)
+    assert not store.is_parked(task_id)
     # The platform serves again, with no restart.
     code, body = stack.request("POST", "/api/v1/execute", b"print('after')")
     assert code == 202, body

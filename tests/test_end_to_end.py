@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from executions import jobs
+from executions import runs, store
 from executions.models import Execution
 from executions.sandbox.runner import docker_api, own_sandboxes
 from tests.conftest import run_worker
@@ -80,7 +80,7 @@ def test_a_platform_fault_ends_in_error_with_a_message(alice, settings):
 def test_the_result_is_cached_in_redis_with_a_ttl(alice, settings):
     task_id = alice.submit("print(1)")
     run_worker()
-    ttl = jobs.queue().connection.ttl(jobs.RESULT_KEY.format(task_id))
+    ttl = store.connection().ttl(store.RESULT_KEY.format(task_id))
     assert 0 < ttl <= settings.RESULT_CACHE_TTL_SECONDS
 
 
@@ -89,7 +89,7 @@ def test_a_job_never_runs_a_script_twice(alice):
     run_worker()
     finished = Execution.objects.get(id=task_id)
     # A duplicate job for the same execution is skipped: the row is no longer queued.
-    assert jobs.run_execution(task_id) == "skipped"
+    assert runs.run_execution(task_id) == "skipped"
     assert Execution.objects.get(id=task_id).finished_at == finished.finished_at
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executions import jobs, limits
+from executions import limits, runs
 from executions.models import Execution
 from tests.conftest import assert_nothing_created, run_worker
 from tests.helpers import assert_error
@@ -126,7 +126,7 @@ def test_the_worker_never_raises_a_limit_above_the_platforms(settings):
     settings.SANDBOX_TIMEOUT_SECONDS = 5.0
     settings.SANDBOX_MEMORY_MB = 64
     row = Execution(timeout_seconds=500.0, memory_mb=4096)
-    applied = jobs.sandbox_limits(row)
+    applied = runs.sandbox_limits(row)
     assert (applied.timeout_seconds, applied.memory_mb) == (5.0, 64)
-    legacy = jobs.sandbox_limits(Execution(timeout_seconds=None, memory_mb=None))
+    legacy = runs.sandbox_limits(Execution(timeout_seconds=None, memory_mb=None))
     assert (legacy.timeout_seconds, legacy.memory_mb) == (5.0, 64)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from rq.rate_limit import RateLimitRegistry
-
-from executions import jobs
+from executions import scheduler, store
 from executions.models import Execution
 from tests.conftest import start_workers, stop_workers, wait_for_status
 
@@ -12,8 +10,8 @@ SLEEP = "import time; time.sleep(0.3)"
 TERMINAL = set(Execution.TERMINAL_STATUSES)
 
 
-def registry(persona) -> RateLimitRegistry:
-    return RateLimitRegistry(jobs.slot_key(persona.tenant.id), connection=jobs.queue().connection)
+def backlog(persona) -> int:
+    return store.connection().llen(scheduler.tenant_key(persona.tenant.id, "backlog"))
 
 
 def test_a_backlog_beyond_max_running_waits_outside_the_queue(alice, bob):
@@ -23,9 +21,9 @@ def test_a_backlog_beyond_max_running_waits_outside_the_queue(alice, bob):
         alice.submit("print(1)")
     bob.submit("print(2)")
     # Two of alice's in the shared queue, then bob's; alice's other three wait their turn.
-    assert jobs.queue().count == 3
-    assert registry(alice).get_rate_limited_job_count() == 3
-    assert registry(bob).get_rate_limited_job_count() == 0
+    assert scheduler.queue().count == 3
+    assert (backlog(alice), backlog(bob)) == (3, 0)
+    assert scheduler.counts(alice.tenant.id) == (5, 6)
 
 
 def test_another_tenant_starts_before_the_backlog(alice, bob, transactional_db):

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import django_rq
 import redis
 from django.utils import timezone
 
-from executions import jobs
+from executions import scheduler, store, submissions
 from executions.models import Execution
 from tests.helpers import assert_error
 
@@ -25,7 +24,7 @@ def test_a_retry_with_the_same_key_gets_the_same_execution(alice):
     assert again["Location"] == first["Location"]
     assert again["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
     assert Execution.objects.count() == 1
-    assert jobs.queue().count == 1
+    assert scheduler.queue().count == 1
 
 
 def test_the_raw_endpoint_honours_the_key_too(alice):
@@ -71,8 +70,7 @@ def test_it_rejects_an_unusable_key(alice):
 
 def test_a_key_refused_for_an_outage_can_be_retried(alice, monkeypatch):
     connection = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
-    dead = django_rq.get_queue("sandbox", connection=connection, commit_mode="auto")
-    monkeypatch.setattr(jobs, "queue", lambda: dead)
+    monkeypatch.setattr(store, "connection", lambda: connection)
     assert_error(post(alice, "retry-me"), 503, "queue_unavailable")
     monkeypatch.undo()
     response = post(alice, "retry-me")
@@ -81,16 +79,16 @@ def test_a_key_refused_for_an_outage_can_be_retried(alice, monkeypatch):
 
 
 def test_losing_the_insert_race_returns_the_winner(alice, monkeypatch):
-    winner, _ = jobs.submit(alice.tenant, "python", "print(1)", "", "race")
+    winner, _ = submissions.submit(alice.tenant, submissions.Submission("python", "print(1)"), "race")
     # The loser's first look finds nothing (the winner had not committed yet), then its INSERT fails.
-    real_replay = jobs.replay
+    real_replay = submissions.replay
     calls = []
 
     def first_miss(*args):
         calls.append(args)
         return None if len(calls) == 1 else real_replay(*args)
 
-    monkeypatch.setattr(jobs, "replay", first_miss)
-    loser, created = jobs.submit(alice.tenant, "python", "print(1)", "", "race")
+    monkeypatch.setattr(submissions, "replay", first_miss)
+    loser, created = submissions.submit(alice.tenant, submissions.Submission("python", "print(1)"), "race")
     assert (loser.id, created) == (winner.id, False)
     assert Execution.objects.count() == 1

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import django_rq
 import pytest
 import redis
 
-from executions import jobs
+from executions import store
 from executions.sandbox import runtimes
 from executions.sandbox.images import sandbox_image
 from tests.conftest import run_worker
@@ -50,7 +49,7 @@ def test_a_worker_reads_the_versions_from_the_image_once(transactional_db, alice
 
 
 def test_a_different_image_is_asked_again(alice, redis_conn):
-    key = runtimes.KEY.format(sandbox_image())
+    key = store.RUNTIMES_KEY.format(sandbox_image())
     redis_conn.set(key, json.dumps({"image_id": "sha256:old", "versions": {"python": "2.7.18"}}))
     assert alice.client.get("/api/v1/languages").json()["languages"][0]["version"] == "2.7.18"
     entry = runtimes.record(redis_conn)
@@ -67,7 +66,7 @@ def test_only_well_formed_versions_of_known_languages_are_kept():
 
 def test_it_answers_without_redis(alice, monkeypatch):
     connection = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
-    monkeypatch.setattr(jobs, "queue", lambda: django_rq.get_queue("sandbox", connection=connection))
+    monkeypatch.setattr(store, "connection", lambda: connection)
     response = alice.client.get("/api/v1/languages")
     assert response.status_code == 200
     assert [language["version"] for language in response.json()["languages"]] == [None, None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from executions import jobs
+from executions import scheduler
 from executions.models import Execution, Tenant
 from tests.conftest import queued_job_count
 from tests.helpers import assert_error
@@ -83,8 +83,8 @@ def test_max_running_holds_the_excess_without_refusing_it(alice):
     for code in ("print(1)", "print(2)", "print(3)"):
         alice.submit(code)
     # One job in the shared queue; the other two wait behind alice's running slot.
-    assert jobs.queue().count == 1
-    assert jobs.queue_counts(alice.tenant.id) == (3, 3)
+    assert scheduler.queue().count == 1
+    assert scheduler.counts(alice.tenant.id) == (3, 3)
 
 
 def test_beyond_the_global_ceiling_every_submission_gets_503(alice, bob, settings):
@@ -94,14 +94,14 @@ def test_beyond_the_global_ceiling_every_submission_gets_503(alice, bob, setting
     alice.submit("print(1)")
     alice.submit("print(2)")
     bob.submit("print(3)")
-    assert jobs.queue_depth() == 3
+    assert scheduler.depth() == 3
     for persona in (alice, bob):
         response = post(persona)
         assert_error(response, 503, "overloaded")
         assert response["Retry-After"] == "17"
     assert Execution.objects.count() == 3
     assert queued_job_count() == 3
-    assert jobs.queue().count == 2
+    assert scheduler.queue().count == 2
 
 
 def test_a_language_outside_the_tenants_list_is_refused(alice, bob, settings):

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from executions import jobs
+from executions import runs, store
 from executions.models import Execution
 from tests.helpers import assert_error
 
@@ -36,8 +36,8 @@ def test_it_hides_another_tenants_execution(alice, bob):
 def test_it_hides_another_tenants_cached_result(alice, bob):
     task_id = alice.submit("print(1)")
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "completed", "stdout": "secret", "exit_code": 0})
-    assert jobs.queue().connection.exists(jobs.RESULT_KEY.format(task_id))
+    runs.finish(task_id, {"status": "completed", "stdout": "secret", "exit_code": 0})
+    assert store.connection().exists(store.RESULT_KEY.format(task_id))
     assert_error(bob.client.get(f"/api/v1/executions/{task_id}"), 404, "not_found")
     assert alice.get(task_id)["stdout"] == "secret"
 
@@ -45,7 +45,7 @@ def test_it_hides_another_tenants_cached_result(alice, bob):
 def test_it_serves_a_finished_execution_from_redis(alice, django_assert_num_queries):
     task_id = alice.submit("print(1)")
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    runs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
     alice.client.get("/api/v1/executions")  # brings last_used_at up to date
     # Nothing touches the database: the key comes from the process's cache of keys.
     with django_assert_num_queries(0):
@@ -57,8 +57,8 @@ def test_it_serves_a_finished_execution_from_redis(alice, django_assert_num_quer
 def test_it_falls_back_to_the_database_when_the_cache_expired(alice):
     task_id = alice.submit("print(1)")
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "failed", "stderr": "boom", "exit_code": 2})
-    jobs.queue().connection.delete(jobs.RESULT_KEY.format(task_id))
+    runs.finish(task_id, {"status": "failed", "stderr": "boom", "exit_code": 2})
+    store.connection().delete(store.RESULT_KEY.format(task_id))
     body = alice.get(task_id)
     assert (body["status"], body["stderr"], body["exit_code"]) == ("failed", "boom", 2)
 

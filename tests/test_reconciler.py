@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from executions import jobs, reconciler
+from executions import reconciler, runs, scheduler, store
 from executions.models import Execution
 
 
@@ -32,7 +32,7 @@ def test_it_requeues_a_lost_job_once_then_gives_up(alice, redis_conn):
     assert reconciler.requeue_lost() == 1
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.attempts) == ("queued", 2)
-    assert jobs.queue().job_ids == [f"execution-{task_id}-2"]
+    assert scheduler.queue().job_ids == [f"execution-{task_id}-2"]
     redis_conn.flushdb()
     assert reconciler.requeue_lost() == 1
     execution = Execution.objects.get(id=task_id)
@@ -76,7 +76,7 @@ def test_it_runs_again_once_an_execution_whose_sandbox_never_started(alice, redi
     assert reconciler.fail_orphaned() == 1
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.attempts, execution.started_at) == ("queued", 2, None)
-    assert jobs.queue().job_ids == [f"execution-{task_id}-2"]
+    assert scheduler.queue().job_ids == [f"execution-{task_id}-2"]
     # Lost a second time, it ends in error.
     running(task_id, seconds_ago=40, container="")
     assert reconciler.fail_orphaned() == 1
@@ -87,7 +87,7 @@ def test_a_late_result_never_overwrites_the_reconcilers_verdict(alice):
     task_id = alice.submit("print(1)")
     running(task_id, seconds_ago=3600)
     reconciler.fail_orphaned()
-    assert jobs.finish(task_id, {"status": "completed", "exit_code": 0}) == "stale"
+    assert runs.finish(task_id, {"status": "completed", "exit_code": 0}) == "stale"
     assert Execution.objects.get(id=task_id).status == "error"
 
 
@@ -95,13 +95,13 @@ def test_a_parked_result_is_written_by_the_next_pass_and_keeps_its_row_from_bein
     task_id = alice.submit("print(1)")
     running(task_id, seconds_ago=3600)
     # What a worker does when the database refuses its result.
-    assert jobs.park_result(task_id, {"status": "completed", "exit_code": 0, "stdout": "1\n", "finished_at": timezone.now()})
+    assert store.park_result(task_id, {"status": "completed", "exit_code": 0, "stdout": "1\n", "finished_at": timezone.now()})
     assert reconciler.fail_orphaned() == 0
     assert reconciler.reconcile()["parked_results_written"] == 1
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.stdout, execution.exit_code) == ("completed", "1\n", 0)
     assert execution.finished_at is not None
-    assert not jobs.is_parked(task_id)
+    assert not store.is_parked(task_id)
     assert reconciler.reconcile()["parked_results_written"] == 0
 
 
@@ -109,7 +109,9 @@ def test_one_pass_at_a_time(alice, redis_conn):
     redis_conn.set(reconciler.LOCK_KEY, "another-worker")
     assert reconciler.reconcile() is None
     redis_conn.delete(reconciler.LOCK_KEY)
-    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0}
+    assert reconciler.reconcile() == {
+        "parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "places_freed": 0
+    }
     assert not redis_conn.exists(reconciler.LOCK_KEY)
 
 
@@ -121,7 +123,7 @@ def test_it_checks_a_large_backlog_in_batches_and_requeues_only_the_lost(alice, 
     Execution.objects.update(created_at=old)
     kept = rows[::2]
     for execution in kept:
-        jobs.enqueue(execution)
+        scheduler.admit(alice.tenant.id, None, [(execution.id, execution.attempts)])
     assert reconciler.requeue_lost() == 600
     attempts = dict(Execution.objects.values_list("id", "attempts"))
     assert {attempts[execution.id] for execution in kept} == {1}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import shutil
 import signal
+import functools
 import subprocess
 import time
 
-import django_rq
 import pytest
 import redis
 from rq.exceptions import StopRequested
 
-from executions import jobs
+from executions import scheduler, store
 from executions.models import Execution
 from executions.worker import SandboxWorker
 from tests.conftest import free_port, run_worker, wait_for_status
@@ -54,16 +54,15 @@ class PrivateRedis:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
 
-    def queue(self):
-        connection = redis.Redis(port=self.port, socket_connect_timeout=2)
-        return django_rq.get_queue("sandbox", connection=connection, commit_mode="auto")
+    def connection(self):
+        return redis.Redis(port=self.port, socket_connect_timeout=2)
 
 
 @pytest.fixture
 def private_redis(tmp_path, monkeypatch):
     server = PrivateRedis(tmp_path)
     server.start()
-    monkeypatch.setattr(jobs, "queue", server.queue)
+    monkeypatch.setattr(store, "connection", functools.cache(server.connection))
     yield server
     if server.process.poll() is None:
         server.process.terminate()
@@ -96,7 +95,7 @@ def test_sigterm_stops_an_idle_worker(worker_process):
 
 def test_a_stop_request_goes_through_a_maintenance_task(redis_conn):
     # rq raises StopRequested from its SIGTERM handler wherever the worker is, maintenance included.
-    worker = SandboxWorker([jobs.queue()], connection=jobs.queue().connection)
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
 
     def stop():
         raise StopRequested()

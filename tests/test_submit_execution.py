@@ -3,18 +3,17 @@ from __future__ import annotations
 import json
 import zlib
 
-import django_rq
 import redis
 from rq.job import Job
 
-from executions import jobs
+from executions import scheduler, store
 from executions.models import Execution
 from tests.conftest import assert_nothing_created
 from tests.helpers import assert_error
 
 
 def the_job(execution: Execution) -> Job:
-    return Job.fetch(f"execution-{execution.id}-1", connection=jobs.queue().connection, serializer=jobs.queue().serializer)
+    return Job.fetch(f"execution-{execution.id}-1", connection=store.connection(), serializer=scheduler.queue().serializer)
 
 
 def test_it_accepts_a_raw_python_body(alice):
@@ -26,16 +25,16 @@ def test_it_accepts_a_raw_python_body(alice):
     execution = Execution.objects.get(id=body["task_id"])
     assert (execution.tenant, execution.language, execution.code) == (alice.tenant, "python", "print('hi')")
     job = the_job(execution)
-    assert job.args == [str(execution.id)]
-    assert job.func_name == "executions.jobs.run_execution"
+    assert job.args == [str(execution.id), alice.tenant.id]
+    assert job.func_name == "executions.runs.run_execution"
 
 
 def test_it_stores_the_job_as_json(alice):
     task_id = alice.submit("print(1)")
-    raw = jobs.queue().connection.hget(f"rq:job:execution-{task_id}-1", "data")
+    raw = store.connection().hget(f"rq:job:execution-{task_id}-1", "data")
     # JSON, not pickle: the worker never unpickles anything from Redis. rq compresses it with zlib.
     func, instance, args, kwargs = json.loads(zlib.decompress(raw))
-    assert (func, args) == ("executions.jobs.run_execution", [task_id])
+    assert (func, args) == ("executions.runs.run_execution", [task_id, alice.tenant.id])
 
 
 def test_it_runs_a_raw_body_as_bash_when_asked(alice):
@@ -55,7 +54,7 @@ def test_it_accepts_json_with_stdin(alice):
     execution = Execution.objects.get(id=response.json()["task_id"])
     assert execution.stdin == "  spaced  \n"
     assert execution.status == "queued"
-    assert jobs.queue().count == 1
+    assert scheduler.queue().count == 1
 
 
 def test_it_defaults_to_python(alice):
@@ -66,8 +65,7 @@ def test_it_defaults_to_python(alice):
 def test_it_answers_503_and_creates_nothing_when_redis_is_down(alice, monkeypatch):
     # A real client against a port where nothing listens: the enqueue really fails.
     connection = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
-    dead = django_rq.get_queue("sandbox", connection=connection, commit_mode="auto")
-    monkeypatch.setattr(jobs, "queue", lambda: dead)
+    monkeypatch.setattr(store, "connection", lambda: connection)
     response = alice.client.post("/api/v1/execute", "print(1)", content_type="text/plain")
     assert_error(response, 503, "queue_unavailable")
     assert Execution.objects.count() == 0

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from executions import jobs
+from executions import runs
 from executions.api import urls
 from executions.models import Execution, Tenant
 
@@ -41,7 +41,7 @@ def finished(persona, output: str) -> str:
     """One of persona's executions, finished, so that its result is in the Redis cache too."""
     task_id = persona.submit(f"print({output!r})")
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "completed", "stdout": output, "exit_code": 0})
+    runs.finish(task_id, {"status": "completed", "stdout": output, "exit_code": 0})
     return task_id
 
 

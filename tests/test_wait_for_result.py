@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from executions import jobs, reconciler
+from executions import reconciler, runs, scheduler, store, submissions
 from executions.api import waiting
 from executions.models import Execution
 from tests.conftest import assert_nothing_created
@@ -66,7 +66,7 @@ def test_a_finished_execution_is_answered_without_waiting_for_news(alice):
     first = post(alice, "", HTTP_IDEMPOTENCY_KEY="k")
     task_id = first.json()["task_id"]
     Execution.objects.filter(id=task_id).update(status="running")
-    jobs.finish(task_id, {"status": "completed", "stdout": "done\n", "exit_code": 0})
+    runs.finish(task_id, {"status": "completed", "stdout": "done\n", "exit_code": 0})
     # Nothing will be published any more: the result must be found by looking, not by listening.
     again = post(alice, "?wait=30", HTTP_IDEMPOTENCY_KEY="k")
     assert again.status_code == 200
@@ -75,15 +75,15 @@ def test_a_finished_execution_is_answered_without_waiting_for_news(alice):
 
 
 def test_a_waiting_request_wakes_when_the_worker_announces_the_result(alice, redis_conn):
-    execution, _ = jobs.submit(alice.tenant, "python", "print(1)")
+    execution, _ = submissions.submit(alice.tenant, submissions.Submission("python", "print(1)"))
     Execution.objects.filter(id=execution.id).update(status="running")
     results = []
     waiter = threading.Thread(target=lambda: results.append(waiting.subscribe_and_wait(str(execution.id), alice.tenant.id, 30)))
     waiter.start()
     # Once the waiter is subscribed, finish the execution the way a worker does.
-    while redis_conn.pubsub_numsub(jobs.FINISHED_CHANNEL.format(execution.id))[0][1] == 0:
+    while redis_conn.pubsub_numsub(store.FINISHED_CHANNEL.format(execution.id))[0][1] == 0:
         waiter.join(0.01)
-    jobs.finish(str(execution.id), {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    runs.finish(str(execution.id), {"status": "completed", "stdout": "1\n", "exit_code": 0})
     waiter.join(30)
     assert results and results[0]["stdout"] == "1\n"
 
@@ -99,9 +99,9 @@ def test_a_request_that_finds_no_free_slot_gets_its_202_at_once(alice, monkeypat
 
 
 def test_the_reconciler_announces_the_errors_it_writes(transactional_db, alice, redis_conn):
-    execution, _ = jobs.submit(alice.tenant, "python", "print(1)")
-    jobs.queue().empty()
+    execution, _ = submissions.submit(alice.tenant, submissions.Submission("python", "print(1)"))
+    scheduler.queue().empty()
     old = execution.created_at - reconciler.QUEUED_GRACE * 2
     Execution.objects.filter(id=execution.id).update(created_at=old, attempts=reconciler.MAX_ATTEMPTS)
     reconciler.requeue_lost()
-    assert jobs.cached_result(str(execution.id), alice.tenant.id)["status"] == "error"
+    assert store.cached_result(str(execution.id), alice.tenant.id)["status"] == "error"

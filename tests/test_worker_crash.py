@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from executions import jobs, reconciler
+from executions import reconciler, store
 from executions.models import Execution
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api, own_sandboxes
@@ -35,7 +35,7 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     # The killed worker's heartbeat key lives on for a few seconds; then it is gone.
     name = Execution.objects.get(id=task_id).worker_name
     assert reconciler.worker_is_alive(name)
-    jobs.queue().connection.delete(reconciler.ALIVE_KEY.format(name))
+    store.connection().delete(reconciler.ALIVE_KEY.format(name))
     removed = janitor.sweep(docker_api(), max_age=0)
     # Long before any deadline could have passed: the dead heartbeat is enough.
     soon = timezone.now() + reconciler.ORPHAN_GRACE + timedelta(seconds=1)

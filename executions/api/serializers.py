@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -67,10 +66,6 @@ class JsonTimeoutField(JsonNumberMixin, TimeoutField):
 
 class JsonMemoryField(JsonNumberMixin, MemoryField):
     pass
-
-
-def utf8_size(text: str) -> int:
-    return len(text.encode("utf-8"))
 
 
 def validate_code(code: str) -> str:
@@ -175,17 +170,9 @@ class ExecutionSerializer(serializers.ModelSerializer):
     def get_error(self, execution: Execution) -> str | None:
         return execution.error or None
 
-
-def check_sizes(code: str, stdin: str) -> str | None:
-    """The message for code or stdin over its configured limit, or None."""
-    for name, text, limit in (
-        ("code", code, settings.SANDBOX_MAX_CODE_BYTES),
-        ("stdin", stdin, settings.SANDBOX_MAX_STDIN_BYTES),
-    ):
-        size = utf8_size(text)
-        if size > limit:
-            return f"{name} is {size} bytes; the limit is {limit} bytes."
-    return None
+    def to_representation(self, execution: Execution) -> dict:
+        # The fields above describe it for the schema; the model writes it, the same everywhere.
+        return execution.to_dict()
 
 
 class LanguageRuntimeSerializer(serializers.Serializer):

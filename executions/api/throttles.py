@@ -6,12 +6,10 @@ import time
 import redis
 from rest_framework.throttling import BaseThrottle
 
-from executions import jobs
+from executions import scheduler, store
 from executions.models import Tenant
 
 log = logging.getLogger(__name__)
-
-RATE_KEY = "rce:rate:{}:{}"
 
 
 class TenantRateThrottle(BaseThrottle):
@@ -28,9 +26,10 @@ class TenantRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // 60)
         self.retry_after = 60 - int(now % 60)
-        key = RATE_KEY.format(tenant.id, window)
+        # The same window as admission's, which counts the submissions it takes itself.
+        key = scheduler.RATE_KEY.format(tenant.id, window)
         try:
-            with jobs.queue().connection.pipeline(transaction=False) as pipe:
+            with store.connection().pipeline(transaction=False) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, 120)
                 count, _ = pipe.execute()

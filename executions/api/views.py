@@ -4,19 +4,20 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ErrorDetail
+from rest_framework.exceptions import APIException, ErrorDetail, Throttled
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import jobs, limits
+from executions import limits, store, submissions
 from executions.api import waiting
+from executions.api.throttles import TenantRateThrottle
 from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, ErrorSerializer, errors
 from executions.api.errors import (
     AlreadyFinished,
@@ -36,17 +37,12 @@ from executions.api.serializers import (
     LanguagesSerializer,
     RawQuerySerializer,
     WaitQuerySerializer,
-    check_sizes,
-    validate_code,
 )
-from executions.models import Execution
-from executions.sandbox import runtimes
+from executions.models import Execution, NotCancellable, Tenant
+from executions.sandbox.images import sandbox_image
 
 
 FINISHED = OpenApiResponse(ExecutionSerializer, description="With `?wait=N`: the execution, finished within N seconds.")
-
-# A tenant at its max_queued frees a place when one of its executions ends: a few seconds.
-QUEUE_QUOTA_RETRY_AFTER_SECONDS = 5
 
 
 class TenantScopedMixin:
@@ -80,35 +76,12 @@ def idempotency_key(request: Request) -> str:
     return key.strip()
 
 
-def execution_limits(request: Request, requested: dict) -> limits.ExecutionLimits:
-    """The run's limits: those asked for, checked against the caller's tenant's maxima (400 if over)."""
-    try:
-        return limits.check_limits(
-            requested.get("timeout_seconds"), requested.get("memory_mb"), limits.tenant_maxima(request.user)
-        )
-    except limits.LimitExceeded as exc:
-        raise serializers.ValidationError({exc.field: [ErrorDetail(exc.message, code="invalid_limit")]}) from None
-
-
-def check_language(request: Request, language: str, where: str = "") -> None:
-    allowed = request.user.limits().languages
-    if language not in allowed:
-        raise BadRequest(
-            f"{where}Language {language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
-            code="language_not_allowed",
-        )
-
-
-def submit(request: Request, language: str, code: str, stdin: str, requested: dict, wait: float | None) -> Response:
-    problem = check_sizes(code, stdin)
-    if problem:
-        raise PayloadTooLarge(problem)
-    check_language(request, language)
-    run_limits = execution_limits(request, requested)
-    with queue_refusals():
-        execution, created = jobs.submit(
-            request.user, language, code, stdin, idempotency_key(request), limits=run_limits
-        )
+def submit(request: Request, submission: submissions.Submission, wait: float | None) -> Response:
+    with admission_errors():
+        execution, created = submissions.submit(request.user, submission, idempotency_key(request))
+    if not created:
+        # A replay never reached admission, which counts every other accepted request.
+        count_request(request)
     return accepted(execution, created, wait)
 
 
@@ -126,21 +99,69 @@ def query_options(request: Request, serializer_class: type[serializers.Serialize
 
 
 @contextmanager
-def queue_refusals():
-    """A submission the queue refuses, as the API's error."""
+def admission_errors():
+    """Admission's refusals as the API's errors; a refusal by the admission script is marked counted."""
     try:
         yield
-    except jobs.QueueUnavailable:
-        raise QueueUnavailable() from None
-    except jobs.Overloaded:
-        raise Overloaded(settings.QUEUE_FULL_RETRY_AFTER_SECONDS) from None
-    except jobs.QueueQuotaExceeded as exc:
-        raise QueueQuotaExceeded(exc.limit, QUEUE_QUOTA_RETRY_AFTER_SECONDS) from None
-    except jobs.IdempotencyConflict:
-        raise IdempotencyConflict() from None
+    except submissions.AdmissionError as exc:
+        error = api_error(exc)
+        error.counted = isinstance(exc, submissions.Refused)
+        raise error from None
 
 
-class ExecuteRawView(APIView):
+def api_error(exc: submissions.AdmissionError) -> APIException:
+    if isinstance(exc, submissions.RateLimited):
+        return Throttled(exc.retry_after)
+    if isinstance(exc, submissions.QuotaExceeded):
+        return QueueQuotaExceeded(exc.limit, exc.retry_after)
+    if isinstance(exc, submissions.Overloaded):
+        return Overloaded(exc.retry_after)
+    if isinstance(exc, submissions.QueueUnavailable):
+        return QueueUnavailable()
+    if isinstance(exc, submissions.IdempotencyConflict):
+        return IdempotencyConflict()
+    if isinstance(exc, submissions.TooLarge):
+        return PayloadTooLarge(str(exc))
+    if exc.field is None:
+        return BadRequest(str(exc), code=exc.code)
+    detail = {exc.field: [ErrorDetail(exc.message, code=exc.code)]}
+    return serializers.ValidationError(detail if exc.item is None else {f"executions[{exc.item}]": detail})
+
+
+def count_request(request: Request) -> None:
+    """Count a submission admission did not see against its tenant's rate: 429 if over it."""
+    throttle = TenantRateThrottle()
+    if not throttle.allow_request(request, None):
+        raise Throttled(throttle.wait())
+
+
+class AdmissionMixin:
+    """A view whose POST submits: the admission script counts the request against its tenant's
+    rate in the same round trip as the rest; the throttle counts only what never reached it."""
+
+    request: Request
+
+    def get_throttles(self):
+        return [] if self.request.method == "POST" else super().get_throttles()
+
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        # Only a request that got this far is counted on error: reading request.user after a
+        # failed authentication would try it again.
+        self.authenticated = True
+
+    def handle_exception(self, exc):
+        counted = getattr(exc, "counted", False)
+        if self.request.method == "POST" and getattr(self, "authenticated", False) and not counted:
+            if isinstance(self.request.user, Tenant):
+                try:
+                    count_request(self.request)
+                except Throttled as throttled:
+                    exc = throttled
+        return super().handle_exception(exc)
+
+
+class ExecuteRawView(AdmissionMixin, APIView):
     """The original design's endpoint: the raw body is the script; `?language=bash` for Bash."""
 
     # The body is read as bytes, whatever its content type (curl -d sends form encoding).
@@ -160,23 +181,15 @@ class ExecuteRawView(APIView):
     )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", Execution.Language.PYTHON)
-        if language not in Execution.Language.values:
-            raise BadRequest(
-                f"Unknown language {language!r}; use one of: {', '.join(Execution.Language.values)}.",
-                code="unknown_language",
-            )
         try:
             code = request.body.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("The body must be UTF-8 text.", code="invalid_encoding") from None
-        if "\x00" in code:
-            raise BadRequest("The code must not contain NUL characters.", code="nul_character")
-        try:
-            validate_code(code)
-        except serializers.ValidationError:
-            raise BadRequest("The code must not be empty.", code="empty_code") from None
         options = query_options(request, RawQuerySerializer)
-        return submit(request, language, code, "", options, options.get("wait"))
+        submission = submissions.Submission(
+            language, code, "", options.get("timeout_seconds"), options.get("memory_mb")
+        )
+        return submit(request, submission, options.get("wait"))
 
 
 class ExecutionPagination(CursorPagination):
@@ -197,7 +210,7 @@ class ExecutionPagination(CursorPagination):
         return int(raw)
 
 
-class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
+class ExecutionListCreateView(AdmissionMixin, TenantScopedMixin, generics.ListAPIView):
     serializer_class = ExecutionSerializer
     pagination_class = ExecutionPagination
 
@@ -242,11 +255,10 @@ class ExecutionListCreateView(TenantScopedMixin, generics.ListAPIView):
         options = query_options(request, WaitQuerySerializer)
         serializer = ExecutionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        return submit(request, data["language"], data["code"], data["stdin"], data, options.get("wait"))
+        return submit(request, as_submission(serializer.validated_data), options.get("wait"))
 
 
-class ExecutionBatchView(APIView):
+class ExecutionBatchView(AdmissionMixin, APIView):
     @extend_schema(
         summary="Run up to 20 scripts sent as JSON",
         description=(
@@ -263,25 +275,17 @@ class ExecutionBatchView(APIView):
         serializer = ExecutionBatchSerializer(data=request.data)
         if not serializer.is_valid():
             raise serializers.ValidationError(by_item_index(serializer.errors))
-        items = serializer.validated_data["executions"]
-        requests = [batch_item(request, index, item) for index, item in enumerate(items)]
-        with queue_refusals():
-            executions = jobs.submit_batch(request.user, requests)
+        items = [as_submission(item) for item in serializer.validated_data["executions"]]
+        with admission_errors():
+            executions = submissions.submit_batch(request.user, items)
         body = {"task_ids": [str(execution.id) for execution in executions]}
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
-def batch_item(request: Request, index: int, item: dict) -> tuple:
-    """(language, code, stdin, limits) of one valid item; its errors name it by index."""
-    problem = check_sizes(item["code"], item["stdin"])
-    if problem:
-        raise PayloadTooLarge(f"executions[{index}]: {problem}")
-    check_language(request, item["language"], f"executions[{index}]: ")
-    try:
-        run_limits = execution_limits(request, item)
-    except serializers.ValidationError as exc:
-        raise serializers.ValidationError({f"executions[{index}]": exc.detail}) from None
-    return item["language"], item["code"], item["stdin"], run_limits
+def as_submission(data: dict) -> submissions.Submission:
+    return submissions.Submission(
+        data["language"], data["code"], data["stdin"], data.get("timeout_seconds"), data.get("memory_mb")
+    )
 
 
 def by_item_index(errors: dict) -> dict:
@@ -303,11 +307,12 @@ class ExecutionDetailView(TenantScopedMixin, APIView):
         responses={200: ExecutionSerializer, **errors(404)},
     )
     def get(self, request: Request, execution_id) -> Response:
-        cached = jobs.cached_result(str(execution_id), request.user.id)
+        cached = store.cached_json(str(execution_id), request.user.id)
         if cached is not None:
-            return Response(cached)
+            # Stored as the API writes it: no parsing, no serializer, no query.
+            return HttpResponse(cached, content_type="application/json")
         execution = get_object_or_404(self.tenant_executions(), id=execution_id)
-        return Response(ExecutionSerializer(execution).data)
+        return Response(execution.to_dict())
 
 
 class ExecutionCancelView(TenantScopedMixin, APIView):
@@ -329,10 +334,10 @@ class ExecutionCancelView(TenantScopedMixin, APIView):
     def post(self, request: Request, execution_id) -> Response:
         execution = get_object_or_404(self.tenant_executions().select_related("tenant"), id=execution_id)
         try:
-            jobs.cancel(execution)
-        except jobs.NotCancellable as exc:
+            submissions.cancel(execution)
+        except NotCancellable as exc:
             raise AlreadyFinished(f"The execution has already finished with status {exc.status!r}.") from None
-        return Response(ExecutionSerializer(execution).data)
+        return Response(execution.to_dict())
 
 
 class LanguagesView(APIView):
@@ -342,7 +347,7 @@ class LanguagesView(APIView):
         responses={200: LanguagesSerializer, **errors()},
     )
     def get(self, request: Request) -> Response:
-        versions = runtimes.versions(jobs.queue().connection)
+        versions = store.runtime_versions(sandbox_image()).get("versions") or {}
         maxima = limits.platform_maxima()
         body = {
             "languages": [{"name": name, "version": versions.get(name)} for name in Execution.Language.values],

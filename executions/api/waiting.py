@@ -16,8 +16,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from executions import jobs
-from executions.api.serializers import ExecutionSerializer
+from executions import store
 from executions.models import Execution
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,12 @@ def slots() -> threading.BoundedSemaphore:
 
 def finished(execution_id: str, tenant_id: int) -> dict | None:
     """The API representation of the execution if it has finished, from the cache or the database."""
-    cached = jobs.cached_result(execution_id, tenant_id)
+    cached = store.cached_result(execution_id, tenant_id)
     if cached is not None:
         return cached
     execution = Execution.objects.filter(id=execution_id, tenant_id=tenant_id).first()
     if execution is not None and execution.is_terminal:
-        return ExecutionSerializer(execution).data
+        return execution.to_dict()
     return None
 
 
@@ -68,9 +67,9 @@ def release_database() -> None:
 
 def subscribe_and_wait(execution_id: str, tenant_id: int, seconds: float) -> dict | None:
     deadline = time.monotonic() + seconds
-    pubsub = jobs.queue().connection.pubsub(ignore_subscribe_messages=True)
+    pubsub = store.connection().pubsub(ignore_subscribe_messages=True)
     try:
-        pubsub.subscribe(jobs.FINISHED_CHANNEL.format(execution_id))
+        pubsub.subscribe(store.FINISHED_CHANNEL.format(execution_id))
         # Subscribed first, then looked: a finish between the two cannot be missed.
         result = finished(execution_id, tenant_id)
         release_database()

@@ -13,9 +13,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import docker
-import docker.errors
+from typing import TYPE_CHECKING
+
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,9 @@ def sandbox_image() -> str:
 
 
 def image_exists(api: docker.APIClient, image: str) -> bool:
+    # Imported here: web processes name the image (for its runtime versions) without the docker package.
+    import docker.errors
+
     try:
         api.inspect_image(image)
     except docker.errors.ImageNotFound:
@@ -58,6 +64,8 @@ def image_exists(api: docker.APIClient, image: str) -> bool:
 
 
 def registry_reachable(api: docker.APIClient) -> bool:
+    import docker.errors
+
     try:
         api.pull(BASE_IMAGE)
     except docker.errors.APIError as exc:

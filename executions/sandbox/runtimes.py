@@ -2,7 +2,7 @@
 
 A worker asks the image itself, with one run of a fixed script through the same locked-down runner
 as any user's script, whenever the image it would run differs from the one last asked (at start,
-then on each maintenance pass). The API only reads the Redis key: a request never waits on a
+then on each maintenance pass). The API only reads the Redis key (executions.store): a request never waits on a
 container, and while no worker has answered yet the versions are simply unknown (null).
 """
 
@@ -15,12 +15,12 @@ import re
 import docker.errors
 import redis
 
+from executions import store
 from executions.sandbox import runner
 from executions.sandbox.images import sandbox_image
 
 log = logging.getLogger(__name__)
 
-KEY = "rce:runtimes:{}"
 LANGUAGES = ("python", "bash")
 # Runs as Bash in the sandbox; prints one `language=version` line each.
 PROBE = """\
@@ -68,21 +68,11 @@ def record(connection: redis.Redis) -> dict | None:
         log.warning("runtime versions: the probe failed: %s", exc)
         return None
     entry = {"image_id": current, "versions": versions}
-    connection.set(KEY.format(image), json.dumps(entry))
+    connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
     log.info("runtime versions of %s: %s", image, versions)
     return entry
 
 
 def stored(connection: redis.Redis, image: str) -> dict | None:
-    raw = connection.get(KEY.format(image))
+    raw = connection.get(store.RUNTIMES_KEY.format(image))
     return json.loads(raw) if raw else None
-
-
-def versions(connection: redis.Redis) -> dict[str, str | None]:
-    """Each language's version in the current image, None where no worker has told it (yet)."""
-    try:
-        entry = stored(connection, sandbox_image()) or {}
-    except (redis.RedisError, ValueError):
-        entry = {}
-    known = entry.get("versions") or {}
-    return {language: known.get(language) for language in LANGUAGES}

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from executions import jobs, limits
-from executions.api.serializers import ExecutionSerializer
+from executions import submissions
 from executions.models import Execution, Tenant
 
 LANGUAGE_BY_SUFFIX = {".py": "python", ".sh": "bash", ".bash": "bash"}
@@ -20,18 +19,24 @@ EXIT_CODES = {
     Execution.Status.OOM_KILLED: 137,
     Execution.Status.ERROR: 126,
 }
+# Exit codes when nothing ran, after sysexits.h: the submission is wrong (65), it may be sent again
+# later (75: a quota, the rate, a full queue), the platform cannot take it (69).
+EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 65, 69, 75
+# The option that sets a field of the submission, to name it in a refusal.
+OPTIONS = {"timeout_seconds": "--timeout", "language": "--language"}
 
 
 def to_json(execution: Execution) -> str:
     # The same representation as GET /api/v1/executions/<id>.
-    return json.dumps(ExecutionSerializer(execution).data)
+    return json.dumps(execution.to_dict())
 
 
 class Command(BaseCommand):
     help = (
         "Run FILE (- for standard input) in the sandbox through the queue, wait for it, print its stdout "
         "and stderr and exit with its exit code (124 timed out, 125 output limit, 137 out of memory, "
-        "126 platform error)."
+        "126 platform error; when nothing ran: 65 refused submission, 75 over a quota or the queue full, retry later, "
+        "69 queue unavailable)."
     )
 
     def add_arguments(self, parser):
@@ -60,21 +65,16 @@ class Command(BaseCommand):
         code = self.read_text(file)
         stdin_text = self.read_text(stdin) if stdin else ""
         try:
-            owner = Tenant.objects.get(name=tenant, is_active=True)
+            owner = Tenant.objects.get(name=tenant)
         except Tenant.DoesNotExist:
-            raise CommandError(f"no active tenant {tenant!r}; create it with create_tenant") from None
+            raise CommandError(f"no tenant {tenant!r}; create it with create_tenant") from None
+        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout)
         try:
-            run_limits = limits.check_limits(timeout, None, limits.tenant_maxima(owner))
-        except limits.LimitExceeded as exc:
-            raise CommandError(f"--timeout {exc.message}") from None
-        try:
-            execution, _ = jobs.submit(owner, language, code, stdin_text, limits=run_limits)
-        except jobs.QueueUnavailable as exc:
-            raise CommandError(f"the queue is unavailable: {exc}") from exc
-        except jobs.Overloaded as exc:
-            raise CommandError("the platform's queue is full; retry later") from exc
-        except jobs.QueueQuotaExceeded as exc:
-            raise CommandError(f"the tenant has {exc.limit} executions queued or running, its quota") from exc
+            execution, _ = submissions.submit(owner, submission)
+        except submissions.AdmissionError as exc:
+            where = OPTIONS.get(exc.field)
+            message = f"{where} {exc.message}" if where else f"not accepted ({exc.code}): {exc}"
+            raise CommandError(message, returncode=exit_code(exc)) from exc
         if no_wait:
             self.stdout.write(to_json(execution) if as_json else str(execution.id))
             return
@@ -101,8 +101,6 @@ class Command(BaseCommand):
             text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {name}: {exc}") from exc
-        if "\x00" in text:
-            raise CommandError(f"{name} contains a NUL character")
         return text
 
     def wait_for(self, execution: Execution, timeout: float) -> Execution:
@@ -113,3 +111,11 @@ class Command(BaseCommand):
                 return execution
             time.sleep(0.1)
         raise CommandError(f"execution {execution.id} did not finish within {timeout:.0f}s (status {execution.status})")
+
+
+def exit_code(refusal: submissions.AdmissionError) -> int:
+    if isinstance(refusal, submissions.Refused):
+        return EX_TEMPFAIL
+    if isinstance(refusal, submissions.QueueUnavailable):
+        return EX_UNAVAILABLE
+    return EX_DATAERR

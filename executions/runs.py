@@ -1,0 +1,223 @@
+"""The worker side: the rq job that runs one execution in its sandbox and records how it ended.
+
+The database row is the source of truth. The job moves it forward through the model's transitions
+(conditional UPDATEs), so a duplicate or late job can never overwrite a result, and every path ends
+in a terminal status, through a database outage too (results are parked in Redis meanwhile).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import socket
+import time
+
+import redis
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rq import get_current_job
+
+from executions import metrics, scheduler, store
+from executions.models import Execution, log_state
+from executions.sandbox import runner
+
+log = logging.getLogger(__name__)
+
+DATABASE_RETRY_DELAYS = (0.5, 1, 2, 4)
+RESULT_HOLD_SECONDS = 3600
+Status = Execution.Status
+# What a run cancelled midway keeps: its output so far, never its status or finish time.
+CANCELLED_RUN_FIELDS = (
+    "stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code", "duration_ms", "container_id"
+)
+
+
+def worker_name() -> str:
+    job = get_current_job()
+    name = getattr(job, "worker_name", None) if job else None
+    return name or f"{socket.gethostname()}.{os.getpid()}"
+
+
+def run_execution(execution_id: str, tenant_id: int | None = None) -> str:
+    """The rq job: run the execution, then free its tenant's place in the scheduler, whatever happened."""
+    try:
+        return run(execution_id)
+    finally:
+        job = get_current_job()
+        if tenant_id is not None and job is not None:
+            try:
+                scheduler.release(tenant_id, job.id)
+            except redis.RedisError:
+                # The reconciler frees places whose execution has ended (reconciler.release_ended).
+                log.warning("execution %s: could not free its place in the scheduler", execution_id, exc_info=True)
+
+
+def run(execution_id: str) -> str:
+    """Claim the row, run the script in the sandbox, write the terminal status."""
+    close_old_connections()
+    name = worker_name()
+    claimed = patiently(lambda: Execution.objects.claim(execution_id, name), f"execution {execution_id}: claim")
+    if not claimed:
+        # Already run by another job, cancelled, or deleted: never run a script twice.
+        log.info("execution %s not claimed by %s: not queued any more", execution_id, name)
+        return "skipped"
+    taken = time.monotonic()
+    execution = Execution.objects.select_related("tenant").get(id=execution_id)
+    tenant = execution.tenant.name
+    queue_wait = (execution.started_at - execution.created_at).total_seconds()
+    metrics.QUEUE_WAIT.observe(queue_wait)
+    log_state(execution_id, Status.RUNNING, tenant, name, queue_wait_s=f"{queue_wait:.3f}")
+    with metrics.ACTIVE_WORKERS.track_inprogress():
+        fields = run_in_sandbox(execution)
+    status = finish(execution_id, fields)
+    if status == "stale" and keep_cancelled_output(execution_id, fields):
+        log_state(execution_id, Status.CANCELLED, tenant, name, duration_ms=fields.get("duration_ms"))
+        return Status.CANCELLED
+    if status == "stale":
+        log.warning("execution %s: finished, but its row was no longer running; result dropped", execution_id)
+        return status
+    metrics.record_finished(execution.language, status, time.monotonic() - taken)
+    log_state(
+        execution_id, status, tenant, name, exit_code=fields.get("exit_code"), duration_ms=fields.get("duration_ms")
+    )
+    return status
+
+
+def run_in_sandbox(execution: Execution) -> dict:
+    """The fields of the terminal row: the run's outcome, or `error` with a message."""
+    execution_id = str(execution.id)
+    try:
+        result = runner.run(
+            execution.language,
+            execution.code,
+            execution.stdin,
+            limits=sandbox_limits(execution),
+            labels={"rce.execution": execution_id},
+            on_created=lambda cid: patiently(
+                lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
+                f"execution {execution_id}: record container",
+            ),
+            cancelled=lambda: store.cancel_requested(execution_id),
+        )
+    except runner.SandboxError as exc:
+        log.error("execution %s: sandbox error: %s", execution_id, exc)
+        return {"status": Status.ERROR, "error": str(exc)}
+    except Exception as exc:
+        log.exception("execution %s: unexpected fault in the sandbox runner", execution_id)
+        return {"status": Status.ERROR, "error": f"internal error in the sandbox runner ({type(exc).__name__})"}
+    return {
+        "status": result.status,
+        "exit_code": result.exit_code,
+        "stdout": as_text(result.stdout),
+        "stderr": as_text(result.stderr),
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "duration_ms": result.duration_ms,
+        "container_id": result.container_id,
+    }
+
+
+def sandbox_limits(execution: Execution) -> runner.Limits:
+    """The platform's limits, lowered to the execution's own. Never raised, whatever the row says:
+    admission checked them, and this keeps a row written any other way within the platform's."""
+    platform = runner.Limits.from_settings()
+    return dataclasses.replace(
+        platform,
+        timeout_seconds=min(platform.timeout_seconds, execution.timeout_seconds or platform.timeout_seconds),
+        memory_mb=min(platform.memory_mb, execution.memory_mb or platform.memory_mb),
+    )
+
+
+def as_text(data: bytes) -> str:
+    # Output is untrusted bytes: invalid UTF-8 becomes U+FFFD, and so does NUL, which PostgreSQL
+    # cannot store in text.
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def finish(execution_id: str, fields: dict) -> str:
+    """Write the terminal status, or keep the result through a database outage.
+
+    After a few quick retries the result is parked in Redis, where every worker's maintenance pass
+    writes it once the database is back. With Redis down too, this worker holds the result and
+    keeps trying both for RESULT_HOLD_SECONDS.
+    """
+    fields["finished_at"] = timezone.now()
+    deadline = time.monotonic() + RESULT_HOLD_SECONDS
+    write = functools.partial(write_result, execution_id, fields)
+    try:
+        return patiently(write, f"execution {execution_id}: result")
+    except DatabaseError as exc:
+        close_old_connections()
+        failure = exc
+    # Redis down too: keep trying both, at the longest retry delay.
+    delay = DATABASE_RETRY_DELAYS[-1]
+    while not store.park_result(execution_id, fields):
+        if time.monotonic() > deadline:
+            raise failure
+        log.warning("execution %s: database write failed (%s); retrying in %ss", execution_id, failure, delay)
+        time.sleep(delay)
+        try:
+            return write()
+        except DatabaseError as exc:
+            close_old_connections()
+            failure = exc
+    log.warning("execution %s: database unavailable (%s); result parked in Redis", execution_id, failure)
+    return fields["status"]
+
+
+def write_result(execution_id: str, fields: dict) -> str:
+    """Record the result, then cache and announce it: "stale" if the row was no longer running."""
+    if not Execution.objects.finish(execution_id, fields):
+        return "stale"
+    cache_result(execution_id)
+    return fields["status"]
+
+
+def apply_parked_results() -> int:
+    """Write every result a worker parked during a database outage; the number written."""
+    applied = 0
+    for execution_id, fields in store.parked_results().items():
+        fields["finished_at"] = parse_datetime(fields["finished_at"])
+        recorded = Execution.objects.finish(execution_id, fields)
+        # Out of the hash as soon as the row holds it, before readers are told it finished.
+        store.unpark(execution_id)
+        if recorded:
+            cache_result(execution_id)
+        log.info("execution %s: parked result written (%s)", execution_id, fields["status"] if recorded else "stale")
+        applied += 1
+    return applied
+
+
+def patiently(action, what: str):
+    """Run a database action, retrying through a short outage before giving up."""
+    for delay in (*DATABASE_RETRY_DELAYS, None):
+        try:
+            return action()
+        except DatabaseError as exc:
+            if delay is None:
+                raise
+            log.warning("%s: database unavailable (%s); retrying in %ss", what, exc, delay)
+            close_old_connections()
+            time.sleep(delay)
+
+
+def keep_cancelled_output(execution_id: str, fields: dict) -> bool:
+    """If the row was cancelled, keep what the run printed until then and return True."""
+    output = {name: fields[name] for name in CANCELLED_RUN_FIELDS if name in fields}
+    if not Execution.objects.keep_cancelled_output(execution_id, output):
+        return False
+    cache_result(execution_id)
+    return True
+
+
+def cache_result(execution_id) -> None:
+    """Cache a finished execution's representation for reads, and announce it to waiting requests."""
+    try:
+        execution = Execution.objects.get(id=execution_id)
+    except DatabaseError:
+        # The result is written; only the cache misses out.
+        return
+    store.cache_result(str(execution.id), execution.tenant_id, execution.to_dict(), execution.status)

@@ -1,0 +1,119 @@
+"""The Redis side of an execution, shared by web and workers: the connection, and every key but the queue's.
+
+Finished executions are cached here (their API representation, owner first) for reads that need no
+database; a channel announces each one to requests waiting with ?wait=N; a running execution's
+cancel flag and the results parked during a database outage live here too. The queue and its fair
+scheduling have their own module, executions.scheduler.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+
+import django_rq
+import redis
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+log = logging.getLogger(__name__)
+
+RESULT_KEY = "rce:execution:{}"
+# Set when a running execution is cancelled; its worker polls it and kills the sandbox.
+CANCEL_KEY = "rce:cancel:{}"
+# Published once an execution's result is cached, for requests waiting on it (?wait=N).
+FINISHED_CHANNEL = "rce:finished:{}"
+# Results a worker could not write because the database was down: execution id -> fields (JSON).
+PARKED_RESULTS_KEY = "rce:parked-results"
+# What each worker last saw of its container engine ("ok" or why not), refreshed with its heartbeat.
+ENGINE_KEY = "rce:worker-engine:{}"
+# The interpreters' versions in a sandbox image, as a worker read them (executions.sandbox.runtimes).
+RUNTIMES_KEY = "rce:runtimes:{}"
+
+
+@functools.cache
+def connection() -> redis.Redis:
+    # One per process: a new client means a new connection pool, and so a TCP connect and
+    # handshake (about 2 ms here) on every call. The pool reconnects by itself after an outage.
+    return django_rq.get_connection(settings.SANDBOX_QUEUE)
+
+
+def cache_result(execution_id: str, owner_id: int, representation: dict, status: str) -> None:
+    """Cache a finished execution's representation and announce it; a Redis failure only costs speed."""
+    # The owner first, so that another tenant's read is refused before any parsing: as cheap as a miss.
+    payload = f"{owner_id}:{json.dumps(representation, cls=DjangoJSONEncoder)}"
+    try:
+        connection().set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
+        connection().publish(FINISHED_CHANNEL.format(execution_id), status)
+    except redis.RedisError:
+        log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
+
+
+def cached_json(execution_id: str, owner_id: int) -> bytes | None:
+    """The cached representation of a finished execution as JSON bytes, if it belongs to this owner."""
+    try:
+        raw = connection().get(RESULT_KEY.format(execution_id))
+    except redis.RedisError:
+        return None
+    if raw is None:
+        return None
+    owner, _, data = raw.partition(b":")
+    if owner != str(owner_id).encode():
+        return None
+    return data
+
+
+def cached_result(execution_id: str, owner_id: int) -> dict | None:
+    data = cached_json(execution_id, owner_id)
+    return None if data is None else json.loads(data)
+
+
+def request_cancel(execution_id, seconds: int) -> None:
+    connection().set(CANCEL_KEY.format(execution_id), 1, ex=seconds)
+
+
+def cancel_requested(execution_id: str) -> bool:
+    try:
+        return bool(connection().exists(CANCEL_KEY.format(execution_id)))
+    except redis.RedisError:
+        return False
+
+
+def park_result(execution_id: str, fields: dict) -> bool:
+    try:
+        connection().hset(PARKED_RESULTS_KEY, execution_id, json.dumps(fields, cls=DjangoJSONEncoder))
+    except redis.RedisError:
+        return False
+    return True
+
+
+def is_parked(execution_id) -> bool:
+    return bool(connection().hexists(PARKED_RESULTS_KEY, str(execution_id)))
+
+
+def parked_results() -> dict[str, dict]:
+    return {key.decode(): json.loads(raw) for key, raw in connection().hgetall(PARKED_RESULTS_KEY).items()}
+
+
+def unpark(execution_id: str) -> None:
+    connection().hdel(PARKED_RESULTS_KEY, execution_id)
+
+
+def engine_health() -> str:
+    """"ok" if a live worker reached its container engine at its last heartbeat, else why not."""
+    keys = list(connection().scan_iter(match=ENGINE_KEY.format("*"), count=1000))
+    reports = [value.decode() for value in connection().mget(keys) if value is not None] if keys else []
+    if not reports:
+        return "unknown: no sandbox worker has reported in the last heartbeat"
+    return "ok" if "ok" in reports else reports[0]
+
+
+def runtime_versions(image: str) -> dict:
+    """The versions a worker recorded for this image ({} if none has yet): {"image_id", "versions"}."""
+    try:
+        raw = connection().get(RUNTIMES_KEY.format(image))
+        return json.loads(raw) if raw else {}
+    except (redis.RedisError, ValueError):
+        # Unknown versions are null in the API: never a reason to fail the request.
+        return {}

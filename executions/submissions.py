@@ -1,0 +1,284 @@
+"""Admission: the one way an execution gets in, whichever way it comes (API, batch, browser page, admin, CLI).
+
+A submission is checked (sizes, language, its limits against its tenant's maxima), its row is
+inserted, and its job is queued by one scheduler script that also counts the request against the
+tenant's rate and checks its quotas and the platform's: all of it or none of it. Every refusal is
+an AdmissionError; each way in turns it into its own kind of answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from executions import limits, metrics, scheduler, store
+from executions.models import Execution, Tenant, log_state
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A tenant at its max_queued frees a place when one of its executions ends: a few seconds.
+QUEUE_QUOTA_RETRY_AFTER_SECONDS = 5
+Status = Execution.Status
+
+
+class AdmissionError(Exception):
+    """A submission refused; nothing of it was created. `code` is stable and machine-readable."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        # The request's field at fault, if one is; and, in a batch, the index of the item.
+        self.field = field
+        self.item: int | None = None
+
+    def __str__(self) -> str:
+        where = f"executions[{self.item}]: " if self.item is not None else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class Invalid(AdmissionError):
+    """The submission itself is wrong: the client must change it."""
+
+
+class TooLarge(Invalid):
+    code = "payload_too_large"
+
+
+class IdempotencyConflict(AdmissionError):
+    code = "idempotency_key_reused"
+
+    def __init__(self):
+        super().__init__("This Idempotency-Key was used in the last 24 hours for a different request.")
+
+
+class Refused(AdmissionError):
+    """A valid submission refused for now by a quota or the platform's load: retry after `retry_after`."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(Refused):
+    code = "rate_limited"
+
+    def __init__(self, limit: int, retry_after: int):
+        super().__init__(f"This tenant may send {limit} requests a minute.", retry_after)
+
+
+class QuotaExceeded(Refused):
+    code = "queue_quota_exceeded"
+
+    def __init__(self, limit: int):
+        super().__init__(
+            f"This tenant has {limit} executions queued or running, its quota; retry when some have finished.",
+            QUEUE_QUOTA_RETRY_AFTER_SECONDS,
+        )
+        self.limit = limit
+
+
+class Overloaded(Refused):
+    code = "overloaded"
+
+    def __init__(self):
+        super().__init__(
+            "The platform's queue is full; nothing was created. Retry later.", settings.QUEUE_FULL_RETRY_AFTER_SECONDS
+        )
+
+
+class QueueUnavailable(AdmissionError):
+    """A platform fault: Redis could not take the job."""
+
+    code = "queue_unavailable"
+
+    def __init__(self):
+        super().__init__("The execution queue is unavailable; nothing was created. Retry later.")
+
+
+@dataclass(frozen=True)
+class Submission:
+    language: str
+    code: str
+    stdin: str = ""
+    # Lower limits for this run; None: the tenant's maxima.
+    timeout_seconds: float | None = None
+    memory_mb: int | None = None
+
+
+def check(tenant: Tenant, submission: Submission) -> limits.ExecutionLimits:
+    """The limits the run will get, or Invalid: everything about a submission that needs no I/O."""
+    if not tenant.is_active:
+        raise Invalid(f"The tenant {tenant.name} is disabled.", code="tenant_disabled")
+    for name, text, limit in (
+        ("code", submission.code, settings.SANDBOX_MAX_CODE_BYTES),
+        ("stdin", submission.stdin, settings.SANDBOX_MAX_STDIN_BYTES),
+    ):
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if size > limit:
+            raise TooLarge(f"{name} is {size} bytes; the limit is {limit} bytes.")
+        if "\x00" in text:
+            raise Invalid("must not contain NUL characters.", code="nul_character", field=name)
+    if not submission.code.strip():
+        raise Invalid("must not be empty.", code="empty_code", field="code")
+    if submission.language not in Execution.Language.values:
+        raise Invalid(
+            f"unknown language {submission.language!r}; use one of: {', '.join(Execution.Language.values)}.",
+            code="unknown_language",
+            field="language",
+        )
+    allowed = tenant.limits().languages
+    if submission.language not in allowed:
+        raise Invalid(
+            f"Language {submission.language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
+            code="language_not_allowed",
+        )
+    try:
+        return limits.check_limits(submission.timeout_seconds, submission.memory_mb, limits.tenant_maxima(tenant))
+    except limits.LimitExceeded as exc:
+        raise Invalid(exc.message, code="invalid_limit", field=exc.field) from None
+
+
+def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") -> tuple[Execution, bool]:
+    """The queued execution, and whether it is new.
+
+    A request that repeats an Idempotency-Key within IDEMPOTENCY_WINDOW gets the original
+    execution back, and nothing new.
+    """
+    run_limits = check(tenant, submission)
+    fingerprint = (submission.language, submission.code, submission.stdin, run_limits.timeout_seconds, run_limits.memory_mb)
+    if idempotency_key:
+        previous = replay(tenant, idempotency_key, fingerprint)
+        if previous:
+            return previous, False
+    execution = new_execution(tenant, submission, run_limits, idempotency_key)
+    try:
+        # Only a key can collide. Then a savepoint, so that losing that race leaves any outer
+        # transaction usable; without one, a lone INSERT needs no BEGIN and COMMIT around it.
+        if idempotency_key:
+            with transaction.atomic():
+                execution.save(force_insert=True)
+        else:
+            execution.save(force_insert=True)
+    except IntegrityError:
+        # A concurrent request with the same key created it first.
+        previous = replay(tenant, idempotency_key, fingerprint) if idempotency_key else None
+        if previous is None:
+            raise
+        return previous, False
+    enqueue(tenant, [execution])
+    log_state(execution.id, Status.QUEUED, tenant.name, language=submission.language)
+    return execution, True
+
+
+def submit_batch(tenant: Tenant, submissions: list[Submission]) -> list[Execution]:
+    """The queued executions, all or none; an error names the first item at fault by its index."""
+    checked = []
+    for index, submission in enumerate(submissions):
+        try:
+            checked.append(check(tenant, submission))
+        except AdmissionError as exc:
+            exc.item = index
+            raise
+    with transaction.atomic():
+        executions = Execution.objects.bulk_create(
+            new_execution(tenant, submission, run_limits) for submission, run_limits in zip(submissions, checked)
+        )
+    enqueue(tenant, executions)
+    for execution in executions:
+        log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
+    return executions
+
+
+def enqueue(tenant: Tenant, executions: list[Execution]) -> None:
+    """Queue the committed rows' jobs in one script, or remove the rows and raise: nothing half-done.
+
+    The rows are in the database first, so that a worker always finds its row. A job that is
+    refused never reaches the queue; a process that dies between the two leaves queued rows that
+    the reconciler queues later.
+    """
+    quotas = tenant.limits()
+    try:
+        refusal = scheduler.admit(
+            tenant.id,
+            scheduler.Quotas(quotas.rate_per_minute, quotas.max_queued, quotas.max_running),
+            [(execution.id, execution.attempts) for execution in executions],
+        )
+    except redis.RedisError as exc:
+        log.warning("%d execution(s) not accepted: the queue is unavailable: %s", len(executions), exc)
+        refusal, error = None, QueueUnavailable()
+    else:
+        error = refusal and refusal_error(refusal, quotas)
+    if error is not None:
+        Execution.objects.filter(id__in=[execution.id for execution in executions], status=Status.QUEUED).delete()
+        raise error
+
+
+def refusal_error(refusal: scheduler.Refusal, quotas) -> Refused:
+    if refusal.reason == scheduler.RATE_LIMITED:
+        return RateLimited(quotas.rate_per_minute, refusal.value)
+    if refusal.reason == scheduler.QUOTA_EXCEEDED:
+        return QuotaExceeded(quotas.max_queued)
+    return Overloaded()
+
+
+def new_execution(
+    tenant: Tenant, submission: Submission, run_limits: limits.ExecutionLimits, idempotency_key: str = ""
+) -> Execution:
+    return Execution(
+        tenant=tenant,
+        language=submission.language,
+        code=submission.code,
+        stdin=submission.stdin,
+        idempotency_key=idempotency_key,
+        timeout_seconds=run_limits.timeout_seconds,
+        memory_mb=run_limits.memory_mb,
+    )
+
+
+def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
+    """The execution an earlier request with this key created, if it is still within the window."""
+    previous = Execution.objects.owned_by(tenant).filter(idempotency_key=key).first()
+    if previous is None:
+        return None
+    if previous.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        # The window is over: the key is free again.
+        Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
+        return None
+    if (previous.language, previous.code, previous.stdin, previous.timeout_seconds, previous.memory_mb) != fingerprint:
+        raise IdempotencyConflict()
+    return previous
+
+
+def cancel(execution: Execution) -> bool:
+    """Cancel a queued or running execution; False if it already was cancelled.
+
+    Raises NotCancellable if it ended otherwise. The row changes first, so a worker finishing at
+    the same moment and this cannot both win. A queued job leaves the queue; a running sandbox's
+    worker polls the cancel flag and kills it, so the caller needs no access to the container engine.
+    """
+    previous = execution.cancel()
+    if previous is None:
+        return False
+    try:
+        if previous == Status.RUNNING:
+            store.request_cancel(execution.id, scheduler.job_timeout())
+        else:
+            scheduler.release(execution.tenant_id, scheduler.job_id(execution.id, execution.attempts), withdraw=True)
+    except redis.RedisError:
+        # The row is cancelled whatever happens: the worker drops the result, and without the flag
+        # the sandbox only runs on to its own deadline.
+        log.warning("execution %s: cancelled, but Redis is unreachable to tell its worker", execution.id)
+    metrics.record_cancelled(execution.language, previous)
+    log_state(execution.id, Status.CANCELLED, execution.tenant.name, previous=previous)
+    return True

@@ -1,0 +1,120 @@
+"""The queue format the scheduler writes itself, against real Redis and rq's own worker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.utils import timezone
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from executions import reconciler, scheduler, store
+from executions.models import Execution
+
+QUOTAS = scheduler.Quotas(rate_per_minute=100, max_queued=100, max_running=1)
+
+
+def backlog(tenant_id: int) -> list[str]:
+    return [job.decode() for job in store.connection().lrange(scheduler.tenant_key(tenant_id, "backlog"), 0, -1)]
+
+
+def dispatched(tenant_id: int) -> set[str]:
+    return {job.decode() for job in store.connection().zrange(scheduler.tenant_key(tenant_id, "dispatched"), 0, -1)}
+
+
+def new_rows(persona, count: int) -> list[Execution]:
+    return [Execution.objects.create(tenant=persona.tenant, language="python", code=f"print({i})") for i in range(count)]
+
+
+def admit(persona, rows: list[Execution], quotas=QUOTAS):
+    return scheduler.admit(persona.tenant.id, quotas, [(row.id, row.attempts) for row in rows])
+
+
+def job_of(row: Execution) -> str:
+    return scheduler.job_id(row.id, row.attempts)
+
+
+def test_rqs_own_worker_runs_what_the_script_writes(alice, transactional_db):
+    (row,) = new_rows(alice, 1)
+    assert admit(alice, [row]) is None
+    connection = store.connection()
+    job = Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer)
+    assert (job.func_name, job.args, job.get_status()) == (scheduler.JOB_FUNCTION, [str(row.id), alice.tenant.id], "queued")
+    assert job.timeout == scheduler.job_timeout()
+    # rq's plain SimpleWorker, not ours: the contract is with rq itself.
+    queue = django_rq.get_queue(settings.SANDBOX_QUEUE, connection=connection)
+    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    job = Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer)
+    assert (job.get_status(), job.return_value()) == (JobStatus.FINISHED, "completed")
+    row.refresh_from_db()
+    assert (row.status, row.stdout) == ("completed", "0\n")
+    # The job freed its place when it ended.
+    assert scheduler.counts(alice.tenant.id) == (0, 0)
+    assert dispatched(alice.tenant.id) == set()
+
+
+def test_a_tenants_jobs_beyond_max_running_wait_in_its_backlog_in_order(alice):
+    rows = new_rows(alice, 3)
+    admit(alice, rows)
+    assert scheduler.queue().job_ids == [job_of(rows[0])]
+    assert backlog(alice.tenant.id) == [job_of(rows[1]), job_of(rows[2])]
+    assert scheduler.counts(alice.tenant.id) == (3, 3)
+    scheduler.release(alice.tenant.id, job_of(rows[0]))
+    # Its end lets the next one in.
+    assert scheduler.queue().job_ids == [job_of(rows[0]), job_of(rows[1])]
+    assert backlog(alice.tenant.id) == [job_of(rows[2])]
+    assert dispatched(alice.tenant.id) == {job_of(rows[1])}
+    assert scheduler.counts(alice.tenant.id)[0] == 2
+
+
+def test_withdrawing_a_job_takes_it_out_of_every_list(alice):
+    rows = new_rows(alice, 3)
+    admit(alice, rows)
+    scheduler.release(alice.tenant.id, job_of(rows[2]), withdraw=True)
+    scheduler.release(alice.tenant.id, job_of(rows[0]), withdraw=True)
+    assert scheduler.queue().job_ids == [job_of(rows[1])]
+    assert backlog(alice.tenant.id) == []
+    assert scheduler.counts(alice.tenant.id) == (1, 1)
+    assert not store.connection().exists(Job.key_for(job_of(rows[0])))
+    # Releasing twice changes nothing.
+    scheduler.release(alice.tenant.id, job_of(rows[0]), withdraw=True)
+    assert scheduler.counts(alice.tenant.id) == (1, 1)
+
+
+def test_a_requeue_is_neither_counted_nor_refused(alice):
+    quotas = scheduler.Quotas(rate_per_minute=1, max_queued=1, max_running=3)
+    rows = new_rows(alice, 3)
+    assert admit(alice, rows[:1], quotas) is None
+    assert admit(alice, rows[1:2], quotas).reason == scheduler.RATE_LIMITED
+    assert scheduler.admit(alice.tenant.id, None, [(rows[2].id, 1)]) is None
+    assert scheduler.counts(alice.tenant.id)[0] == 2
+    # And it keeps the tenant's max_running.
+    assert store.connection().get(scheduler.tenant_key(alice.tenant.id, "max-running")) == b"3"
+
+
+def test_the_reconciler_frees_the_places_of_ended_executions(alice):
+    rows = new_rows(alice, 3)
+    admit(alice, rows)
+    # As if the worker running rows[0] had died after its row was ended, and rows[1] were deleted.
+    Execution.objects.filter(id=rows[0].id).update(status="error")
+    Execution.objects.filter(id=rows[1].id).delete()
+    assert reconciler.release_ended() == 0
+    later = timezone.now() + reconciler.ORPHAN_GRACE + timedelta(seconds=1)
+    assert reconciler.release_ended(later) == 2
+    assert scheduler.counts(alice.tenant.id)[0] == 1
+    # The one still queued moved up into the shared list.
+    assert dispatched(alice.tenant.id) == {job_of(rows[2])}
+
+
+def test_a_job_whose_row_is_gone_runs_nothing_and_frees_its_place(alice, transactional_db):
+    (row,) = new_rows(alice, 1)
+    admit(alice, [row])
+    Execution.objects.filter(id=row.id).delete()
+    connection = store.connection()
+    queue = django_rq.get_queue(settings.SANDBOX_QUEUE, connection=connection)
+    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    assert Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer).return_value() == "skipped"
+    assert scheduler.counts(alice.tenant.id) == (0, 0)
