@@ -18,15 +18,20 @@ def stat(pid):
 for _ in range(20):
     if os.fork() == 0:
         os._exit(0)
+# The main process holds the only write end of this pipe once the middles are gone: a sleeping
+# orphan's read returns when the main process has exited, however slow the machine is.
+main_alive, main_alive_w = os.pipe()
 for i in range(10):
     middle = os.fork()
     if middle == 0:
         if os.fork() == 0:
-            # Half the orphans die at once (an init must reap them), half sleep and write later.
+            # Half the orphans die at once (an init must reap them), half write after the main exits.
             if i % 2:
                 time.sleep(0.1)
                 os._exit(0)
-            time.sleep(1.5)
+            os.close(main_alive_w)
+            os.read(main_alive, 1)
+            time.sleep(1)
             os.write(1, b"LATE from orphan\n")
             time.sleep(60)
         os._exit(0)
