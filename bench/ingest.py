@@ -75,10 +75,10 @@ def hey(url: str, requests: int, concurrency: int, key: str = "", stack: Stack |
 
 
 def waiting_job_ids(stack: Stack) -> list[bytes]:
-    """Jobs in the shared queue, and those waiting behind their tenant's max_running (rq's rate limit)."""
+    """Jobs in the shared queue, and those waiting behind their tenant's max_running (its backlog)."""
     ids = stack.redis.lrange("rq:queue:sandbox", 0, -1)
-    for key in stack.redis.keys("rq:rl:*:rate_limited"):
-        ids += stack.redis.zrange(key, 0, -1)
+    for key in stack.redis.keys("rce:tenant:*:backlog"):
+        ids += stack.redis.lrange(key, 0, -1)
     return ids
 
 

@@ -1,0 +1,151 @@
+"""Reads: GET of a finished execution, and what polling clients cost the sandboxes.
+
+    .venv/bin/python bench/reads.py [-n 20000] [-c 32] [--clients 32] [--seconds 30] [--workers 3]
+                                    [--database sqlite|postgres] [--server COMMAND]
+
+Starts the production web server and WORKERS rq workers on a private database and Redis database.
+1. `hey -n N -c C` GETs one finished execution: requests per second, latency, the web's CPU a request.
+2. Sandbox throughput with CLIENTS clients in a closed loop for SECONDS each: every client submits
+   `print(1)` and waits for its result, first with `?wait=30` (long-poll), then by GETting it every
+   100 ms. Executions per second from the rows' timestamps, and the ratio of the two.
+Writes bench/results/reads.md, .json and .png. A benchmark, not a test: it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import requests  # noqa: E402
+
+from bench.common import TERMINAL, Stack, load_note, machine, summary, write_report  # noqa: E402
+
+POLL_SECONDS = 0.1
+
+
+def hey_get(url: str, requests_count: int, concurrency: int, key: str, stack: Stack) -> dict:
+    web_cpu = stack.web_cpu()
+    args = ["hey", "-n", str(requests_count), "-c", str(concurrency), "-o", "csv", "-H", f"Authorization: Bearer {key}"]
+    done = subprocess.run([*args, url], capture_output=True, text=True, check=True)
+    web_cpu = stack.web_cpu() - web_cpu
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    latencies = [float(r["response-time"]) * 1000 for r in rows]
+    wall = max(float(r["offset"]) + float(r["response-time"]) for r in rows)
+    statuses = Counter(r["status-code"] for r in rows)
+    return {
+        "requests": len(rows),
+        "requests_per_s": len(rows) / wall,
+        "latency_ms": summary(latencies),
+        "statuses": dict(statuses),
+        "non_2xx": sum(n for s, n in statuses.items() if not s.startswith("2")),
+        "web_cpu_ms_per_request": web_cpu / max(1, len(rows)) * 1000,
+    }
+
+
+def client_loop(stack: Stack, mode: str, stop: threading.Event, done: list[str]) -> None:
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    while not stop.is_set():
+        if mode == "long-poll":
+            response = session.post(stack.url("/api/v1/execute?wait=30"), data=b"print(1)", headers=headers)
+            body = response.json()
+            task_id = body["task_id"]
+            while body["status"] not in TERMINAL:
+                # A busy server may answer 202 without waiting: then the client polls.
+                time.sleep(POLL_SECONDS)
+                body = session.get(stack.url(f"/api/v1/executions/{task_id}"), headers=headers).json()
+        else:
+            task_id = session.post(stack.url("/api/v1/execute"), data=b"print(1)", headers=headers).json()["task_id"]
+            while session.get(stack.url(f"/api/v1/executions/{task_id}"), headers=headers).json()["status"] not in TERMINAL:
+                time.sleep(POLL_SECONDS)
+        done.append(task_id)
+    session.close()
+
+
+def throughput(stack: Stack, mode: str, clients: int, seconds: float) -> dict:
+    stop, done = threading.Event(), []
+    web_cpu = stack.web_cpu()
+    threads = [threading.Thread(target=client_loop, args=(stack, mode, stop, done)) for _ in range(clients)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+    web_cpu = stack.web_cpu() - web_cpu
+    finished = sorted(
+        row["finished"] for row in stack.executions()
+        if row["finished"] and started <= row["finished"] <= started + seconds
+    )
+    return {
+        "mode": mode,
+        "executions_in_window": len(finished),
+        "executions_per_s": len(finished) / seconds,
+        "web_cpu_share_of_one_core": web_cpu / (time.time() - started),
+        "finished_at": [t - started for t in finished],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--requests", type=int, default=20000)
+    parser.add_argument("-c", "--concurrency", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--server", default="", help="another server command, {port} for the port")
+    args = parser.parse_args()
+    context = machine()
+    with Stack("reads", args.database, args.port) as stack:
+        stack.start_web(args.server)
+        stack.start_workers(args.workers)
+        task_id = stack.submit("print(1)")
+        stack.wait_until_finished(60)
+        url = stack.url(f"/api/v1/executions/{task_id}")
+        hey_get(url, 2000, args.concurrency, stack.key, stack)
+        get = hey_get(url, args.requests, args.concurrency, stack.key, stack)
+        phases = [throughput(stack, mode, args.clients, args.seconds) for mode in ("long-poll", "poll")]
+    ratio = phases[1]["executions_per_s"] / phases[0]["executions_per_s"]
+    data = {**context, "args": vars(args), "get": get, "phases": phases, "poll_over_long_poll": ratio}
+    latency = get["latency_ms"]
+    markdown = "\n".join([
+        f"# Reads ({args.database}, {args.workers} workers)\n",
+        load_note(data) + "\n",
+        f"GET of a finished execution, `hey -n {args.requests} -c {args.concurrency}`: "
+        f"**{get['requests_per_s']:.0f} req/s**, mean {latency['mean']:.1f} ms, p50 {latency['p50']:.1f} ms, "
+        f"p99 {latency['p99']:.1f} ms, {get['non_2xx']} non-2xx, web CPU {get['web_cpu_ms_per_request']:.3f} ms a request.\n",
+        f"Sandbox throughput with {args.clients} clients in a closed loop for {args.seconds:.0f} s each:\n",
+        "| clients wait by | executions/s | web CPU (share of one core) |",
+        "| --- | --- | --- |",
+        *(f"| {p['mode']} | {p['executions_per_s']:.2f} | {p['web_cpu_share_of_one_core']:.0%} |" for p in phases),
+        f"\nPolling every {POLL_SECONDS * 1000:.0f} ms keeps **{ratio:.0%}** of the long-poll throughput.",
+    ])
+    figure, axis = plt.subplots(figsize=(7, 3.5))
+    for phase in phases:
+        axis.plot(phase["finished_at"], range(1, len(phase["finished_at"]) + 1), label=phase["mode"])
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("executions finished")
+    axis.legend()
+    for phase in phases:
+        phase.pop("finished_at")
+    write_report("reads", markdown, data, figure)
+
+
+if __name__ == "__main__":
+    main()
