@@ -19,6 +19,8 @@ from rq.job import Job, JobStatus
 
 from executions import jobs
 from executions.models import Execution
+from executions.sandbox import janitor
+from executions.sandbox.runner import docker_api
 
 Status = Execution.Status
 
@@ -116,27 +118,46 @@ def fail_orphaned(now=None) -> int:
     for execution in running.select_related("tenant").iterator():
         if execution.started_at >= hung and worker_is_alive(execution.worker_name):
             continue
-        if jobs.is_parked(execution.id):
-            # Finished during a database outage: its result is on its way.
-            continue
-        if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
-            # Its sandbox was never created, so the script never ran: it may run once more.
-            state = Status.QUEUED
-            updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
-                status=state, started_at=None, worker_name="", attempts=execution.attempts + 1
-            )
-            if updated:
-                execution.attempts += 1
-                jobs.enqueue(execution)
-        else:
-            state = Status.ERROR
-            updated = fail(execution, Status.RUNNING, now, "the worker running this execution stopped before it finished")
-        if updated:
-            fixed += 1
-            jobs.log_state(
-                execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name
-            )
+        fixed += settle_orphan(execution, now)
     return fixed
+
+
+def release_dead_worker(name: str, now=None) -> int:
+    """Settle the executions of a worker process known to be dead, at once; how many changed.
+
+    Its supervisor has reaped it (executions/supervisor.py), so it writes nothing more: no heartbeat
+    needs to expire and no grace to pass. Its sandboxes go first, so that an execution queued again
+    never meets its predecessor's container, and no sandbox runs on without a worker.
+    """
+    now = now or timezone.now()
+    fixed = 0
+    running = Execution.objects.filter(status=Status.RUNNING, worker_name=name).select_related("tenant")
+    for execution in running:
+        janitor.sweep_execution(docker_api(), str(execution.id))
+        fixed += settle_orphan(execution, now)
+    return fixed
+
+
+def settle_orphan(execution: Execution, now) -> int:
+    """A running execution whose worker is gone: queued again if its sandbox never started, else `error`."""
+    if jobs.is_parked(execution.id):
+        # Finished during a database outage: its result is on its way.
+        return 0
+    if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
+        # Its sandbox was never created, so the script never ran: it may run once more.
+        state = Status.QUEUED
+        updated = Execution.objects.filter(id=execution.id, status=Status.RUNNING).update(
+            status=state, started_at=None, worker_name="", attempts=execution.attempts + 1
+        )
+        if updated:
+            execution.attempts += 1
+            jobs.enqueue(execution)
+    else:
+        state = Status.ERROR
+        updated = fail(execution, Status.RUNNING, now, "the worker running this execution stopped before it finished")
+    if updated:
+        jobs.log_state(execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name)
+    return updated
 
 
 def reconcile(owner: str = "") -> dict[str, int] | None:
