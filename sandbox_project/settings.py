@@ -204,7 +204,7 @@ RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
 SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 1.0)
 # What a slot costs besides its sandbox's memory limit: its worker process and the engine's
 # per-container processes (README, "Slots and supervision", has the measurement).
-SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 80)
+SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 40)
 SANDBOX_SLOTS = envint(
     "SANDBOX_SLOTS",
     host.sandbox_slots(
