@@ -2,7 +2,8 @@
 
 A row `queued` whose job is gone from Redis is queued again once, then ends `error`. A row
 `running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
-died), or when it has run longer than any run can take (a hung worker): it is queued again once if
+died), when its supervisor has reaped the worker's process (release_dead_worker, at once), or when
+it has run longer than any run can take (a hung worker): it is queued again once if
 its sandbox never started, and ends `error` otherwise. Every change is a conditional UPDATE, so a
 worker that is in fact alive never loses a result. Results that workers parked in Redis while the
 database was down are written first.
