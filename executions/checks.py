@@ -62,3 +62,25 @@ def check_readyz(app_configs, **kwargs):
     if unknown:
         return [Error(f"READYZ_CHECKS names unknown checks: {', '.join(unknown)}.", id="executions.E004")]
     return []
+
+
+@register()
+def check_sandbox_slots(app_configs, **kwargs):
+    errors = []
+    if settings.SANDBOX_SLOTS < 1:
+        errors.append(
+            Error(
+                f"SANDBOX_SLOTS must be at least 1, not {settings.SANDBOX_SLOTS}.",
+                hint="Leave it unset to size it to this host.",
+                id="executions.E006",
+            )
+        )
+    if settings.SANDBOX_OVERCOMMIT <= 0 or settings.SANDBOX_SLOT_OVERHEAD_MB < 0:
+        errors.append(
+            Error(
+                "SANDBOX_OVERCOMMIT must be positive and SANDBOX_SLOT_OVERHEAD_MB not negative, not "
+                f"{settings.SANDBOX_OVERCOMMIT} and {settings.SANDBOX_SLOT_OVERHEAD_MB}.",
+                id="executions.E007",
+            )
+        )
+    return errors

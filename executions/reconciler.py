@@ -2,7 +2,8 @@
 
 A row `queued` whose job is gone from Redis is queued again once, then ends `error`. A row
 `running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
-died), or when it has run longer than any run can take (a hung worker): it is queued again once if
+died), when its supervisor has reaped the worker's process (release_dead_worker, at once), or when
+it has run longer than any run can take (a hung worker): it is queued again once if
 its sandbox never started, and ends `error` otherwise. Every change is a conditional UPDATE, so a
 worker that is in fact alive never loses a result. Results that workers parked in Redis while the
 database was down are written first.
@@ -19,6 +20,8 @@ from rq.job import Job, JobStatus
 
 from executions import runs, scheduler, store
 from executions.models import Execution, log_state
+from executions.sandbox import janitor
+from executions.sandbox.runner import docker_api
 
 Status = Execution.Status
 
@@ -114,22 +117,40 @@ def fail_orphaned(now=None) -> int:
     for execution in running.select_related("tenant").iterator():
         if execution.started_at >= hung and worker_is_alive(execution.worker_name):
             continue
-        if store.is_parked(execution.id):
-            # Finished during a database outage: its result is on its way.
-            continue
-        if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
-            # Its sandbox was never created, so the script never ran: it may run once more.
-            state = Status.QUEUED
-            updated = requeue(execution)
-        else:
-            state = Status.ERROR
-            updated = fail(execution, Status.RUNNING, "the worker running this execution stopped before it finished")
-        if updated:
-            fixed += 1
-            log_state(
-                execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name
-            )
+        fixed += settle_orphan(execution)
     return fixed
+
+
+def release_dead_worker(name: str) -> int:
+    """Settle the executions of a worker process known to be dead, at once; how many changed.
+
+    Its supervisor has reaped it (executions/supervisor.py), so it writes nothing more: no heartbeat
+    needs to expire and no grace to pass. Its sandboxes go first, so that an execution queued again
+    never meets its predecessor's container, and no sandbox runs on without a worker.
+    """
+    fixed = 0
+    running = Execution.objects.filter(status=Status.RUNNING, worker_name=name).select_related("tenant")
+    for execution in running:
+        janitor.sweep_execution(docker_api(), str(execution.id))
+        fixed += settle_orphan(execution)
+    return fixed
+
+
+def settle_orphan(execution: Execution) -> int:
+    """A running execution whose worker is gone: queued again if its sandbox never started, else `error`."""
+    if store.is_parked(execution.id):
+        # Finished during a database outage: its result is on its way.
+        return 0
+    if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
+        # Its sandbox was never created, so the script never ran: it may run once more.
+        state = Status.QUEUED
+        updated = requeue(execution)
+    else:
+        state = Status.ERROR
+        updated = fail(execution, Status.RUNNING, "the worker running this execution stopped before it finished")
+    if updated:
+        log_state(execution.id, state, execution.tenant.name, "reconciler", lost_worker=execution.worker_name)
+    return int(updated)
 
 
 def reconcile(owner: str = "") -> dict[str, int] | None:

@@ -31,14 +31,15 @@ class SandboxWorker(SimpleWorker):
     stale sandbox containers and reconciles executions that lost their job or worker.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, serve_metrics: bool = True, **kwargs):
         # Jobs are JSON on both sides, whatever serializer the command line named.
         kwargs["serializer"] = JSONSerializer
         kwargs["maintenance_interval"] = settings.WORKER_MAINTENANCE_INTERVAL
         # A short TTL makes the idle dequeue wake up often enough for the maintenance pass.
         kwargs["worker_ttl"] = min(kwargs.get("worker_ttl") or 60, settings.WORKER_MAINTENANCE_INTERVAL + 15)
         super().__init__(*args, **kwargs)
-        if settings.WORKER_METRICS_PORT:
+        # Under `manage.py sandbox_workers` the supervisor serves its workers' metrics on the port.
+        if settings.WORKER_METRICS_PORT and serve_metrics:
             start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
 
     def work(self, *args, **kwargs):

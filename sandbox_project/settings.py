@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 
+from sandbox_project import host
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.getenv("VAR_DIR", BASE_DIR / "var"))
 
@@ -196,6 +198,21 @@ SANDBOX_MAX_STDIN_BYTES = envint("SANDBOX_MAX_STDIN_BYTES", 64 * 1024)
 # How long a finished execution stays in Redis for fast reads; the database keeps it for good.
 RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
 
+# --- Sandbox slots: how many sandboxes run at once on this host (one rq worker each) ---------
+# More than 1 lets more sandboxes run than the cores hold at their full SANDBOX_CPUS, for scripts
+# that mostly wait.
+SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 1.0)
+# What a slot costs besides its sandbox's memory limit: its worker process and the engine's
+# per-container processes (README, "Slots and supervision", has the measurement).
+SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 40)
+SANDBOX_SLOTS = envint(
+    "SANDBOX_SLOTS",
+    host.sandbox_slots(
+        host.cores(), host.available_memory_mb(), SANDBOX_CPUS, SANDBOX_MEMORY_MB, SANDBOX_SLOT_OVERHEAD_MB,
+        SANDBOX_OVERCOMMIT,
+    ),
+)
+
 # A JSON request carries the code and stdin escaped, so allow for escaping on top of both limits.
 # A request body must arrive within this many seconds in all, or the request ends 408 (gunicorn only).
 REQUEST_BODY_TIMEOUT_SECONDS = envfloat("REQUEST_BODY_TIMEOUT_SECONDS", 10)
@@ -206,7 +223,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
 # --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
 TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
 TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
-# Below the number of workers (3 in make run and docker-compose), so that one tenant flooding
+# Below the number of sandbox slots (SANDBOX_SLOTS), so that one tenant flooding
 # the queue leaves a worker free for the others (bench/fairness.py).
 TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 2)
 TENANT_ALLOWED_LANGUAGES = [

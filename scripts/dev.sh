@@ -5,11 +5,12 @@
 #             packages-bench: and hey)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
 #   venv      create .venv and install the Python requirements
-#   run       serve the web app and start the sandbox workers in the foreground
+#   run       serve the web app and start the sandbox workers in the foreground (see README,
+#             "Slots and supervision", for what keeps running after Ctrl-C)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-VAR="$ROOT/var"
+VAR="${VAR_DIR:-$ROOT/var}"  # as in settings.py
 mkdir -p "$VAR/log"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -109,7 +110,7 @@ venv() {
 }
 
 run() {
-  local port=${PORT:-8000} workers=${WORKERS:-3} host=${HOST:-127.0.0.1}
+  local port=${PORT:-8000} host=${HOST:-127.0.0.1}
   local py=.venv/bin/python pids=()
   export DEBUG=${DEBUG:-1}
   # Web and workers write their metrics here, so that the web's /metrics shows the workers' too.
@@ -132,12 +133,12 @@ run() {
   # one SIGTERM, once: a second signal would make an rq worker abandon the execution in hand.
   setsid .venv/bin/gunicorn --config sandbox_project/gunicorn.py --bind "$host:$port" &
   pids+=($!)
-  for _ in $(seq "$workers"); do
-    setsid $py manage.py rqworker sandbox &
-    pids+=($!)
-  done
-  say "serving on http://$host:$port with $workers sandbox workers; Ctrl-C stops everything"
-  # If any of them ends (say, the port is taken), stop the others too.
+  # SANDBOX_SLOTS rq workers (by default as many as this host holds), under a supervisor that
+  # replaces any that dies and passes the SIGTERM on to each of them, once.
+  setsid $py manage.py sandbox_workers &
+  pids+=($!)
+  say "serving on http://$host:$port; Ctrl-C stops everything"
+  # If the web server or the workers' supervisor ends (say, the port is taken), stop the other too.
   wait -n || true
   stop
 }

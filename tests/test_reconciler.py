@@ -129,3 +129,16 @@ def test_it_checks_a_large_backlog_in_batches_and_requeues_only_the_lost(alice, 
     assert {attempts[execution.id] for execution in kept} == {1}
     assert {attempts[execution.id] for execution in rows[1::2]} == {2}
     assert len(reconciler.live_jobs(list(Execution.objects.all()))) == 1200
+
+
+def test_it_settles_a_reaped_workers_executions_at_once(alice, redis_conn):
+    lost, never_started, other = alice.submit("print(1)"), alice.submit("print(2)"), alice.submit("print(3)")
+    # Younger than any grace, and with a heartbeat key still there: its supervisor saw it die.
+    running(lost, seconds_ago=1, worker="dead")
+    running(never_started, seconds_ago=1, worker="dead", container="")
+    running(other, seconds_ago=1, worker="alive")
+    redis_conn.set(reconciler.ALIVE_KEY.format("dead"), 1)
+    assert reconciler.release_dead_worker("dead") == 2
+    assert Execution.objects.get(id=lost).status == "error"
+    assert Execution.objects.get(id=never_started).status == "queued"
+    assert Execution.objects.get(id=other).status == "running"

@@ -104,11 +104,14 @@ def test_workers_share_their_code_directory_with_the_engine_at_the_same_path():
     assert mounts(service("worker"))[root] == root
 
 
-def test_workers_run_the_sandbox_queue_and_serve_their_own_metrics():
+def test_workers_run_supervised_sized_to_the_host_and_serve_their_metrics():
     worker = service("worker")
-    assert words(worker["command"])[-2:] == ["rqworker", "sandbox"]
+    assert words(worker["command"])[-2:] == ["manage.py", "sandbox_workers"]
+    # Unset, SANDBOX_SLOTS is computed from the host; a fixed replica count would override nothing.
+    assert environment(worker)["SANDBOX_SLOTS"] == ""
+    assert "replicas" not in worker.get("deploy", {})
+    assert worker["restart"] == "unless-stopped"
     assert environment(worker)["WORKER_METRICS_PORT"] == "9100"
-    assert int(worker["deploy"]["replicas"]) >= 2
     assert worker["depends_on"]["sandbox-image"]["condition"] == "service_completed_successfully"
 
 

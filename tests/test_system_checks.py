@@ -65,3 +65,20 @@ def test_the_production_settings_pass_check_deploy():
         manage("check", "--deploy", "--fail-level", "WARNING"), env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_it_accepts_the_default_slots():
+    assert checks.check_sandbox_slots(None) == []
+
+
+def test_it_rejects_fewer_than_one_slot(settings):
+    settings.SANDBOX_SLOTS = 0
+    assert ids(checks.check_sandbox_slots(None)) == ["executions.E006"]
+
+
+def test_it_rejects_a_nonsense_overcommit_or_overhead(settings):
+    settings.SANDBOX_OVERCOMMIT = 0
+    assert ids(checks.check_sandbox_slots(None)) == ["executions.E007"]
+    settings.SANDBOX_OVERCOMMIT = 1.0
+    settings.SANDBOX_SLOT_OVERHEAD_MB = -1
+    assert ids(checks.check_sandbox_slots(None)) == ["executions.E007"]

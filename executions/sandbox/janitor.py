@@ -36,6 +36,16 @@ def sweep(api: docker.APIClient, max_age: float | None = None) -> list[str]:
     return removed
 
 
+def sweep_execution(api: docker.APIClient, execution_id: str) -> list[str]:
+    """Remove an execution's sandbox containers whatever their age: its worker is known to be dead."""
+    removed = []
+    for container in own_sandboxes(api, f"rce.execution={execution_id}"):
+        log.warning("janitor: removing the sandbox container %s of a dead worker", container["Id"][:12])
+        remove_container(api, container["Id"])
+        removed.append(container["Id"])
+    return removed
+
+
 def sweep_code_dirs(max_age: float | None = None) -> list[str]:
     """Remove the code directories (SANDBOX_CODE_ROOT) last changed more than `max_age` seconds ago."""
     max_age = max_age_seconds() if max_age is None else max_age

@@ -1,0 +1,174 @@
+"""Keep SANDBOX_SLOTS sandbox workers running: `python manage.py sandbox_workers` (make run, compose).
+
+Each worker is a SandboxWorker in a process forked from this one, so the workers share its imported
+code. A worker that dies, however it dies, is replaced, after a pause that doubles while workers keep
+dying young, and what it held ends at once through the reconciler: a reaped process writes nothing
+more. One SIGTERM or SIGINT here sends each worker one SIGTERM, rq's warm shutdown (the execution in
+hand finishes), and this process exits when they all have; a second signal is passed on as well,
+and makes rq abandon the execution in hand.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import django_rq
+from django.conf import settings
+from django.db import connections
+from prometheus_client import multiprocess, start_http_server
+
+from executions import metrics, reconciler
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.5
+# A worker that dies younger than this counts as a crash: its replacement waits, longer each time.
+STABLE_SECONDS = 30
+BACKOFF_MAX_SECONDS = 60
+PR_SET_PDEATHSIG = 1
+
+
+def backoff_seconds(crashes: int) -> float:
+    """The pause before a replacement after this many workers in a row died young: 0, 1, 2, 4 ... 60."""
+    return 0 if crashes == 0 else min(BACKOFF_MAX_SECONDS, 2 ** (crashes - 1))
+
+
+def describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+@dataclass
+class Supervisor:
+    slots: int
+    clock: Callable[[], float] = time.monotonic
+    # pid -> (worker name, start time on self.clock)
+    workers: dict[int, tuple[str, float]] = field(default_factory=dict)
+    crashes: int = 0
+    next_start: float = 0.0
+    stop_requests: int = 0
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        if settings.WORKER_METRICS_PORT:
+            # One port for all the workers: they share this container's multiprocess directory.
+            start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
+        log.info("supervising %d sandbox workers (SANDBOX_SLOTS)", self.slots)
+        signalled = 0
+        while True:
+            self.reap()
+            if self.stop_requests > signalled:
+                signalled = self.stop_requests
+                self.signal_workers()
+            if self.stop_requests:
+                if not self.workers:
+                    log.info("every sandbox worker has stopped")
+                    return
+            else:
+                self.fill()
+            time.sleep(TICK_SECONDS)
+
+    def request_stop(self, signum, frame) -> None:
+        # Only counted here: the loop signals the workers, so that none is forked past the count.
+        self.stop_requests += 1
+
+    def signal_workers(self) -> None:
+        log.info("stopping %d sandbox workers (they finish the execution in hand)", len(self.workers))
+        for pid in self.workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def fill(self) -> None:
+        while len(self.workers) < self.slots and self.clock() >= self.next_start:
+            try:
+                self.start_worker()
+            except OSError:
+                # Out of processes or memory for the moment: try again after a pause.
+                log.exception("could not start a sandbox worker")
+                self.crashes += 1
+                self.next_start = self.clock() + backoff_seconds(self.crashes)
+
+    def start_worker(self) -> None:
+        name = uuid.uuid4().hex
+        parent = os.getpid()
+        # A database connection must not be shared across a fork; Redis' client reconnects by itself.
+        connections.close_all()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                work(name, parent)
+                code = 0
+            except BaseException:
+                log.exception("sandbox worker %s failed", name)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        self.workers[pid] = (name, self.clock())
+        log.info("started sandbox worker %s (pid %d)", name, pid)
+
+    def reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.workers:
+                name, started = self.workers.pop(pid)
+                self.bury(pid, name, started, status)
+
+    def bury(self, pid: int, name: str, started: float, status: int) -> None:
+        lived = self.clock() - started
+        self.crashes = self.crashes + 1 if lived < STABLE_SECONDS else 0
+        self.next_start = self.clock() + backoff_seconds(self.crashes)
+        level = logging.INFO if self.stop_requests else logging.WARNING
+        log.log(level, "sandbox worker %s (pid %d) %s after %.1f s", name, pid, describe(status), lived)
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Its live gauges must leave the sum (as gunicorn.py does for the web's processes).
+            multiprocess.mark_process_dead(pid)
+        self.release(name)
+        if self.crashes and not self.stop_requests:
+            log.warning("replacing it in %.0f s (%d in a row died young)", self.next_start - self.clock(), self.crashes)
+
+    def release(self, name: str) -> None:
+        try:
+            django_rq.get_connection(settings.SANDBOX_QUEUE).delete(reconciler.ALIVE_KEY.format(name))
+            settled = reconciler.release_dead_worker(name)
+            if settled:
+                log.warning("sandbox worker %s held %d executions: settled by the reconciler", name, settled)
+        except Exception:
+            # The heartbeat's expiry lets a later maintenance pass settle them instead.
+            log.exception("could not settle the executions of sandbox worker %s", name)
+        finally:
+            connections.close_all()
+
+
+def work(name: str, parent: int) -> None:
+    """A forked child's life: one SandboxWorker on the sandbox queue until it is told to stop."""
+    from executions.worker import SandboxWorker
+
+    # Its own session, so that a terminal's Ctrl-C reaches only the supervisor, which passes it on once.
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # If the supervisor dies (SIGKILL, OOM), the kernel sends the SIGTERM it would have sent.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        return
+    queue = django_rq.get_queue(settings.SANDBOX_QUEUE)
+    # rqworker's default TTL, which SandboxWorker shortens to fit its maintenance interval.
+    worker = SandboxWorker([queue], connection=queue.connection, name=name, worker_ttl=420, serve_metrics=False)
+    worker.work(logging_level=logging.getLevelName(logging.getLogger().level))

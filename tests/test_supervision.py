@@ -1,0 +1,198 @@
+"""`make run`'s processes, for real: a killed worker costs one worker for a moment, Ctrl-C stops it all.
+
+Each test starts `scripts/dev.sh run` itself (web, and the supervisor with two sandbox workers) on a
+free port, the test database and a temporary var directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from executions import reconciler
+from executions.models import Execution
+from executions.sandbox.runner import docker_api, own_sandboxes
+from tests.conftest import ROOT, free_port, subprocess_env, wait_for_status
+
+# README, "Slots and supervision": a supervised worker's execution ends within this after its death.
+SUPERVISED_BOUND_SECONDS = 5
+
+
+class Platform:
+    def __init__(self, process: subprocess.Popen, port: int, var_dir: Path):
+        self.process = process
+        self.base = f"http://127.0.0.1:{port}"
+        self.var_dir = var_dir
+
+    def request(self, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers={"Content-Type": "application/json"})
+        request.add_header("Authorization", f"Bearer {(self.var_dir / 'default_api_key').read_text().strip()}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            return error.code, {}
+
+    def submit(self, code: str) -> str:
+        status, body = self.request("/api/v1/executions", {"language": "python", "code": code})
+        assert status == 202, body
+        return body["task_id"]
+
+    def result(self, task_id: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.request(f"/api/v1/executions/{task_id}")
+            if status == 200 and body["status"] not in ("queued", "running"):
+                return body
+            time.sleep(0.1)
+        raise AssertionError(f"execution {task_id} not finished after {timeout}s")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base + "/healthz", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+
+def worker_pids(redis_conn) -> dict[str, int]:
+    """Live sandbox workers by name, from their heartbeat keys."""
+    prefix = reconciler.ALIVE_KEY.format("")
+    return {
+        key.decode()[len(prefix):]: int(redis_conn.get(key))
+        for key in redis_conn.scan_iter(reconciler.ALIVE_KEY.format("*"))
+    }
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: only its parent's wait has not come yet.
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+
+
+def supervisor_pid(worker_pid: int) -> int:
+    return int(Path(f"/proc/{worker_pid}/stat").read_text().split(")")[1].split()[1])
+
+
+def stray_processes(var_dir: Path) -> list[int]:
+    """Processes started for this test (they carry its VAR_DIR) that are still running."""
+    marker = f"VAR_DIR={var_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.fixture
+def platform(transactional_db, redis_conn, tmp_path):
+    port = free_port()
+    env = subprocess_env(
+        PORT=str(port), VAR_DIR=str(tmp_path), SANDBOX_SLOTS="2", SANDBOX_TIMEOUT_SECONDS="30", WEB_WORKERS="1"
+    )
+    log = open(tmp_path / "make-run.log", "w")
+    # Its own session, as under a terminal: signals reach it only when the test sends them.
+    process = subprocess.Popen(
+        [str(ROOT / "scripts" / "dev.sh"), "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    running = Platform(process, port, tmp_path)
+    try:
+        wait_until(lambda: running.healthy() and len(worker_pids(redis_conn)) == 2, 120, "make run up")
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(60)
+        log.close()
+        for pid in stray_processes(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
+def sandbox_started(task_id: str) -> Execution:
+    def started():
+        execution = Execution.objects.get(id=task_id)
+        containers = docker_api().containers(filters={"label": f"rce.execution={task_id}", "status": "running"})
+        return execution if execution.container_id and containers else None
+
+    return wait_until(started, 30, "sandbox running")
+
+
+def test_a_killed_worker_costs_one_worker_for_a_moment(platform, redis_conn):
+    task_id = platform.submit("import time\ntime.sleep(25)")
+    name = sandbox_started(task_id).worker_name
+    victim = worker_pids(redis_conn)[name]
+
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    lost = wait_for_status(task_id, {"error", "completed", "failed"}, timeout=30)
+    ended_after = time.monotonic() - killed_at
+    print(f"the lost execution ended {ended_after:.2f} s after its worker's SIGKILL")
+
+    assert lost.status == "error" and "worker" in lost.error
+    assert ended_after <= SUPERVISED_BOUND_SECONDS
+    # Its sandbox went with it, long before the janitor's age limit.
+    assert own_sandboxes(docker_api(), f"rce.execution={task_id}") == []
+    # The web kept serving, and the workers (the survivor, or the replacement) run new submissions.
+    assert platform.healthy()
+    assert platform.result(platform.submit("print(6 * 7)"))["stdout"] == "42\n"
+    replaced = wait_until(lambda: len(pids := worker_pids(redis_conn)) == 2 and pids, 15, "a replacement worker")
+    assert name not in replaced and victim not in replaced.values()
+    assert platform.process.poll() is None
+
+
+def test_ctrl_c_stops_everything_after_the_execution_in_hand(platform, redis_conn):
+    task_id = platform.submit("import time\ntime.sleep(2)\nprint('finished')")
+    sandbox_started(task_id)
+    workers = list(worker_pids(redis_conn).values())
+    supervisor = supervisor_pid(workers[0])
+
+    platform.process.send_signal(signal.SIGINT)
+    platform.process.wait(60)
+
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.stdout) == ("completed", "finished\n")
+    assert not platform.healthy()
+    assert [pid for pid in [supervisor, *workers] if alive(pid)] == []
+    assert stray_processes(platform.var_dir) == []
+    assert worker_pids(redis_conn) == {}
+
+
+def test_a_killed_supervisor_stops_its_workers_after_the_execution_in_hand(platform, redis_conn):
+    task_id = platform.submit("import time\ntime.sleep(2)\nprint('finished')")
+    name = sandbox_started(task_id).worker_name
+    workers = worker_pids(redis_conn)
+
+    os.kill(supervisor_pid(workers[name]), signal.SIGKILL)
+    # make run then stops the web too; the orphaned workers stop by themselves, as after one SIGTERM.
+    platform.process.wait(60)
+    wait_until(lambda: not any(alive(pid) for pid in workers.values()), 30, "the workers stopped")
+
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.stdout) == ("completed", "finished\n")
+    assert not platform.healthy()

@@ -1,0 +1,54 @@
+"""The supervisor replaces a dead worker at once, and waits longer while workers keep dying young."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from executions.supervisor import BACKOFF_MAX_SECONDS, STABLE_SECONDS, Supervisor, backoff_seconds
+
+pytestmark = pytest.mark.no_database
+
+KILLED = signal.SIGKILL  # a wait status: killed by that signal
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def supervisor(monkeypatch):
+    supervisor = Supervisor(slots=2, clock=Clock())
+    monkeypatch.setattr(supervisor, "release", lambda name: None)
+    return supervisor
+
+
+def test_the_pause_doubles_up_to_a_minute():
+    assert [backoff_seconds(n) for n in range(8)] == [0, 1, 2, 4, 8, 16, 32, BACKOFF_MAX_SECONDS]
+    assert backoff_seconds(50) == BACKOFF_MAX_SECONDS
+
+
+def test_a_worker_that_lived_long_is_replaced_at_once(supervisor):
+    supervisor.bury(1, "w1", started=supervisor.clock() - STABLE_SECONDS, status=KILLED)
+    assert (supervisor.crashes, supervisor.next_start) == (0, supervisor.clock())
+
+
+def test_workers_dying_young_make_the_next_one_wait_longer(supervisor):
+    for crashes, pause in [(1, 1), (2, 2), (3, 4)]:
+        supervisor.bury(1, "w1", started=supervisor.clock() - 1, status=256)
+        assert (supervisor.crashes, supervisor.next_start - supervisor.clock()) == (crashes, pause)
+    # One that lives long enough ends the series.
+    supervisor.bury(1, "w1", started=supervisor.clock() - STABLE_SECONDS - 1, status=KILLED)
+    assert supervisor.crashes == 0
+
+
+def test_it_sends_each_worker_what_it_is_sent(supervisor, monkeypatch):
+    sent = []
+    monkeypatch.setattr("os.kill", lambda pid, sig: sent.append((pid, sig)))
+    supervisor.workers = {11: ("w1", 0.0), 12: ("w2", 0.0)}
+    supervisor.signal_workers()
+    assert sent == [(11, signal.SIGTERM), (12, signal.SIGTERM)]
