@@ -41,6 +41,8 @@ def server() -> Granian:
         ),
         log_access=envbool("ACCESS_LOG", False),
         respawn_failed_workers=True,
+        # On SIGTERM a worker finishes its requests; one stuck reading a stalled body would never end.
+        workers_kill_timeout=20,
     )
 
 

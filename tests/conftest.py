@@ -140,7 +140,13 @@ def start_web_server(**env: str) -> tuple[subprocess.Popen, int]:
 
 def stop_web_server(process: subprocess.Popen) -> None:
     process.terminate()
-    process.wait(30)
+    try:
+        process.wait(30)
+    finally:
+        # A server that ignores SIGTERM fails the test above, and must not outlive it.
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def start_workers(count: int) -> list[subprocess.Popen]:

@@ -36,11 +36,13 @@ def test_a_stalled_body_holds_one_thread_until_its_client_hangs_up(alice, server
     # granian has no body deadline (README, Serving): the stalled request keeps its thread, the
     # other thread goes on serving, and hanging up frees the first.
     stalled = stalled_submission(server, alice.key)
-    for _ in range(THREADS * 2):
-        client = http.client.HTTPConnection("127.0.0.1", server, timeout=2)
-        client.request("POST", "/api/v1/execute", b"print(1)", {"Authorization": f"Bearer {alice.key}"})
-        assert client.getresponse().status == 202
-    stalled.close()
+    try:
+        for _ in range(THREADS * 2):
+            client = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+            client.request("POST", "/api/v1/execute", b"print(1)", {"Authorization": f"Bearer {alice.key}"})
+            assert client.getresponse().status == 202
+    finally:
+        stalled.close()
     time.sleep(0.5)
     # What arrived of the stalled body ("print(") did not run as a whole script.
     assert Execution.objects.count() == THREADS * 2
