@@ -13,6 +13,7 @@ FROM ${BASE_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    BIND=0.0.0.0:8000 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -37,4 +38,4 @@ RUN python manage.py collectstatic --noinput -v0 \
 USER app
 EXPOSE 8000 9100
 # Workers override this with `python manage.py rqworker sandbox` (see docker-compose.yml).
-CMD ["gunicorn", "--config", "sandbox_project/gunicorn.py", "--bind", "0.0.0.0:8000"]
+CMD ["python", "-m", "sandbox_project.serve"]

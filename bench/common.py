@@ -1,6 +1,6 @@
 """What the benchmarks share: a private platform to run against, figures, and the report files.
 
-A Stack is the platform as the README deploys it (gunicorn with sandbox_project/gunicorn.py, rq
+A Stack is the platform as the README deploys it (granian with sandbox_project/serve.py, rq
 workers with the project's worker class), on its own database (a temporary SQLite file, or the
 PostgreSQL database BENCH_POSTGRES_URL, dropped and created anew) and its own Redis database
 (BENCH_REDIS_URL, emptied before and after). It creates one tenant and key, and stops and removes
@@ -178,12 +178,10 @@ class Stack:
         `command` is split on spaces; {port} in it becomes our port, and a first word without a slash
         is looked up beside this Python, in the virtualenv.
         """
-        args = command.format(port=self.port).split() if command else [
-            "gunicorn", "--config", "sandbox_project/gunicorn.py", "--bind", f"127.0.0.1:{self.port}"
-        ]
+        args = command.format(port=self.port).split() if command else [sys.executable, "-m", "sandbox_project.serve"]
         if "/" not in args[0] and (BIN / args[0]).exists():
             args[0] = str(BIN / args[0])
-        self.web = self.spawn(args, "web.log")
+        self.web = self.spawn(args, "web.log", BIND=f"127.0.0.1:{self.port}")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.web.poll() is not None:
@@ -212,7 +210,7 @@ class Stack:
         raise RuntimeError("the workers did not register within 60 s")
 
     def stop(self, processes: list[subprocess.Popen]) -> None:
-        # SIGTERM lets a worker finish its execution; gunicorn stops gracefully on it too.
+        # SIGTERM lets a worker finish its execution; the web server stops gracefully on it too.
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -247,12 +245,12 @@ class Stack:
         return response.json()["task_id"]
 
     def web_rss(self) -> dict:
-        """Resident memory in MiB of gunicorn's master and of each of its workers."""
+        """Resident memory in MiB of the web server's master process and of each of its workers."""
         workers = children(self.web.pid) if self.web else []
         return {"master": rss_mib(self.web.pid), "workers": [rss_mib(p) for p in workers]}
 
     def web_cpu(self) -> float:
-        """CPU seconds used so far by gunicorn's master and workers."""
+        """CPU seconds used so far by the web server's master and workers."""
         return sum(cpu_seconds(p) for p in [self.web.pid, *children(self.web.pid)])
 
     def worker_rss(self) -> list[float]:

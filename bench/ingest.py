@@ -1,10 +1,12 @@
 """Ingestion: how fast the API accepts submissions, against a bare Django view served the same way.
 
     .venv/bin/python bench/ingest.py [-n 20000] [-c 32] [--database sqlite --database postgres]
+        [--server production --server 'gunicorn --workers 2 ...']
 
-For each database it starts the web server with the production configuration (gunicorn and
-sandbox_project/gunicorn.py, DEBUG off, metrics in a multiprocess directory as docker-compose.yml
-sets them) and no workers, so every job stays queued; then `hey -n N -c C` POSTs `print(1)` to
+For each database and each server (default: the production one, `python -m sandbox_project.serve`
+with DEBUG off and metrics in a multiprocess directory as docker-compose.yml sets them; several
+--server are measured back to back in the same run) it starts the web server and no workers, so
+every job stays queued; then `hey -n N -c C` POSTs `print(1)` to
 /api/v1/execute with a valid key, and the same to /bench/bare, a view with no authentication,
 database or queue (it exists only in bench.settings). Afterwards it checks that every 202 has its
 row in the database and its job in the queue, and reports the web processes' memory before and
@@ -35,6 +37,14 @@ from bench.common import Stack, load_note, machine, summary, write_report  # noq
 
 BODY = "print(1)"
 WARM_UP_REQUESTS = 1000
+# The server as deployed: python -m sandbox_project.serve.
+PRODUCTION = "production"
+
+
+def label(server: str) -> str:
+    """A server command, short enough for a table: its first word and its WSGI target."""
+    words = server.split()
+    return server if len(words) < 2 else f"{words[0].rsplit('/', 1)[-1]} … {words[-1]}"
 
 
 def hey(url: str, requests: int, concurrency: int, key: str = "", stack: Stack | None = None) -> dict:
@@ -101,11 +111,11 @@ def check_durable(stack: Stack, accepted: int) -> dict:
 
 
 def run(database: str, requests: int, concurrency: int, port: int, server: str) -> dict:
-    print(f"-- {database}: starting the web server", file=sys.stderr)
+    print(f"-- {database}, {server}: starting the web server", file=sys.stderr)
     with Stack("ingest", database, port) as stack:
-        stack.start_web(server)
+        stack.start_web("" if server == PRODUCTION else server)
         execute_url, bare_url = stack.url("/api/v1/execute"), stack.url("/bench/bare")
-        # Warm up both gunicorn processes, their database connections and Redis clients.
+        # Warm up every web process, its database connection and its Redis client.
         warm = hey(execute_url, WARM_UP_REQUESTS, concurrency, stack.key)
         hey(bare_url, WARM_UP_REQUESTS, concurrency)
         rss_before = stack.web_rss()
@@ -117,6 +127,7 @@ def run(database: str, requests: int, concurrency: int, port: int, server: str) 
         accepted = warm["statuses"].get("202", 0) + execute["statuses"].get("202", 0)
         return {
             "database": database,
+            "server": server,
             "execute": execute,
             "bare": bare,
             "ratio": execute["requests_per_s"] / bare["requests_per_s"],
@@ -130,23 +141,24 @@ def markdown(results: list[dict], args: argparse.Namespace, context: dict) -> st
     lines = [
         "# Ingestion",
         "",
-        f"`hey -n {args.requests} -c {args.concurrency}` POSTing `{BODY}`; `{context['server']}`; "
-        "no workers (jobs stay queued). Latencies in ms.",
+        f"`hey -n {args.requests} -c {args.concurrency}` POSTing `{BODY}`; no workers (jobs stay queued). "
+        f"Latencies in ms. Servers: {'; '.join(f'`{s}`' for s in context['servers'])}.",
         "",
-        "| database | endpoint | requests/s | mean | p50 | p99 | max | non-2xx | web CPU ms/req | hey CPU ms/req |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| database | server | endpoint | requests/s | mean | p50 | p99 | max | non-2xx | web CPU ms/req | hey CPU ms/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         for name, path in (("execute", "/api/v1/execute"), ("bare", "bare view")):
             h = r[name]
             lat = h["latency_ms"]
             lines.append(
-                f"| {r['database']} | {path} | {h['requests_per_s']:.0f} | {lat['mean']:.1f} | {lat['p50']:.1f} | "
+                f"| {r['database']} | {label(r['server'])} | {path} | {h['requests_per_s']:.0f} | {lat['mean']:.1f} | "
+                f"{lat['p50']:.1f} | "
                 f"{lat['p99']:.1f} | {lat['max']:.1f} | {h['non_2xx']} | {h['web_cpu_ms_per_request']:.2f} | "
                 f"{h['hey_cpu_ms_per_request']:.2f} |"
             )
-    lines += ["", "| database | execute / bare | 202s with a row and a job | web RSS before -> after (MiB) |",
-              "| --- | --- | --- | --- |"]
+    lines += ["", "| database | server | execute / bare | 202s with a row and a job | web RSS before -> after (MiB) |",
+              "| --- | --- | --- | --- | --- |"]
     for r in results:
         d = r["durable"]
         before, after = r["web_rss_mib"]["before"], r["web_rss_mib"]["after"]
@@ -157,7 +169,7 @@ def markdown(results: list[dict], args: argparse.Namespace, context: dict) -> st
         durable = f"{d['rows']} rows, {d['queued_jobs']} jobs for {d['accepted_202']} 202s: " + (
             "all match" if d["ok"] else "MISMATCH"
         )
-        lines.append(f"| {r['database']} | {r['ratio']:.2f}x | {durable} | {rss} |")
+        lines.append(f"| {r['database']} | {label(r['server'])} | {r['ratio']:.2f}x | {durable} | {rss} |")
     lines += ["", load_note(context), ""]
     return "\n".join(lines)
 
@@ -167,14 +179,14 @@ def plot(results: list[dict]):
     everything = [x for r in results for name in ("execute", "bare") for x in r[name]["latencies_ms"]]
     bins = np.logspace(np.log10(max(min(everything), 0.1)), np.log10(max(everything)), 80)
     for axis, r in zip(axes[0], results):
-        for name, label in (("bare", "bare view"), ("execute", "/api/v1/execute")):
+        for name, endpoint in (("bare", "bare view"), ("execute", "/api/v1/execute")):
             h = r[name]
             _, _, bars = axis.hist(
-                h["latencies_ms"], bins=bins, alpha=0.6, label=f"{label}: {h['requests_per_s']:.0f} req/s"
+                h["latencies_ms"], bins=bins, alpha=0.6, label=f"{endpoint}: {h['requests_per_s']:.0f} req/s"
             )
             axis.axvline(h["latency_ms"]["p99"], linestyle="--", linewidth=1, color=bars[0].get_facecolor())
         axis.set_xscale("log")
-        axis.set_title(f"{r['database']}: request latency (dashed: p99)")
+        axis.set_title(f"{r['database']}, {label(r['server'])}: latency (dashed: p99)", fontsize=9)
         axis.set_xlabel("ms")
         axis.set_ylabel("requests")
         axis.legend()
@@ -188,13 +200,16 @@ def main() -> None:
     parser.add_argument("--database", action="append", choices=["sqlite", "postgres"],
                         help="default: both")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument("--server", default="", help="another server command to compare, {port} for the port; "
-                        "e.g. 'gunicorn --config sandbox_project/gunicorn.py --bind 127.0.0.1:{port} --workers 3'")
+    parser.add_argument("--server", action="append",
+                        help=f"a server command, {{port}} for the port, or {PRODUCTION!r} (the default); repeat "
+                        "to compare in one run, e.g. --server production "
+                        "--server 'gunicorn -k gthread -w 2 --threads 32 -b 127.0.0.1:{port} sandbox_project.wsgi'")
     parser.add_argument("--name", default="ingest", help="report name: bench/results/NAME.md, .json, .png")
     args = parser.parse_args()
-    context = {**machine(), "server": args.server or "gunicorn --config sandbox_project/gunicorn.py"}
+    servers = args.server or [PRODUCTION]
+    context = {**machine(), "servers": servers}
     databases = args.database or ["sqlite", "postgres"]
-    results = [run(db, args.requests, args.concurrency, args.port, args.server) for db in databases]
+    results = [run(db, args.requests, args.concurrency, args.port, s) for db in databases for s in servers]
     figure = plot(results)
     for r in results:
         for name in ("execute", "bare"):

@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://… REDIS_URL=redis://127.0.0.1:6379/N .venv/bin/python bench/wait_capacity.py
 
-Starts gunicorn with sandbox_project/gunicorn.py (WEB_WORKERS, WEB_THREADS and WAIT_SLOTS varied per
+Starts the web server, sandbox_project/serve.py (WEB_WORKERS, WEB_THREADS and WAIT_SLOTS varied per
 scenario) on a local port, and no sandbox worker at all: every wait then lasts its whole N seconds,
 the worst case for the threads it holds. For each scenario, `hey` (Debian package `hey`) sends W
 submissions with `?wait=30` at once, and 3 s later 4 other clients send plain submissions for 15 s,
@@ -41,7 +41,7 @@ PORT = int(os.environ.get("BENCH_PORT", "18011"))
 URL = f"http://127.0.0.1:{PORT}/api/v1/executions"
 SECONDS = 15
 WAIT = 30
-# (label, gunicorn workers, threads per worker, wait slots per worker, waiting clients)
+# (label, server processes, threads per process, wait slots per worker, waiting clients)
 SCENARIOS = [
     ("2x8 threads, no slot limit", 2, 8, 1000, 0),
     ("2x8 threads, no slot limit", 2, 8, 1000, 16),
@@ -62,7 +62,7 @@ def start_server(workers: int, threads: int, slots: int) -> subprocess.Popen:
     env = dict(os.environ, BIND=f"127.0.0.1:{PORT}", WEB_WORKERS=str(workers), WEB_THREADS=str(threads),
                WAIT_SLOTS=str(slots))
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "--config", "sandbox_project/gunicorn.py", "--access-logfile", "/dev/null"],
+        [sys.executable, "-m", "sandbox_project.serve"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
@@ -72,7 +72,7 @@ def start_server(workers: int, threads: int, slots: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     server.kill()
-    raise SystemExit("gunicorn did not start")
+    raise SystemExit("the web server did not start")
 
 
 def hey(key: str, clients: int, amount: list[str], query: str = "") -> subprocess.Popen:

@@ -96,6 +96,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# Requests under /api/ that carry an API key never use sessions, CSRF, messages, frame options or
+# static files: sandbox_project/wsgi.py gives them a Django handler with only these.
+API_KEY_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
 
 ROOT_URLCONF = "sandbox_project.urls"
 WSGI_APPLICATION = "sandbox_project.wsgi.application"
@@ -214,7 +221,8 @@ SANDBOX_SLOTS = envint(
 )
 
 # A JSON request carries the code and stdin escaped, so allow for escaping on top of both limits.
-# A request body must arrive within this many seconds in all, or the request ends 408 (gunicorn only).
+# A request's headers must arrive within this many seconds, else the connection is closed
+# (sandbox_project/serve.py). granian has no deadline for bodies: see the README's Serving section.
 REQUEST_BODY_TIMEOUT_SECONDS = envfloat("REQUEST_BODY_TIMEOUT_SECONDS", 10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(
     1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES)
@@ -260,7 +268,7 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 # How long a web process reuses an API key it looked up (and its tenant): a revoked key or a
 # disabled tenant is refused everywhere within this many seconds. 0: look the key up every time.
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 1.0)
-# gunicorn's threads per process (sandbox_project/gunicorn.py reads the same variable).
+# The web server's request threads per process (sandbox_project/serve.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
 # free for quick requests, and a request that finds no free slot gets its 202 at once.

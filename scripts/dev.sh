@@ -112,7 +112,13 @@ venv() {
 run() {
   local port=${PORT:-8000} host=${HOST:-127.0.0.1}
   local py=.venv/bin/python pids=()
-  export DEBUG=${DEBUG:-1}
+  # The production path, as deployed: DEBUG off, JSON error pages, the same server. With DEBUG off a
+  # known SECRET_KEY would let anyone sign a session: one is made for this checkout, once.
+  export DEBUG=${DEBUG:-0}
+  if [ -z "${SECRET_KEY:-}${SECRET_KEY_FILE:-}" ]; then
+    [ -s "$VAR/secret_key" ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(50))' > "$VAR/secret_key")
+    export SECRET_KEY_FILE="$VAR/secret_key"
+  fi
   # Web and workers write their metrics here, so that the web's /metrics shows the workers' too.
   export PROMETHEUS_MULTIPROC_DIR="$VAR/prometheus"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
@@ -131,7 +137,7 @@ run() {
   trap stop INT TERM
   # Each child gets its own session, so that Ctrl-C reaches only this script, which then sends each
   # one SIGTERM, once: a second signal would make an rq worker abandon the execution in hand.
-  setsid .venv/bin/gunicorn --config sandbox_project/gunicorn.py --bind "$host:$port" &
+  BIND="$host:$port" setsid $py -m sandbox_project.serve &
   pids+=($!)
   # SANDBOX_SLOTS rq workers (by default as many as this host holds), under a supervisor that
   # replaces any that dies and passes the SIGTERM on to each of them, once.

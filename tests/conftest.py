@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import subprocess
@@ -120,28 +121,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(**env: str) -> tuple[subprocess.Popen, int]:
-    """The production server (gunicorn and its config) on a free port and the test database."""
+def start_web_server(**env: str) -> tuple[subprocess.Popen, int]:
+    """The production web server (python -m sandbox_project.serve) on a free port and the test database."""
     port = free_port()
     environment = subprocess_env(BIND=f"127.0.0.1:{port}", **env)
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "--config", "sandbox_project/gunicorn.py", "--access-logfile", "/dev/null"],
-        env=environment, cwd=ROOT,
-    )
-    for _ in range(200):
+    process = subprocess.Popen([sys.executable, "-m", "sandbox_project.serve"], env=environment, cwd=ROOT)
+    # The port is open before the worker processes are ready: wait for an answer.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                break
         except OSError:
             time.sleep(0.05)
     return process, port
 
 
-def stop_gunicorn(process: subprocess.Popen) -> None:
+def stop_web_server(process: subprocess.Popen) -> None:
     process.terminate()
-    process.wait(30)
+    try:
+        process.wait(30)
+    finally:
+        # A server that ignores SIGTERM fails the test above, and must not outlive it.
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def start_workers(count: int) -> list[subprocess.Popen]:

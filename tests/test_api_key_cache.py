@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from executions.api.auth import KEYS, KeyCache
 from executions.models import ApiKey, Tenant
-from tests.conftest import start_gunicorn, stop_gunicorn
+from tests.conftest import start_web_server, stop_web_server
 from tests.helpers import assert_error
 
 
@@ -99,17 +99,17 @@ def test_requests_do_not_share_the_cached_tenant(alice, clock):
 
 
 @pytest.fixture
-def gunicorn(transactional_db):
+def server(transactional_db):
     """Two server processes, each with its own cache, as deployed."""
-    process, port = start_gunicorn(WEB_WORKERS="2", WEB_THREADS="4")
+    process, port = start_web_server(WEB_WORKERS="2", WEB_THREADS="4")
     yield port
-    stop_gunicorn(process)
+    stop_web_server(process)
 
 
-def test_the_server_refuses_a_key_revoked_elsewhere_within_a_second(alice, gunicorn):
+def test_the_server_refuses_a_key_revoked_elsewhere_within_a_second(alice, server):
     session = requests.Session()
     headers = {"Authorization": f"Bearer {alice.key}"}
-    url = f"http://127.0.0.1:{gunicorn}/api/v1/executions"
+    url = f"http://127.0.0.1:{server}/api/v1/executions"
     # Enough requests for both processes to have the key in their caches.
     for _ in range(20):
         assert session.get(url, headers=headers).status_code == 200

@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings
 
 from executions.models import Execution, Tenant
-from tests.conftest import ROOT, start_gunicorn, start_workers, stop_gunicorn, stop_workers
+from tests.conftest import ROOT, start_web_server, start_workers, stop_web_server, stop_workers
 
 BURST_SIZE = int(os.environ.get("BURST_SIZE", "500"))
 TENANTS = 3
@@ -31,9 +31,9 @@ TERMINAL = {"completed", "failed", "timed_out", "oom_killed", "output_limit_exce
 
 @pytest.fixture
 def server(transactional_db):
-    process, port = start_gunicorn(WEB_WORKERS="2", QUEUE_MAX_DEPTH=str(2 * BURST_SIZE))
+    process, port = start_web_server(WEB_WORKERS="2", QUEUE_MAX_DEPTH=str(2 * BURST_SIZE))
     yield port
-    stop_gunicorn(process)
+    stop_web_server(process)
 
 
 class Client:

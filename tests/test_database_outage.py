@@ -1,5 +1,5 @@
 """The database goes down mid-run, with real processes: a PostgreSQL server of the test's own, the
-production web server (gunicorn) and a worker, all pointed at it."""
+production web server (sandbox_project/serve.py) and a worker, all pointed at it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.conf import settings
 
 from executions import scheduler, store
 from executions.sandbox.runner import docker_api
-from tests.conftest import ROOT, free_port, manage, start_gunicorn, stop_workers
+from tests.conftest import ROOT, free_port, manage, start_web_server, stop_workers
 
 pytestmark = pytest.mark.no_database
 
@@ -61,7 +61,7 @@ class PrivatePostgres:
 
 
 class Stack:
-    """gunicorn and one worker on the private database, talking HTTP like any client."""
+    """The web server and one worker on the private database, talking HTTP like any client."""
 
     def __init__(self, postgres: PrivatePostgres):
         self.env = dict(
@@ -77,7 +77,7 @@ class Stack:
         created = subprocess.run(manage("create_tenant", "outage"), env=self.env, check=True, cwd=ROOT,
                                  capture_output=True, text=True)
         self.key = created.stdout.strip().splitlines()[-1]
-        web, self.port = start_gunicorn(DATABASE_URL=postgres.url, WEB_WORKERS="1")
+        web, self.port = start_web_server(DATABASE_URL=postgres.url, WEB_WORKERS="1")
         self.processes = [web, subprocess.Popen(manage("rqworker", "sandbox"), env=self.env, cwd=ROOT)]
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:

@@ -117,7 +117,7 @@ def test_workers_run_supervised_sized_to_the_host_and_serve_their_metrics():
 
 def test_web_is_checked_on_healthz_and_waits_for_the_migrations():
     web = service("web")
-    assert words(web["command"])[:3] == ["gunicorn", "--config", "sandbox_project/gunicorn.py"]
+    assert words(web["command"]) == ["python", "-m", "sandbox_project.serve"]
     assert "/healthz" in " ".join(words(web["healthcheck"]["test"]))
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     # Prometheus and the healthcheck reach the app by these names; Django refuses any other host.
