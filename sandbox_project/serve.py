@@ -1,9 +1,10 @@
-"""The web server: granian serving sandbox_project.wsgi, configured from the environment.
+"""The web server: granian serving Django through sandbox_project.rsgi, configured from the environment.
 
     python -m sandbox_project.serve
 
-BIND (127.0.0.1:8000), WEB_WORKERS (2 processes), WEB_THREADS (32 request threads each),
-REQUEST_BODY_TIMEOUT_SECONDS (10: the time allowed for a request's headers), ACCESS_LOG (off).
+BIND (127.0.0.1:8000), WEB_WORKERS (2 processes), WEB_THREADS (32 request threads each, in
+sandbox_project.rsgi), REQUEST_BODY_TIMEOUT_SECONDS (10: for a request's headers, and then again
+for its body), ACCESS_LOG (off).
 """
 
 from __future__ import annotations
@@ -23,26 +24,22 @@ def server() -> Granian:
     host, _, port = envstr("BIND", "127.0.0.1:8000").rpartition(":")
     head_seconds = envfloat("REQUEST_BODY_TIMEOUT_SECONDS", 10)
     return Granian(
-        "sandbox_project.wsgi:application",
+        "sandbox_project.rsgi:application",
         address=host.strip("[]"),
         port=int(port),
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         # HTTP/1.1 only: one slow or hostile client is one connection, not many streams in one.
         http=HTTPModes.http1,
         websockets=False,
         workers=envint("WEB_WORKERS", 2),
-        # Requests with ?wait=N hold a thread while they wait (blocked on Redis, no CPU):
-        # settings.WAIT_SLOTS of them may wait, the others serve everything else. granian warns that
-        # this is many threads for the cores; they are meant for waiting, not for running at once.
-        blocking_threads=envint("WEB_THREADS", 32),
         http1_settings=HTTP1Settings(
             header_read_timeout=min(60_000, max(1, int(head_seconds * 1000))),
             max_buffer_size=MAX_HEAD_BYTES,
         ),
         log_access=envbool("ACCESS_LOG", False),
         respawn_failed_workers=True,
-        # On SIGTERM a worker finishes its requests; one stuck reading a stalled body would never end.
-        workers_kill_timeout=20,
+        # On SIGTERM a worker finishes its requests; a ?wait=30 may take that long.
+        workers_kill_timeout=35,
     )
 
 

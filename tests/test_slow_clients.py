@@ -32,20 +32,75 @@ def stalled_submission(port: int, key: str) -> socket.socket:
     return sock
 
 
-def test_a_stalled_body_holds_one_thread_until_its_client_hangs_up(alice, server):
-    # granian has no body deadline (README, Serving): the stalled request keeps its thread, the
-    # other thread goes on serving, and hanging up frees the first.
-    stalled = stalled_submission(server, alice.key)
+def read_status(sock: socket.socket) -> int:
+    sock.settimeout(10)
+    return int(sock.recv(64).split(b"\r\n")[0].split()[1])
+
+
+def test_stalled_bodies_get_408_at_the_deadline_and_hold_no_thread(alice, server):
+    # More stalled clients than the server has threads: the event loop reads bodies, not the threads.
+    stalled = [stalled_submission(server, alice.key) for _ in range(THREADS * 5)]
+    started = time.monotonic()
     try:
         for _ in range(THREADS * 2):
             client = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
             client.request("POST", "/api/v1/execute", b"print(1)", {"Authorization": f"Bearer {alice.key}"})
             assert client.getresponse().status == 202
+        assert time.monotonic() - started < 2
+        assert [read_status(sock) for sock in stalled] == [408] * len(stalled)
+        assert time.monotonic() - started < 2 + 1.5
     finally:
-        stalled.close()
-    time.sleep(0.5)
-    # What arrived of the stalled body ("print(") did not run as a whole script.
+        for sock in stalled:
+            sock.close()
+    # What arrived of the stalled bodies ("print(") never ran as a whole script.
     assert Execution.objects.count() == THREADS * 2
+
+
+def test_a_trickled_body_has_one_deadline_for_the_whole_of_it(alice, server):
+    sock = socket.create_connection(("127.0.0.1", server))
+    sock.sendall(
+        f"POST /api/v1/execute HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {alice.key}\r\n"
+        "Content-Length: 100\r\n\r\n".encode()
+    )
+    started = time.monotonic()
+    try:
+        # A byte every 0.2 s would never trip a per-read timeout.
+        for _ in range(15):
+            sock.sendall(b"#")
+            time.sleep(0.2)
+        assert read_status(sock) == 408
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 2 + 1.5
+    assert Execution.objects.count() == 0
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(alice, server, settings):
+    sock = socket.create_connection(("127.0.0.1", server))
+    sock.sendall(
+        f"POST /api/v1/execute HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {alice.key}\r\n"
+        f"Content-Length: {settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1}\r\n\r\n".encode()
+    )
+    assert read_status(sock) == 413
+    sock.close()
+    # Chunked, with no length announced: refused once it passes the limit.
+    client = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    chunks = (b"#" * 65536 for _ in range(settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 65536 + 2))
+    client.request("POST", "/api/v1/execute", chunks, {"Authorization": f"Bearer {alice.key}"}, encode_chunked=True)
+    assert client.getresponse().status == 413
+    assert Execution.objects.count() == 0
+
+
+def test_a_header_name_with_an_underscore_is_dropped(alice, server):
+    # X_Api_Key and X-Api-Key would both be HTTP_X_API_KEY to Django.
+    client = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    client.request("POST", "/api/v1/execute", b"print(1)", {"X_Api_Key": alice.key})
+    assert client.getresponse().status == 401
+    client = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    client.request("POST", "/api/v1/execute", b"print(1)", {"X-Api-Key": alice.key})
+    assert client.getresponse().status == 202
 
 
 def test_a_body_cut_short_creates_nothing(alice, server):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from executions import jobs
+from executions import runs
 from executions.models import Execution
 from tests.conftest import start_web_server, stop_web_server
 
@@ -58,7 +58,7 @@ def test_quick_requests_are_served_while_every_slot_waits(alice, server):
     # The waiters are answered as soon as their executions finish.
     for execution in Execution.objects.order_by("created_at")[:SLOTS]:
         Execution.objects.filter(id=execution.id).update(status="running")
-        jobs.finish(str(execution.id), {"status": "completed", "stdout": "1\n", "exit_code": 0})
+        runs.finish(str(execution.id), {"status": "completed", "stdout": "1\n", "exit_code": 0})
     for waiter in waiters:
         waiter.join(10)
     assert sorted((status, body["stdout"]) for status, body, _ in answers) == [(200, "1\n")] * SLOTS

@@ -1,0 +1,191 @@
+"""Django under granian's RSGI interface: the body is read first, on the event loop, with a deadline.
+
+granian's WSGI interface reads request bodies in blocking calls with no timeout (granian #728,
+wontfix), so a client that sends its headers and then trickles or stalls its body would hold a
+request thread for as long as it liked. Here the event loop reads the whole body, within
+REQUEST_BODY_TIMEOUT_SECONDS and DATA_UPLOAD_MAX_MEMORY_SIZE, while holding no thread; only then
+does Django's WSGI application (sandbox_project.wsgi) run, in a pool of WEB_THREADS threads. A
+slow body costs a coroutine and its bytes so far, never a thread.
+
+The WSGI environ is built here from the request alone: granian's WSGI interface would also copy the
+server's whole environment (SECRET_KEY, any HTTP_PROXY) into every request's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from granian.rsgi import ProtocolClosed, ProtocolError
+
+from sandbox_project.wsgi import application as django_application
+
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The request ends here, before Django, with this status and error."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class ClientGone(Exception):
+    """The client went away before it sent its whole body: there is no one to answer."""
+
+
+class Response:
+    """start_response, and what it was given."""
+
+    def __init__(self):
+        self.status = 500
+        self.headers: list[tuple[str, str]] = []
+
+    def __call__(self, status: str, headers, exc_info=None):
+        self.status = int(status.split(" ", 1)[0])
+        self.headers = headers
+        return self.write
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError("write() is not supported; return the body instead")
+
+
+def host_and_port(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), port
+
+
+def environ_for(scope, body: bytes) -> dict:
+    server, server_port = host_and_port(scope.server)
+    client, client_port = host_and_port(scope.client)
+    environ = {
+        "REQUEST_METHOD": scope.method,
+        "SCRIPT_NAME": "",
+        # PEP 3333: the decoded path's bytes, as latin-1 (granian gives it decoded as UTF-8).
+        "PATH_INFO": scope.path.encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.query_string,
+        "SERVER_NAME": server,
+        "SERVER_PORT": server_port,
+        "SERVER_PROTOCOL": f"HTTP/{scope.http_version}",
+        "REMOTE_ADDR": client,
+        "REMOTE_PORT": client_port,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.scheme,
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in scope.headers.items():
+        # "X-Api-Key" and "X_Api_Key" would both become HTTP_X_API_KEY: a header that a proxy in
+        # front passed on as something else. Dropped, as nginx and gunicorn do.
+        if "_" in name:
+            continue
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = f"HTTP_{key}"
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def call_django(app, environ: dict) -> tuple[int, list, bytes]:
+    response = Response()
+    result = app(environ, response)
+    try:
+        # Every response here is bounded (JSON, pages, static files): one piece, one Content-Length.
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return response.status, response.headers, body
+
+
+def error(protocol, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers = [("content-type", "application/json"), ("connection", "close")]
+    protocol.response_bytes(status, headers, body)
+
+
+class DjangoOverRSGI:
+    def __init__(self, app, threads: int, body_seconds: float, max_body: int):
+        self.app = app
+        self.threads = threads
+        self.body_seconds = body_seconds
+        self.max_body = max_body
+        self.executor: ThreadPoolExecutor | None = None
+
+    def __rsgi_init__(self, loop) -> None:
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+
+    def __rsgi_del__(self, loop) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        if scope.proto != "http":
+            return
+        try:
+            body = await asyncio.wait_for(self.read_body(scope, protocol), self.body_seconds or None)
+        except TimeoutError:
+            return error(protocol, 408, "request_timeout", "The request body did not arrive in time; nothing was created.")
+        except Refused as refused:
+            return error(protocol, refused.status, refused.code, refused.message)
+        except ClientGone:
+            return
+        if self.executor is None:
+            self.__rsgi_init__(None)
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self.executor, call_django, self.app, self.environ(scope, body))
+        protocol.response_bytes(status, headers, content)
+
+    def environ(self, scope, body: bytes) -> dict:
+        return environ_for(scope, body)
+
+    async def read_body(self, scope, protocol) -> bytes:
+        try:
+            return await self.read_whole_body(scope, protocol)
+        except (ProtocolClosed, ProtocolError):
+            raise ClientGone() from None
+
+    async def read_whole_body(self, scope, protocol) -> bytes:
+        declared = scope.headers.get("content-length")
+        if declared is None and "transfer-encoding" not in scope.headers:
+            return b""
+        if declared is not None:
+            if not declared.isdigit():
+                raise Refused(400, "bad_request", "Content-Length must be a whole number.")
+            length = int(declared)
+            if length > self.max_body:
+                raise Refused(413, "payload_too_large", f"The request body is over {self.max_body} bytes.")
+            if length == 0:
+                return b""
+            body = await protocol()
+            if len(body) < length:
+                # granian ends a body cut short by a disconnection without an error: never run
+                # what arrived ("print(") as if it were the whole script.
+                raise ClientGone()
+            return body
+        chunks, size = [], 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > self.max_body:
+                raise Refused(413, "payload_too_large", f"The request body is over {self.max_body} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+application = DjangoOverRSGI(
+    django_application,
+    threads=settings.WEB_THREADS,
+    body_seconds=settings.REQUEST_BODY_TIMEOUT_SECONDS,
+    # Django refuses a bigger body anyway (RequestDataTooBig); this stops reading it at that size.
+    max_body=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+)
