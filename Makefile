@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 
-.PHONY: run test test-sqlite test-postgres setup images burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup
+.PHONY: run test test-sqlite test-postgres setup images burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
 
 run:
 	scripts/dev.sh packages services venv
@@ -48,6 +48,12 @@ bench-lifecycle: images bench-setup
 
 bench-adversarial: images bench-setup
 	$(PY) bench/adversarial.py
+
+bench-reads: images bench-setup
+	$(PY) bench/reads.py
+
+bench-capacity: images bench-setup
+	$(PY) bench/capacity.py
 
 # Memory over 10,000 executions (about 20 minutes): bench/results/soak.*; not part of `make bench`.
 bench-soak: images bench-setup

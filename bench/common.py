@@ -209,6 +209,25 @@ class Stack:
             time.sleep(0.2)
         raise RuntimeError("the workers did not register within 60 s")
 
+    def start_supervisor(self, slots: int | None = None, reserve: int | None = None) -> int:
+        """`manage.py sandbox_workers`, as make run starts it; the number of workers once all are up."""
+        args = [sys.executable, "manage.py", "sandbox_workers"]
+        args += ["--slots", str(slots)] if slots else []
+        args += ["--reserve", str(reserve)] if reserve is not None else []
+        self.workers.append(self.spawn(args, "supervisor.log"))
+        expected = int(self.manage("shell", "-c", (
+            "from django.conf import settings; "
+            f"print({slots or 'settings.SANDBOX_SLOTS'} + {'settings.SANDBOX_RESERVE_SLOTS' if reserve is None else reserve})"
+        )).split()[-1])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.workers[-1].poll() is not None:
+                raise RuntimeError(f"the supervisor exited:\n{self.log_tail('supervisor.log')}")
+            if len(list(self.redis.scan_iter("rce:worker-alive:*"))) >= expected:
+                return expected
+            time.sleep(0.2)
+        raise RuntimeError(f"the workers did not start within 120 s:\n{self.log_tail('supervisor.log')}")
+
     def stop(self, processes: list[subprocess.Popen]) -> None:
         # SIGTERM lets a worker finish its execution; the web server stops gracefully on it too.
         for process in processes:

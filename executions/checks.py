@@ -83,4 +83,12 @@ def check_sandbox_slots(app_configs, **kwargs):
                 id="executions.E007",
             )
         )
+    if settings.SANDBOX_RESERVE_SLOTS < 0:
+        errors.append(
+            Error(
+                f"SANDBOX_RESERVE_SLOTS must not be negative, not {settings.SANDBOX_RESERVE_SLOTS}.",
+                hint="0 keeps no worker in reserve for tenants' first runs.",
+                id="executions.E008",
+            )
+        )
     return errors

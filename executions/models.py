@@ -59,7 +59,7 @@ class Tenant(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     rate_per_minute = _limit_field("API requests per minute; more get 429.")
     max_queued = _limit_field("Executions that may be queued or running at once; more submissions get 429.")
-    max_running = _limit_field("Executions that may run at once; more wait in the queue.")
+    max_running = _limit_field("Executions that may run at once, 0 for no cap of its own; more wait in the queue.")
     max_timeout_seconds = _limit_field("The longest wall-clock limit a run may ask for.")
     max_memory_mb = _limit_field("The most memory a run may ask for.")
     allowed_languages = models.CharField(
@@ -81,7 +81,7 @@ class Tenant(models.Model):
         return Limits(
             rate_per_minute=pick(self.rate_per_minute, settings.TENANT_RATE_PER_MINUTE),
             max_queued=pick(self.max_queued, settings.TENANT_MAX_QUEUED),
-            max_running=max(1, pick(self.max_running, settings.TENANT_MAX_RUNNING)),
+            max_running=pick(self.max_running, settings.TENANT_MAX_RUNNING),
             max_timeout_seconds=pick(self.max_timeout_seconds, settings.SANDBOX_TIMEOUT_SECONDS),
             max_memory_mb=pick(self.max_memory_mb, settings.SANDBOX_MEMORY_MB),
             languages=frozenset(

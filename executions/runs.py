@@ -44,6 +44,11 @@ def worker_name() -> str:
 def run_execution(execution_id: str, tenant_id: int | None = None) -> str:
     """The rq job: run the execution, then free its tenant's place in the scheduler, whatever happened."""
     try:
+        # This job left a list: the next one goes in now, while this one runs.
+        scheduler.started()
+    except redis.RedisError:
+        log.warning("execution %s: could not dispatch the next job", execution_id, exc_info=True)
+    try:
         return run(execution_id)
     finally:
         job = get_current_job()

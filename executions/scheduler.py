@@ -1,20 +1,34 @@
 """The queue as the platform writes it: admission, fair scheduling and rq's job format, in Redis scripts.
 
-rq's workers take jobs from one shared list (`rq:queue:sandbox`). A tenant's jobs reach that list
-only while fewer than its max_running are there or running; the rest wait in the tenant's own
-backlog, oldest first, and move in one by one as its earlier jobs end (release()). So another
-tenant's new job is never behind more than max_running of this tenant's, whatever its backlog.
+rq's workers take jobs from two lists: `rq:queue:sandbox-express` first, then `rq:queue:sandbox`.
+A tenant's submissions wait in its own backlog (oldest first) and the dispatcher moves them into
+those lists one at a time, late, when a worker is about to want one:
+
+- a tenant with nothing in the lists or running, while other tenants have, gets its oldest job into
+  the express list at once; so does one with less than half as many as the busiest other tenant
+  that has a backlog. Every worker takes express jobs first, and SANDBOX_RESERVE_SLOTS workers a
+  host take only those: another tenant's first runs start at once, whatever one tenant keeps
+  running;
+- the shared list holds at most READY jobs; each next one comes from the tenant with the fewest
+  jobs in the lists or running (and, among those, the one served longest ago), within its own
+  max_running if it has one (0: none). A tenant alone fills every slot; two tenants share them.
+
+Dispatching happens on each admission, each job's start (started()) and each job's end (release()).
 
 Admission is one script, one round trip: the request is counted in its tenant's rate window, the
-tenant's max_queued and the platform's QUEUE_MAX_DEPTH are checked, and the jobs are written,
-put in the backlog and dispatched, all at once or not at all.
+tenant's max_queued and the platform's QUEUE_MAX_DEPTH are checked, and the jobs are written, put
+in the backlog and dispatched, all at once or not at all.
 
 The job hash is rq's own format, made by rq's public API (Queue.create_job, Job.to_dict) and
 written by the script; tests/test_scheduler.py checks that rq's own worker runs what it writes.
-Keys per tenant: `inflight` (a sorted set of its jobs queued or running, for max_queued),
-`backlog` (a list of those waiting for their turn), `dispatched` (a sorted set of those in the
-shared list or running, for max_running) and `max-running` (its cap, for release()). The platform
-keeps `rce:backlogged`, the number of jobs in all backlogs, so that the depth is O(1).
+Keys per tenant, `rce:tenant:<id>:...`: `inflight` (a sorted set of its jobs queued or running,
+for max_queued), `backlog` (a list of those waiting for dispatch), `dispatched` (a sorted set of
+those in the lists or running) and `max-running` (its cap). Platform-wide: `rce:backlogged` (jobs in
+all backlogs, so that the depth is O(1)), `rce:active` (tenants with a backlog, scored by how many
+they have dispatched, plus a fraction of when they were last served), `rce:served` (each tenant's
+last dispatch number), `rce:dispatches` (the counter of those numbers) and `rce:dispatched-total`
+(jobs in the lists or running, all tenants). The scripts build the
+per-tenant keys from the tenant id: one Redis, not a cluster.
 """
 
 from __future__ import annotations
@@ -37,75 +51,146 @@ JOB_FUNCTION = "executions.runs.run_execution"
 RATE_KEY = "rce:rate:{}:{}"
 TENANT_KEY = "rce:tenant:{}:{}"
 BACKLOGGED_KEY = "rce:backlogged"
+ACTIVE_KEY = "rce:active"
+SERVED_KEY = "rce:served"
+DISPATCHES_KEY = "rce:dispatches"
+TOTAL_KEY = "rce:dispatched-total"
+# Jobs the shared list may hold: few, so that the order is decided when a worker is about to want
+# one, not when the job arrived. Two keep a worker that finishes from waiting on a dispatch.
+READY = 2
 
 ADMITTED, RATE_LIMITED, QUOTA_EXCEEDED, OVERLOADED = 0, 1, 2, 3
 
-# Moves the tenant's oldest waiting jobs to the shared list while it has a free slot.
+# The dispatcher, shared by the scripts. G holds the platform's keys: shared, express, backlogged,
+# active, served, dispatches, dispatched-total (KEYS in that order, after each script's own).
 DISPATCH = """
-local function dispatch(backlog, dispatched, cap_key, shared, backlogged, now)
-    local cap = tonumber(redis.call('GET', cap_key) or '1')
-    local moved = 0
-    while redis.call('ZCARD', dispatched) < cap do
-        local id = redis.call('LPOP', backlog)
-        if not id then break end
-        redis.call('ZADD', dispatched, now, id)
-        redis.call('RPUSH', shared, id)
-        moved = moved + 1
+local G = {}
+local function tkey(tenant, name) return 'rce:tenant:' .. tenant .. ':' .. name end
+local function score(tenant)
+    local served = tonumber(redis.call('HGET', G.served, tenant) or '0')
+    return redis.call('ZCARD', tkey(tenant, 'dispatched')) + served / 1e12
+end
+local function rescore(tenant)
+    if redis.call('LLEN', tkey(tenant, 'backlog')) == 0 then
+        redis.call('ZREM', G.active, tenant)
+    else
+        redis.call('ZADD', G.active, score(tenant), tenant)
     end
-    if moved > 0 then redis.call('DECRBY', backlogged, moved) end
+end
+-- Express: the tenant has nothing dispatched while others have, or less than half of what the
+-- busiest other tenant with a backlog has: its jobs go ahead of that tenant's.
+local function express(tenant)
+    local mine = redis.call('ZCARD', tkey(tenant, 'dispatched'))
+    if mine == 0 then return tonumber(redis.call('GET', G.total) or '0') > 0 end
+    local top = redis.call('ZREVRANGE', G.active, 0, 1, 'WITHSCORES')
+    for i = 1, #top, 2 do
+        if top[i] ~= tenant then return mine * 2 < math.floor(tonumber(top[i + 1])) end
+    end
+    return false
+end
+local function dispatch_one(tenant, now)
+    local id = redis.call('LPOP', tkey(tenant, 'backlog'))
+    if not id then
+        redis.call('ZREM', G.active, tenant)
+        return
+    end
+    redis.call('DECR', G.backlogged)
+    redis.call('RPUSH', express(tenant) and G.express or G.shared, id)
+    redis.call('ZADD', tkey(tenant, 'dispatched'), now, id)
+    redis.call('INCR', G.total)
+    redis.call('HSET', G.served, tenant, redis.call('INCR', G.dispatches))
+    rescore(tenant)
+end
+local function eligible(tenant)
+    local cap = tonumber(redis.call('GET', tkey(tenant, 'max-running')) or '0')
+    return cap == 0 or redis.call('ZCARD', tkey(tenant, 'dispatched')) < cap
+end
+local function dispatch(now, ready)
+    -- Tenants with nothing dispatched: their oldest job to the express list, at once.
+    for _, tenant in ipairs(redis.call('ZRANGEBYSCORE', G.active, '-inf', '(1')) do
+        dispatch_one(tenant, now)
+    end
+    while redis.call('LLEN', G.shared) < ready do
+        local picked = nil
+        for _, tenant in ipairs(redis.call('ZRANGE', G.active, 0, -1)) do
+            if eligible(tenant) then
+                picked = tenant
+                break
+            end
+        end
+        if not picked then break end
+        dispatch_one(picked, now)
+    end
+end
+local function platform(first)
+    G.shared, G.express, G.backlogged = KEYS[first], KEYS[first + 1], KEYS[first + 2]
+    G.active, G.served, G.dispatches, G.total = KEYS[first + 3], KEYS[first + 4], KEYS[first + 5], KEYS[first + 6]
 end
 """
 
-# Both scripts take the tenant's keys and the platform's first (tenant_keys()): inflight, backlog,
-# dispatched, max-running, the shared list, backlogged.
-
-# KEYS: those six, then the rate window and rq's set of queues. ARGV: the rate limit (0: not
-# counted), max queued (-1: not checked), max depth, max running (0: keep the tenant's), now, the
-# job count, then per job: its id, its hash key, its field count, its fields and values.
+# KEYS: the tenant's inflight, backlog and max-running, the rate window, rq's set of queues, then
+# the platform's seven. ARGV: the rate limit (0: not counted), max queued (-1: not checked), max
+# depth, max running (-1: keep the tenant's; 0: none), now, the tenant id, READY, the job count,
+# then per job: its id, its hash key, its field count, its fields and values.
 ADMIT = DISPATCH + """
+platform(6)
 local rate_limit = tonumber(ARGV[1])
 if rate_limit > 0 then
-    local count = redis.call('INCR', KEYS[7])
-    if count == 1 then redis.call('EXPIRE', KEYS[7], 120) end
+    local count = redis.call('INCR', KEYS[4])
+    if count == 1 then redis.call('EXPIRE', KEYS[4], 120) end
     if count > rate_limit then return {1, count} end
 end
-local count = tonumber(ARGV[6])
+local count = tonumber(ARGV[8])
 local max_queued = tonumber(ARGV[2])
 if max_queued >= 0 then
     local mine = redis.call('ZCARD', KEYS[1])
     if mine + count > max_queued then return {2, mine} end
-    local waiting = redis.call('LLEN', KEYS[5]) + tonumber(redis.call('GET', KEYS[6]) or '0')
+    local waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
+        + tonumber(redis.call('GET', G.backlogged) or '0')
     if waiting + count > tonumber(ARGV[3]) then return {3, waiting} end
 end
-local now = ARGV[5]
-local i = 7
+local now, tenant = ARGV[5], ARGV[6]
+local i = 9
 for _ = 1, count do
     local id, key, fields = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * fields))
     redis.call('ZADD', KEYS[1], now, id)
     redis.call('RPUSH', KEYS[2], id)
     -- Per job: a write that fails half-way through a batch leaves the jobs before it counted.
-    redis.call('INCR', KEYS[6])
+    redis.call('INCR', G.backlogged)
     i = i + 3 + 2 * fields
 end
-if tonumber(ARGV[4]) > 0 then redis.call('SET', KEYS[4], ARGV[4]) end
-redis.call('SADD', KEYS[8], KEYS[5])
-dispatch(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now)
+if tonumber(ARGV[4]) >= 0 then redis.call('SET', KEYS[3], ARGV[4]) end
+redis.call('SADD', KEYS[5], G.shared, G.express)
+rescore(tenant)
+dispatch(now, tonumber(ARGV[7]))
 return {0, 0}
 """
 
-# KEYS: those six, then the job's hash. ARGV: the job id, now, withdraw (1: the job has not run:
-# take it out of the lists and delete its hash).
+# KEYS: the tenant's inflight, backlog and dispatched, the job's hash, then the platform's seven.
+# ARGV: the job id, now, withdraw (1: the job has not run: take it out of the lists, delete its
+# hash), the tenant id, READY.
 RELEASE = DISPATCH + """
+platform(5)
+local tenant = ARGV[4]
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('DECR', G.total) end
 if ARGV[3] == '1' then
     local waiting = redis.call('LREM', KEYS[2], 0, ARGV[1])
-    if waiting > 0 then redis.call('DECRBY', KEYS[6], waiting) end
-    redis.call('LREM', KEYS[5], 0, ARGV[1])
-    redis.call('DEL', KEYS[7])
+    if waiting > 0 then redis.call('DECRBY', G.backlogged, waiting) end
+    redis.call('LREM', G.shared, 0, ARGV[1])
+    redis.call('LREM', G.express, 0, ARGV[1])
+    redis.call('DEL', KEYS[4])
 end
-dispatch(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[2])
+if redis.call('ZSCORE', G.active, tenant) then rescore(tenant) end
+dispatch(ARGV[2], tonumber(ARGV[5]))
+return 1
+"""
+
+# KEYS: the platform's seven. ARGV: now, READY.
+STARTED = DISPATCH + """
+platform(1)
+dispatch(ARGV[1], tonumber(ARGV[2]))
 return 1
 """
 
@@ -135,6 +220,11 @@ def queue():
 
 
 @functools.cache
+def express_queue():
+    return django_rq.get_queue(settings.SANDBOX_EXPRESS_QUEUE, connection=store.connection(), commit_mode="auto")
+
+
+@functools.cache
 def script(source: str):
     return store.connection().register_script(source)
 
@@ -148,10 +238,9 @@ def tenant_key(tenant_id: int, name: str) -> str:
     return TENANT_KEY.format(tenant_id, name)
 
 
-def tenant_keys(tenant_id: int) -> list[str]:
-    """The keys both scripts take first: the tenant's four, the shared list and the backlog count."""
-    names = ("inflight", "backlog", "dispatched", "max-running")
-    return [*(tenant_key(tenant_id, name) for name in names), queue().key, BACKLOGGED_KEY]
+def platform_keys() -> list[str]:
+    """The keys every script takes last: the lists, the backlog count and the dispatcher's own."""
+    return [queue().key, express_queue().key, BACKLOGGED_KEY, ACTIVE_KEY, SERVED_KEY, DISPATCHES_KEY, TOTAL_KEY]
 
 
 def job_id(execution_id, attempts: int) -> str:
@@ -184,13 +273,22 @@ def admit(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int
     Raises redis.RedisError if Redis cannot be reached: then nothing was queued.
     """
     now = time.time()
-    keys = [*tenant_keys(tenant_id), RATE_KEY.format(tenant_id, int(now // 60)), queue().redis_queues_keys]
+    keys = [
+        tenant_key(tenant_id, "inflight"),
+        tenant_key(tenant_id, "backlog"),
+        tenant_key(tenant_id, "max-running"),
+        RATE_KEY.format(tenant_id, int(now // 60)),
+        queue().redis_queues_keys,
+        *platform_keys(),
+    ]
     args = [
         quotas.rate_per_minute if quotas else 0,
         quotas.max_queued if quotas else -1,
         settings.QUEUE_MAX_DEPTH,
-        quotas.max_running if quotas else 0,
+        quotas.max_running if quotas else -1,
         now,
+        tenant_id,
+        READY,
         len(executions),
     ]
     for execution_id, attempts in executions:
@@ -203,9 +301,21 @@ def admit(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int
     return Refusal(reason, int(value))
 
 
+def started() -> None:
+    """A worker took a job from a list: dispatch the next one, so that the lists stay ready."""
+    run(STARTED, platform_keys(), [time.time(), READY])
+
+
 def release(tenant_id: int, job: str, withdraw: bool = False) -> None:
     """The job ended (or, with withdraw, will never run): free its place and dispatch the next."""
-    run(RELEASE, [*tenant_keys(tenant_id), Job.key_for(job)], [job, time.time(), int(withdraw)])
+    keys = [
+        tenant_key(tenant_id, "inflight"),
+        tenant_key(tenant_id, "backlog"),
+        tenant_key(tenant_id, "dispatched"),
+        Job.key_for(job),
+        *platform_keys(),
+    ]
+    run(RELEASE, keys, [job, time.time(), int(withdraw), tenant_id, READY])
 
 
 def counts(tenant_id: int) -> tuple[int, int]:
@@ -213,11 +323,12 @@ def counts(tenant_id: int) -> tuple[int, int]:
     with store.connection().pipeline(transaction=False) as pipe:
         pipe.zcard(tenant_key(tenant_id, "inflight"))
         pipe.llen(queue().key)
+        pipe.llen(express_queue().key)
         pipe.get(BACKLOGGED_KEY)
-        mine, shared, backlogged = pipe.execute()
-    return int(mine), int(shared) + int(backlogged or 0)
+        mine, shared, express, backlogged = pipe.execute()
+    return int(mine), int(shared) + int(express) + int(backlogged or 0)
 
 
 def depth() -> int:
-    """Executions waiting for a worker: in the shared list, or in a tenant's backlog."""
+    """Executions waiting for a worker: in the lists, or in a tenant's backlog."""
     return counts(0)[1]

@@ -49,9 +49,13 @@ def describe(status: int) -> str:
 @dataclass
 class Supervisor:
     slots: int
+    # Workers beyond the slots that take only express jobs: a tenant's first run when it has
+    # nothing running (executions/scheduler.py).
+    reserve: int = 0
     clock: Callable[[], float] = time.monotonic
     # pid -> (worker name, start time on self.clock)
     workers: dict[int, tuple[str, float]] = field(default_factory=dict)
+    reserves: set[int] = field(default_factory=set)
     crashes: int = 0
     next_start: float = 0.0
     stop_requests: int = 0
@@ -62,7 +66,7 @@ class Supervisor:
         if settings.WORKER_METRICS_PORT:
             # One port for all the workers: they share this container's multiprocess directory.
             start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
-        log.info("supervising %d sandbox workers (SANDBOX_SLOTS)", self.slots)
+        log.info("supervising %d sandbox workers (SANDBOX_SLOTS) and %d in reserve", self.slots, self.reserve)
         signalled = 0
         while True:
             self.reap()
@@ -90,16 +94,16 @@ class Supervisor:
                 pass
 
     def fill(self) -> None:
-        while len(self.workers) < self.slots and self.clock() >= self.next_start:
+        while len(self.workers) < self.slots + self.reserve and self.clock() >= self.next_start:
             try:
-                self.start_worker()
+                self.start_worker(reserve=len(self.reserves) < self.reserve)
             except OSError:
                 # Out of processes or memory for the moment: try again after a pause.
                 log.exception("could not start a sandbox worker")
                 self.crashes += 1
                 self.next_start = self.clock() + backoff_seconds(self.crashes)
 
-    def start_worker(self) -> None:
+    def start_worker(self, reserve: bool = False) -> None:
         name = uuid.uuid4().hex
         parent = os.getpid()
         # A database connection must not be shared across a fork; Redis' client reconnects by itself.
@@ -108,7 +112,7 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                work(name, parent)
+                work(name, parent, reserve)
                 code = 0
             except BaseException:
                 log.exception("sandbox worker %s failed", name)
@@ -116,7 +120,9 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         self.workers[pid] = (name, self.clock())
-        log.info("started sandbox worker %s (pid %d)", name, pid)
+        if reserve:
+            self.reserves.add(pid)
+        log.info("started sandbox worker %s (pid %d%s)", name, pid, ", in reserve" if reserve else "")
 
     def reap(self) -> None:
         while self.workers:
@@ -128,6 +134,7 @@ class Supervisor:
                 return
             if pid in self.workers:
                 name, started = self.workers.pop(pid)
+                self.reserves.discard(pid)
                 self.bury(pid, name, started, status)
 
     def bury(self, pid: int, name: str, started: float, status: int) -> None:
@@ -156,8 +163,9 @@ class Supervisor:
             connections.close_all()
 
 
-def work(name: str, parent: int) -> None:
-    """A forked child's life: one SandboxWorker on the sandbox queue until it is told to stop."""
+def work(name: str, parent: int, reserve: bool = False) -> None:
+    """A forked child's life: one SandboxWorker until it is told to stop, on the express and sandbox
+    queues, or on the express queue alone in reserve."""
     from executions.worker import SandboxWorker
 
     # Its own session, so that a terminal's Ctrl-C reaches only the supervisor, which passes it on once.
@@ -168,7 +176,7 @@ def work(name: str, parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         return
-    queue = django_rq.get_queue(settings.SANDBOX_QUEUE)
+    queue = django_rq.get_queue(settings.SANDBOX_EXPRESS_QUEUE if reserve else settings.SANDBOX_QUEUE)
     # rqworker's default TTL, which SandboxWorker shortens to fit its maintenance interval.
     worker = SandboxWorker([queue], connection=queue.connection, name=name, worker_ttl=420, serve_metrics=False)
     worker.work(logging_level=logging.getLevelName(logging.getLogger().level))

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 
+import django_rq
 import redis
 from django.conf import settings
 from django.db import close_old_connections
@@ -31,13 +32,14 @@ class SandboxWorker(SimpleWorker):
     stale sandbox containers and reconciles executions that lost their job or worker.
     """
 
-    def __init__(self, *args, serve_metrics: bool = True, **kwargs):
+    def __init__(self, queues, *args, serve_metrics: bool = True, **kwargs):
         # Jobs are JSON on both sides, whatever serializer the command line named.
         kwargs["serializer"] = JSONSerializer
         kwargs["maintenance_interval"] = settings.WORKER_MAINTENANCE_INTERVAL
         # A short TTL makes the idle dequeue wake up often enough for the maintenance pass.
         kwargs["worker_ttl"] = min(kwargs.get("worker_ttl") or 60, settings.WORKER_MAINTENANCE_INTERVAL + 15)
-        super().__init__(*args, **kwargs)
+        queues = queues if isinstance(queues, (list, tuple)) else [queues]
+        super().__init__(with_express_first(list(queues), kwargs.get("connection")), *args, **kwargs)
         # Under `manage.py sandbox_workers` the supervisor serves its workers' metrics on the port.
         if settings.WORKER_METRICS_PORT and serve_metrics:
             start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
@@ -95,6 +97,15 @@ class SandboxWorker(SimpleWorker):
             raise
         except Exception:
             log.exception("%s pass failed", name)
+
+
+def with_express_first(queues: list, connection) -> list:
+    """A worker of the sandbox queue takes the express queue's jobs first (executions/scheduler.py)."""
+    names = [getattr(queue, "name", queue) for queue in queues]
+    if settings.SANDBOX_QUEUE not in names or settings.SANDBOX_EXPRESS_QUEUE in names:
+        return queues
+    express = django_rq.get_queue(settings.SANDBOX_EXPRESS_QUEUE, connection=connection or queues[0].connection)
+    return [express, *queues]
 
 
 def engine_health() -> str:

@@ -206,9 +206,10 @@ SANDBOX_MAX_STDIN_BYTES = envint("SANDBOX_MAX_STDIN_BYTES", 64 * 1024)
 RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
 
 # --- Sandbox slots: how many sandboxes run at once on this host (one rq worker each) ---------
-# More than 1 lets more sandboxes run than the cores hold at their full SANDBOX_CPUS, for scripts
-# that mostly wait.
-SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 1.0)
+# More than 1 lets more sandboxes run than the cores hold at their full SANDBOX_CPUS: a run's CPU is
+# capped, so at 1 the cores sit half idle while short runs wait behind capped loops (README, "Fair
+# scheduling"). At 2, runs that want all their CPU at once take up to twice as long.
+SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 2.0)
 # What a slot costs besides its sandbox's memory limit: its worker process and the engine's
 # per-container processes (README, "Slots and supervision", has the measurement).
 SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 40)
@@ -219,6 +220,9 @@ SANDBOX_SLOTS = envint(
         SANDBOX_OVERCOMMIT,
     ),
 )
+# Workers a host keeps, beyond SANDBOX_SLOTS, for the first run of a tenant with nothing running
+# (executions/scheduler.py): another tenant's first run never waits for one tenant's loops to end.
+SANDBOX_RESERVE_SLOTS = envint("SANDBOX_RESERVE_SLOTS", 1)
 
 # A JSON request carries the code and stdin escaped, so allow for escaping on top of both limits.
 # A request's headers must arrive within this many seconds, else the connection is closed
@@ -231,9 +235,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
 # --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
 TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
 TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
-# Below the number of sandbox slots (SANDBOX_SLOTS), so that one tenant flooding
-# the queue leaves a worker free for the others (bench/fairness.py).
-TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 2)
+# 0: no cap of its own; the scheduler shares the slots between the tenants that have work
+# (executions/scheduler.py), and a tenant alone may use them all.
+TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 0)
 TENANT_ALLOWED_LANGUAGES = [
     name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", "python,bash").split(",") if name.strip()
 ]
@@ -244,12 +248,15 @@ QUEUE_FULL_RETRY_AFTER_SECONDS = envint("QUEUE_FULL_RETRY_AFTER_SECONDS", 30)
 
 # --- Queue ----------------------------------------------------------------------------------
 SANDBOX_QUEUE = "sandbox"
+# A tenant's first job when it has nothing running: every worker takes these first.
+SANDBOX_EXPRESS_QUEUE = "sandbox-express"
 RQ_QUEUES = {
-    SANDBOX_QUEUE: {
+    name: {
         "URL": REDIS_URL,
         "SERIALIZER": "rq.serializers.JSONSerializer",
         "DEFAULT_TIMEOUT": int(SANDBOX_TIMEOUT_SECONDS) + 120,
-    },
+    }
+    for name in (SANDBOX_QUEUE, SANDBOX_EXPRESS_QUEUE)
 }
 RQ = {"WORKER_CLASS": "executions.worker.SandboxWorker"}
 # Seconds between a worker's maintenance passes (janitor and reconciler).

@@ -87,6 +87,11 @@ def run_worker() -> None:
     SandboxWorker([queue], connection=connection).work(burst=True)
 
 
+def listed_jobs() -> list[str]:
+    """The jobs in the lists rq's workers take from: the express list first, then the shared one."""
+    return scheduler.express_queue().job_ids + scheduler.queue().job_ids
+
+
 def queued_job_count() -> int:
     """Jobs waiting for a worker: in the shared queue, or behind their tenant's max_running."""
     return scheduler.depth()
@@ -151,8 +156,9 @@ def stop_web_server(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
-def start_workers(count: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen(manage("rqworker", "sandbox"), env=subprocess_env(), cwd=ROOT) for _ in range(count)]
+def start_workers(count: int, queue: str = "sandbox") -> list[subprocess.Popen]:
+    """`manage.py rqworker sandbox` processes (they take express jobs first); `sandbox-express`: a reserve."""
+    return [subprocess.Popen(manage("rqworker", queue), env=subprocess_env(), cwd=ROOT) for _ in range(count)]
 
 
 def stop_workers(processes: list[subprocess.Popen]) -> None:

@@ -13,9 +13,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from executions import runs, scheduler
+from executions import runs
 from executions.models import ApiKey, Execution, Tenant
-from tests.conftest import run_worker
+from tests.conftest import listed_jobs, run_worker
 from tests.helpers import assert_error
 
 EXECUTIONS = "/admin/executions/execution/"
@@ -278,7 +278,7 @@ class TestExecutionActions:
         assert Execution.objects.get(id=queued).status == "cancelled"
         assert Execution.objects.get(id=finished).status == "completed"
         # The cancelled one's job left the queue.
-        assert f"execution-{queued}-1" not in scheduler.queue().job_ids
+        assert f"execution-{queued}-1" not in listed_jobs()
 
     def test_a_view_only_operator_can_browse_but_not_act(self, alice):
         task_id = alice.submit("print(1)")

@@ -1,10 +1,10 @@
-"""A tenant's backlog never stands in front of another tenant's new execution (real rq workers)."""
+"""A tenant's backlog and its long runs never stand in front of another tenant's new execution (real rq workers)."""
 
 from __future__ import annotations
 
 from executions import scheduler, store
 from executions.models import Execution
-from tests.conftest import start_workers, stop_workers, wait_for_status
+from tests.conftest import listed_jobs, start_workers, stop_workers, wait_for_status
 
 SLEEP = "import time; time.sleep(0.3)"
 TERMINAL = set(Execution.TERMINAL_STATUSES)
@@ -21,7 +21,7 @@ def test_a_backlog_beyond_max_running_waits_outside_the_queue(alice, bob):
         alice.submit("print(1)")
     bob.submit("print(2)")
     # Two of alice's in the shared queue, then bob's; alice's other three wait their turn.
-    assert scheduler.queue().count == 3
+    assert len(listed_jobs()) == 3
     assert (backlog(alice), backlog(bob)) == (3, 0)
     assert scheduler.counts(alice.tenant.id) == (5, 6)
 
@@ -56,3 +56,22 @@ def test_max_running_holds_the_excess_in_the_queue(alice, three_workers):
     spans = sorted((run.started_at, run.finished_at) for run in runs)
     for (_, finished), (started, _) in zip(spans, spans[1:]):
         assert finished <= started
+
+
+def test_a_tenants_first_run_takes_the_reserve_while_another_fills_every_slot(alice, bob, transactional_db):
+    loops = [alice.submit("import time; time.sleep(4)") for _ in range(6)]
+    workers = start_workers(2) + start_workers(1, "sandbox-express")
+    try:
+        # Alice alone uses every slot.
+        for task_id in loops[:2]:
+            wait_for_status(task_id, {"running"}, timeout=60)
+        task_id = bob.submit("print('bob')")
+        mine = wait_for_status(task_id, TERMINAL, timeout=60)
+        # The reserve ran it at once, while alice's first runs still ran and her backlog waited.
+        assert mine.status == "completed"
+        first_ended = Execution.objects.get(id=loops[0]).finished_at
+        running_then = Execution.objects.filter(tenant=alice.tenant, started_at__lt=mine.started_at).count()
+    finally:
+        stop_workers(workers)
+    assert first_ended is None or mine.finished_at < first_ended
+    assert running_then == 2

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from executions import reconciler, runs, scheduler, store
 from executions.models import Execution
+from tests.conftest import listed_jobs
 
 
 def age(task_id: str, **delta) -> None:
@@ -32,7 +33,7 @@ def test_it_requeues_a_lost_job_once_then_gives_up(alice, redis_conn):
     assert reconciler.requeue_lost() == 1
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.attempts) == ("queued", 2)
-    assert scheduler.queue().job_ids == [f"execution-{task_id}-2"]
+    assert listed_jobs() == [f"execution-{task_id}-2"]
     redis_conn.flushdb()
     assert reconciler.requeue_lost() == 1
     execution = Execution.objects.get(id=task_id)
@@ -76,7 +77,7 @@ def test_it_runs_again_once_an_execution_whose_sandbox_never_started(alice, redi
     assert reconciler.fail_orphaned() == 1
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.attempts, execution.started_at) == ("queued", 2, None)
-    assert scheduler.queue().job_ids == [f"execution-{task_id}-2"]
+    assert listed_jobs() == [f"execution-{task_id}-2"]
     # Lost a second time, it ends in error.
     running(task_id, seconds_ago=40, container="")
     assert reconciler.fail_orphaned() == 1

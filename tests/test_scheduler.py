@@ -25,6 +25,11 @@ def dispatched(tenant_id: int) -> set[str]:
     return {job.decode() for job in store.connection().zrange(scheduler.tenant_key(tenant_id, "dispatched"), 0, -1)}
 
 
+def both_queues() -> list:
+    names = (settings.SANDBOX_EXPRESS_QUEUE, settings.SANDBOX_QUEUE)
+    return [django_rq.get_queue(name, connection=store.connection()) for name in names]
+
+
 def new_rows(persona, count: int) -> list[Execution]:
     return [Execution.objects.create(tenant=persona.tenant, language="python", code=f"print({i})") for i in range(count)]
 
@@ -45,8 +50,7 @@ def test_rqs_own_worker_runs_what_the_script_writes(alice, transactional_db):
     assert (job.func_name, job.args, job.get_status()) == (scheduler.JOB_FUNCTION, [str(row.id), alice.tenant.id], "queued")
     assert job.timeout == scheduler.job_timeout()
     # rq's plain SimpleWorker, not ours: the contract is with rq itself.
-    queue = django_rq.get_queue(settings.SANDBOX_QUEUE, connection=connection)
-    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(both_queues(), connection=connection, serializer=JSONSerializer).work(burst=True)
     job = Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer)
     assert (job.get_status(), job.return_value()) == (JobStatus.FINISHED, "completed")
     row.refresh_from_db()
@@ -56,18 +60,54 @@ def test_rqs_own_worker_runs_what_the_script_writes(alice, transactional_db):
     assert dispatched(alice.tenant.id) == set()
 
 
+def express() -> list[str]:
+    return scheduler.express_queue().job_ids
+
+
+def shared() -> list[str]:
+    return scheduler.queue().job_ids
+
+
+def take(jobs: list[str]) -> None:
+    """What a worker does: take a job from a list, and let the next one in."""
+    for job in jobs:
+        store.connection().lrem(scheduler.queue().key, 1, job)
+        store.connection().lrem(scheduler.express_queue().key, 1, job)
+    scheduler.started()
+
+
 def test_a_tenants_jobs_beyond_max_running_wait_in_its_backlog_in_order(alice):
     rows = new_rows(alice, 3)
     admit(alice, rows)
-    assert scheduler.queue().job_ids == [job_of(rows[0])]
+    assert (express(), shared()) == ([], [job_of(rows[0])])
     assert backlog(alice.tenant.id) == [job_of(rows[1]), job_of(rows[2])]
     assert scheduler.counts(alice.tenant.id) == (3, 3)
+    take([job_of(rows[0])])
+    assert (express(), shared()) == ([], [])
     scheduler.release(alice.tenant.id, job_of(rows[0]))
     # Its end lets the next one in.
-    assert scheduler.queue().job_ids == [job_of(rows[0]), job_of(rows[1])]
+    assert shared() == [job_of(rows[1])]
     assert backlog(alice.tenant.id) == [job_of(rows[2])]
     assert dispatched(alice.tenant.id) == {job_of(rows[1])}
     assert scheduler.counts(alice.tenant.id)[0] == 2
+
+
+def test_the_next_job_comes_from_the_tenant_with_the_fewest_running(alice, bob):
+    unlimited = scheduler.Quotas(rate_per_minute=100, max_queued=100, max_running=0)
+    a, b = new_rows(alice, 6), new_rows(bob, 3)
+    admit(alice, a, unlimited)
+    # Alone, alice fills the shared list (READY jobs); the rest waits in her backlog.
+    assert (express(), shared()) == ([], [job_of(a[0]), job_of(a[1])])
+    admit(bob, b, unlimited)
+    # Bob has nothing running while alice has: his first job goes express, ahead of all of hers.
+    assert (express(), shared()) == ([job_of(b[0])], [job_of(a[0]), job_of(a[1])])
+    take([job_of(b[0]), job_of(a[0]), job_of(a[1])])
+    # Bob has 1 running, alice 2: bob's next first; then both have 2, and alice, served longer
+    # ago, comes before bob.
+    assert shared() == [job_of(b[1]), job_of(a[2])]
+    take([job_of(b[1])])
+    # Bob 2 (b0, b1), alice 3 (a0, a1, a2): bob again.
+    assert shared() == [job_of(a[2]), job_of(b[2])]
 
 
 def test_withdrawing_a_job_takes_it_out_of_every_list(alice):
@@ -75,7 +115,7 @@ def test_withdrawing_a_job_takes_it_out_of_every_list(alice):
     admit(alice, rows)
     scheduler.release(alice.tenant.id, job_of(rows[2]), withdraw=True)
     scheduler.release(alice.tenant.id, job_of(rows[0]), withdraw=True)
-    assert scheduler.queue().job_ids == [job_of(rows[1])]
+    assert (express(), shared()) == ([], [job_of(rows[1])])
     assert backlog(alice.tenant.id) == []
     assert scheduler.counts(alice.tenant.id) == (1, 1)
     assert not store.connection().exists(Job.key_for(job_of(rows[0])))
@@ -114,7 +154,6 @@ def test_a_job_whose_row_is_gone_runs_nothing_and_frees_its_place(alice, transac
     admit(alice, [row])
     Execution.objects.filter(id=row.id).delete()
     connection = store.connection()
-    queue = django_rq.get_queue(settings.SANDBOX_QUEUE, connection=connection)
-    SimpleWorker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(both_queues(), connection=connection, serializer=JSONSerializer).work(burst=True)
     assert Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer).return_value() == "skipped"
     assert scheduler.counts(alice.tenant.id) == (0, 0)

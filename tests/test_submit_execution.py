@@ -8,7 +8,7 @@ from rq.job import Job
 
 from executions import scheduler, store
 from executions.models import Execution
-from tests.conftest import assert_nothing_created
+from tests.conftest import assert_nothing_created, listed_jobs
 from tests.helpers import assert_error
 
 
@@ -54,7 +54,7 @@ def test_it_accepts_json_with_stdin(alice):
     execution = Execution.objects.get(id=response.json()["task_id"])
     assert execution.stdin == "  spaced  \n"
     assert execution.status == "queued"
-    assert scheduler.queue().count == 1
+    assert len(listed_jobs()) == 1
 
 
 def test_it_defaults_to_python(alice):

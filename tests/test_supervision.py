@@ -113,7 +113,8 @@ def stray_processes(var_dir: Path) -> list[int]:
 def platform(transactional_db, redis_conn, tmp_path):
     port = free_port()
     env = subprocess_env(
-        PORT=str(port), VAR_DIR=str(tmp_path), SANDBOX_SLOTS="2", SANDBOX_TIMEOUT_SECONDS="30", WEB_WORKERS="1"
+        PORT=str(port), VAR_DIR=str(tmp_path), SANDBOX_SLOTS="2", SANDBOX_RESERVE_SLOTS="0",
+        SANDBOX_TIMEOUT_SECONDS="30", WEB_WORKERS="1",
     )
     log = open(tmp_path / "make-run.log", "w")
     # Its own session, as under a terminal: signals reach it only when the test sends them.

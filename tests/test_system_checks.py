@@ -82,3 +82,8 @@ def test_it_rejects_a_nonsense_overcommit_or_overhead(settings):
     settings.SANDBOX_OVERCOMMIT = 1.0
     settings.SANDBOX_SLOT_OVERHEAD_MB = -1
     assert ids(checks.check_sandbox_slots(None)) == ["executions.E007"]
+
+
+def test_it_rejects_a_negative_reserve(settings):
+    settings.SANDBOX_RESERVE_SLOTS = -1
+    assert ids(checks.check_sandbox_slots(None)) == ["executions.E008"]

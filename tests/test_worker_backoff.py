@@ -52,3 +52,27 @@ def test_it_sends_each_worker_what_it_is_sent(supervisor, monkeypatch):
     supervisor.workers = {11: ("w1", 0.0), 12: ("w2", 0.0)}
     supervisor.signal_workers()
     assert sent == [(11, signal.SIGTERM), (12, signal.SIGTERM)]
+
+
+def test_it_keeps_its_reserve_workers_apart(monkeypatch):
+    supervisor = Supervisor(slots=2, reserve=1, clock=Clock())
+    started = []
+
+    def start_worker(reserve=False):
+        pid = 100 + len(started)
+        started.append(reserve)
+        supervisor.workers[pid] = (f"w{pid}", supervisor.clock())
+        if reserve:
+            supervisor.reserves.add(pid)
+
+    monkeypatch.setattr(supervisor, "start_worker", start_worker)
+    monkeypatch.setattr(supervisor, "release", lambda name: None)
+    supervisor.fill()
+    assert sorted(started) == [False, False, True]
+    # A dead reserve worker is replaced by a reserve worker.
+    reserve_pid = next(iter(supervisor.reserves))
+    name, born = supervisor.workers.pop(reserve_pid)
+    supervisor.reserves.discard(reserve_pid)
+    supervisor.bury(reserve_pid, name, born - STABLE_SECONDS, KILLED)
+    supervisor.fill()
+    assert started[-1] is True and len(supervisor.reserves) == 1
