@@ -167,9 +167,9 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
         # transaction usable; without one, a lone INSERT needs no BEGIN and COMMIT around it.
         if idempotency_key:
             with transaction.atomic():
-                execution.save(force_insert=True)
+                execution.insert()
         else:
-            execution.save(force_insert=True)
+            execution.insert()
     except IntegrityError:
         # A concurrent request with the same key created it first.
         previous = replay(tenant, idempotency_key, fingerprint) if idempotency_key else None
