@@ -38,9 +38,9 @@ def platform_maxima() -> Maxima:
     return Maxima(timeout_seconds=settings.SANDBOX_TIMEOUT_SECONDS, memory_mb=settings.SANDBOX_MEMORY_MB)
 
 
-def tenant_maxima(tenant) -> Maxima:
-    """A tenant's maxima: its own where set, never above the platform's (the worker caps them too)."""
-    own, platform = tenant.limits(), platform_maxima()
+def tenant_maxima(own) -> Maxima:
+    """A tenant's maxima from its Limits: its own where set, never above the platform's (the worker caps them too)."""
+    platform = platform_maxima()
     return Maxima(
         timeout_seconds=min(own.max_timeout_seconds, platform.timeout_seconds),
         memory_mb=min(own.max_memory_mb, platform.memory_mb),

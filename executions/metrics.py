@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
 
 import redis
 from django.conf import settings
@@ -81,6 +82,38 @@ class QueueDepthCollector:
         except redis.RedisError:
             family.add_metric([], float("nan"))
         yield family
+
+
+class ApiRequestMetrics:
+    """Middleware: two of django-prometheus's request metrics, for the API-key path (settings.API_KEY_MIDDLEWARE).
+
+    Its Before and After middleware write about sixteen samples a request, each a lock, a getpid()
+    and a write to a memory-mapped file in multiprocess mode: as much CPU as the rest of a cached
+    GET. These two say what the API's requests need (how many, with which status, how long, for
+    which view), under django-prometheus's own names, so that the browser path's series and these
+    are the same series.
+    """
+
+    METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"))
+
+    def __init__(self, get_response):
+        from django_prometheus.middleware import Metrics
+
+        self.get_response = get_response
+        requests = Metrics.get_instance()
+        self.responses = requests.responses_by_status_view_method
+        self.latency = requests.requests_latency_by_view_method
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = (match.view_name if match else None) or "<unnamed view>"
+        # As django-prometheus does: a label's values must stay few.
+        method = request.method if request.method in self.METHODS else "<invalid method>"
+        self.responses.labels(status=str(response.status_code), view=view, method=method).inc()
+        self.latency.labels(view=view, method=method).observe(time.perf_counter() - started)
+        return response
 
 
 def record_finished(language: str, status: str, seconds: float) -> None:

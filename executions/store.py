@@ -56,6 +56,11 @@ def cached_json(execution_id: str, owner_id: int) -> bytes | None:
         raw = connection().get(RESULT_KEY.format(execution_id))
     except redis.RedisError:
         return None
+    return owned_json(raw, owner_id)
+
+
+def owned_json(raw: bytes | None, owner_id: int) -> bytes | None:
+    """The JSON of a value read from RESULT_KEY, if there was one and it belongs to this owner."""
     if raw is None:
         return None
     owner, _, data = raw.partition(b":")

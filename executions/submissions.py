@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from executions import limits, metrics, scheduler, store
-from executions.models import Execution, Tenant, log_state
+from executions.models import Execution, Limits, Tenant, log_state
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,11 @@ class Submission:
     memory_mb: int | None = None
 
 
-def check(tenant: Tenant, submission: Submission) -> limits.ExecutionLimits:
-    """The limits the run will get, or Invalid: everything about a submission that needs no I/O."""
+def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.ExecutionLimits:
+    """The limits the run will get, or Invalid: everything about a submission that needs no I/O.
+
+    `quotas` is tenant.limits(), read once for the whole request.
+    """
     if not tenant.is_active:
         raise Invalid(f"The tenant {tenant.name} is disabled.", code="tenant_disabled")
     for name, text, limit in (
@@ -137,14 +140,14 @@ def check(tenant: Tenant, submission: Submission) -> limits.ExecutionLimits:
             code="unknown_language",
             field="language",
         )
-    allowed = tenant.limits().languages
+    allowed = quotas.languages
     if submission.language not in allowed:
         raise Invalid(
             f"Language {submission.language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
             code="language_not_allowed",
         )
     try:
-        return limits.check_limits(submission.timeout_seconds, submission.memory_mb, limits.tenant_maxima(tenant))
+        return limits.check_limits(submission.timeout_seconds, submission.memory_mb, limits.tenant_maxima(quotas))
     except limits.LimitExceeded as exc:
         raise Invalid(exc.message, code="invalid_limit", field=exc.field) from None
 
@@ -155,7 +158,8 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
     A request that repeats an Idempotency-Key within IDEMPOTENCY_WINDOW gets the original
     execution back, and nothing new.
     """
-    run_limits = check(tenant, submission)
+    quotas = tenant.limits()
+    run_limits = check(tenant, submission, quotas)
     fingerprint = (submission.language, submission.code, submission.stdin, run_limits.timeout_seconds, run_limits.memory_mb)
     if idempotency_key:
         previous = replay(tenant, idempotency_key, fingerprint)
@@ -167,26 +171,27 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
         # transaction usable; without one, a lone INSERT needs no BEGIN and COMMIT around it.
         if idempotency_key:
             with transaction.atomic():
-                execution.save(force_insert=True)
+                execution.insert()
         else:
-            execution.save(force_insert=True)
+            execution.insert()
     except IntegrityError:
         # A concurrent request with the same key created it first.
         previous = replay(tenant, idempotency_key, fingerprint) if idempotency_key else None
         if previous is None:
             raise
         return previous, False
-    enqueue(tenant, [execution])
+    enqueue(tenant, [execution], quotas)
     log_state(execution.id, Status.QUEUED, tenant.name, language=submission.language)
     return execution, True
 
 
 def submit_batch(tenant: Tenant, submissions: list[Submission]) -> list[Execution]:
     """The queued executions, all or none; an error names the first item at fault by its index."""
+    quotas = tenant.limits()
     checked = []
     for index, submission in enumerate(submissions):
         try:
-            checked.append(check(tenant, submission))
+            checked.append(check(tenant, submission, quotas))
         except AdmissionError as exc:
             exc.item = index
             raise
@@ -194,20 +199,19 @@ def submit_batch(tenant: Tenant, submissions: list[Submission]) -> list[Executio
         executions = Execution.objects.bulk_create(
             new_execution(tenant, submission, run_limits) for submission, run_limits in zip(submissions, checked)
         )
-    enqueue(tenant, executions)
+    enqueue(tenant, executions, quotas)
     for execution in executions:
         log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
     return executions
 
 
-def enqueue(tenant: Tenant, executions: list[Execution]) -> None:
+def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None:
     """Queue the committed rows' jobs in one script, or remove the rows and raise: nothing half-done.
 
     The rows are in the database first, so that a worker always finds its row. A job that is
     refused never reaches the queue; a process that dies between the two leaves queued rows that
     the reconciler queues later.
     """
-    quotas = tenant.limits()
     try:
         refusal = scheduler.admit(
             tenant.id,
@@ -224,7 +228,7 @@ def enqueue(tenant: Tenant, executions: list[Execution]) -> None:
         raise error
 
 
-def refusal_error(refusal: scheduler.Refusal, quotas) -> Refused:
+def refusal_error(refusal: scheduler.Refusal, quotas: Limits) -> Refused:
     if refusal.reason == scheduler.RATE_LIMITED:
         return RateLimited(quotas.rate_per_minute, refusal.value)
     if refusal.reason == scheduler.QUOTA_EXCEEDED:

@@ -97,11 +97,11 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 # Requests under /api/ that carry an API key never use sessions, CSRF, messages, frame options or
-# static files: sandbox_project/wsgi.py gives them a Django handler with only these.
+# static files: sandbox_project/wsgi.py gives them a Django handler with only these. Their request
+# metrics are two of django-prometheus's, not its whole set (executions.metrics.ApiRequestMetrics).
 API_KEY_MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "executions.metrics.ApiRequestMetrics",
     "django.middleware.security.SecurityMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "sandbox_project.urls"

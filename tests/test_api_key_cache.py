@@ -118,3 +118,13 @@ def test_the_server_refuses_a_key_revoked_elsewhere_within_a_second(alice, serve
     for _ in range(20):
         response = session.get(url, headers=headers)
         assert response.status_code == 401, response.content
+
+
+def test_each_request_gets_its_own_copy_of_the_key_and_tenant(alice, clock):
+    first = KEYS.find(alice.key)
+    first.tenant.max_queued = 1
+    first.name = "changed by one request"
+    second = KEYS.find(alice.key)
+    assert second.tenant is not first.tenant and second is not first
+    assert (second.tenant.max_queued, second.name) == (alice.tenant.max_queued, alice.key_row.name)
+    assert second.tenant.pk == alice.tenant.pk and not second._state.adding

@@ -30,3 +30,19 @@ def test_a_request_without_a_key_keeps_every_middleware(transactional_db):
     status, headers = call("GET", "/api/v1/executions")
     assert status.startswith("401")
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_lean_path_counts_responses_and_latency_by_view(transactional_db, alice):
+    from prometheus_client import REGISTRY
+
+    labels = {"status": "202", "view": "execute", "method": "POST"}
+    name = "django_http_responses_total_by_status_view_method_total"
+    before = REGISTRY.get_sample_value(name, labels) or 0
+    latency_before = REGISTRY.get_sample_value(
+        "django_http_requests_latency_seconds_by_view_method_count", {"view": "execute", "method": "POST"}
+    ) or 0
+    call("POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {alice.key}")
+    assert REGISTRY.get_sample_value(name, labels) == before + 1
+    assert REGISTRY.get_sample_value(
+        "django_http_requests_latency_seconds_by_view_method_count", {"view": "execute", "method": "POST"}
+    ) == latency_before + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from executions import scheduler
+from executions import runs, scheduler
 from executions.models import Execution, Tenant
 from tests.conftest import listed_jobs, queued_job_count
 from tests.helpers import assert_error
@@ -54,6 +54,21 @@ def test_the_request_rate_is_limited_per_tenant_with_retry_after(alice, bob):
     assert Execution.objects.count() == 0
     # Bob's budget is his own.
     assert bob.client.get("/api/v1/executions").status_code == 200
+
+
+def test_reading_an_execution_counts_against_the_rate(alice, bob):
+    limit(alice, rate_per_minute=3)
+    task_id = alice.submit("print(1)")
+    Execution.objects.filter(id=task_id).update(status="running")
+    runs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    # The submission was the first request of the window.
+    assert alice.client.get(f"/api/v1/executions/{task_id}").status_code == 200
+    assert alice.client.get(f"/api/v1/executions/{task_id}/").status_code == 200
+    response = alice.client.get(f"/api/v1/executions/{task_id}")
+    assert_error(response, 429, "rate_limited")
+    assert_retry_after(response, 1, 60)
+    assert alice.client.head(f"/api/v1/executions/{task_id}").status_code == 429
+    assert_error(bob.client.get(f"/api/v1/executions/{task_id}"), 404, "not_found")
 
 
 def test_max_queued_refuses_the_next_submission_with_429(alice, bob):

@@ -23,21 +23,31 @@ class TenantRateThrottle(BaseThrottle):
         tenant = request.user
         if not isinstance(tenant, Tenant):
             return True
-        now = time.time()
-        window = int(now // 60)
-        self.retry_after = 60 - int(now % 60)
-        # The same window as admission's, which counts the submissions it takes itself.
-        key = scheduler.RATE_KEY.format(tenant.id, window)
-        try:
-            with store.connection().pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 120)
-                count, _ = pipe.execute()
-        except redis.RedisError:
-            # Counting needs Redis; so does every submission, which then gets its own 503.
-            log.warning("rate limit not checked: Redis unreachable")
-            return True
-        return count <= tenant.limits().rate_per_minute
+        allowed, self.retry_after, _ = count(tenant)
+        return allowed
 
     def wait(self) -> float:
         return self.retry_after
+
+
+def count(tenant: Tenant, *reads: str) -> tuple[bool, int, list]:
+    """Count a request against its tenant's rate, and GET the keys `reads` in the same round trip.
+
+    Returns whether the request is within the rate, the seconds left in the window, and the values
+    read (each None when Redis is unreachable: then the request is let through uncounted).
+    """
+    now = time.time()
+    # The same window as admission's, which counts the submissions it takes itself.
+    key = scheduler.RATE_KEY.format(tenant.id, int(now // 60))
+    try:
+        with store.connection().pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            for read in reads:
+                pipe.get(read)
+            requests, _, *values = pipe.execute()
+    except redis.RedisError:
+        # Counting needs Redis; so does every submission, which then gets its own 503.
+        log.warning("rate limit not checked: Redis unreachable")
+        return True, 0, [None] * len(reads)
+    return requests <= tenant.limits().rate_per_minute, 60 - int(now % 60), values
