@@ -1,10 +1,10 @@
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
 import secrets
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import timezone as dt_timezone
