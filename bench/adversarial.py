@@ -84,7 +84,7 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
         "# Adversarial mix",
         "",
         f"{args.count} executions at {args.rate:g}/s: 25 % infinite loops, 10 % memory bombs, the rest benign; "
-        f"{args.workers} workers, {args.database}; production gunicorn; seconds.",
+        f"{args.workers} workers, {args.database}; production server; seconds.",
         "",
         "| measure | n | mean | p50 | p95 | min | max |",
         "| --- | --- | --- | --- | --- | --- | --- |",

@@ -113,7 +113,7 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
     return "\n".join([
         "# Lifecycle",
         "",
-        f"Trivial Python (`{CODE}`), {args.workers} workers, {args.database}; production gunicorn; seconds.",
+        f"Trivial Python (`{CODE}`), {args.workers} workers, {args.database}; production server; seconds.",
         "",
         "| light load, one at a time | n | p50 | p95 | mean | max |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -128,7 +128,7 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
         f"Statuses: {sat['statuses']}.",
         "",
         f"Memory (RSS, MiB) before -> after the saturation phase: workers {workers}; "
-        f"web (gunicorn workers) {web}; highest sampled during it: workers {peak('workers')}, web {peak('web')}.",
+        f"web (server processes) {web}; highest sampled during it: workers {peak('workers')}, web {peak('web')}.",
         "",
         load_note(context),
         "",
