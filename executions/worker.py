@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from executions import metrics, reconciler, store
-from executions.sandbox import janitor, runtimes
+from executions.sandbox import janitor, premade, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ class SandboxWorker(SimpleWorker):
     """Runs jobs in its own process: isolation comes from the container, so forking buys nothing.
 
     Its maintenance pass, on start and every WORKER_MAINTENANCE_INTERVAL seconds, also removes
-    stale sandbox containers and reconciles executions that lost their job or worker.
+    stale sandbox containers and reconciles executions that lost their job or worker. It keeps one
+    sandbox made ahead (executions.sandbox.premade), made again after each job and removed when the
+    worker stops.
     """
 
     def __init__(self, *args, serve_metrics: bool = True, **kwargs):
@@ -52,8 +54,22 @@ class SandboxWorker(SimpleWorker):
         try:
             return super().work(*args, **kwargs)
         finally:
+            # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
+            self.maintain("sandbox removal", premade.discard)
             stop.set()
             beat.join(ALIVE_EVERY + 1)
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            # The job has recorded its result: remove its sandbox and make the next one, while no
+            # execution waits on this worker.
+            self.maintain("sandbox removal", premade.tidy)
+            self.make_ahead()
+
+    def make_ahead(self) -> None:
+        self.maintain("sandbox made ahead", lambda: premade.prepare(self.name))
 
     def beat(self, stop: threading.Event) -> None:
         """The heartbeat, with what this worker last saw of its engine, for the web's /readyz."""
@@ -77,8 +93,11 @@ class SandboxWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         close_old_connections()
-        self.maintain("janitor", lambda: janitor.sweep(docker_api()))
-        self.maintain("code directory janitor", janitor.sweep_code_dirs)
+        self.maintain("janitor", lambda: janitor.sweep(docker_api(), worker_alive=reconciler.worker_is_alive))
+        self.make_ahead()
+        self.maintain(
+            "code directory janitor", lambda: janitor.sweep_code_dirs(in_use=janitor.mounted_code_dirs(docker_api()))
+        )
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
         self.maintain(

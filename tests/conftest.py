@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from executions import scheduler, store
 from executions.models import Execution, Tenant
+from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api, own_sandboxes
 from executions.worker import SandboxWorker
 
@@ -183,6 +184,27 @@ def three_workers(transactional_db):
     processes = start_workers(3)
     yield processes
     stop_workers(processes)
+
+
+def sandboxes_of(task_id: str, running: bool = False) -> list[dict]:
+    """The sandbox containers of an execution: made for it (labelled with it), or made ahead and
+    taken by it (recorded on its row before its code arrives)."""
+    api = docker_api()
+    state = {"status": "running"} if running else {}
+    found = api.containers(all=True, filters={"label": f"rce.execution={task_id}", **state})
+    container_id = Execution.objects.filter(id=task_id).values_list("container_id", flat=True).first()
+    if container_id:
+        found += api.containers(all=True, filters={"id": container_id, **state})
+    return list({container["Id"]: container for container in found}.values())
+
+
+def script_running(task_id: str) -> bool:
+    """Whether the execution's script has reached its running sandbox."""
+    for container in sandboxes_of(task_id, running=True):
+        source = janitor.code_source(container)
+        if source and os.path.exists(os.path.join(source, "stdin")):
+            return True
+    return False
 
 
 def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Execution:

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from executions import reconciler, runs, scheduler, submissions
 from executions.models import Execution
 from executions.sandbox import runner
-from tests.conftest import ROOT, manage, run_worker, subprocess_env, wait_for_status
+from tests.conftest import ROOT, manage, run_worker, sandboxes_of, subprocess_env, wait_for_status
 from tests.helpers import assert_error
 
 SLEEPER = "import time; time.sleep(60)"
@@ -26,7 +26,7 @@ def cancel(persona, task_id: str):
 
 
 def containers_of(task_id: str) -> list:
-    return runner.docker_api().containers(all=True, filters={"label": f"rce.execution={task_id}"})
+    return sandboxes_of(task_id)
 
 
 def containers_ever_created(task_id: str, since: float) -> list:

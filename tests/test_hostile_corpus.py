@@ -27,8 +27,8 @@ import pytest
 from django.conf import settings
 
 from executions.models import Execution
-from executions.sandbox.runner import docker_api, own_sandboxes
-from tests.conftest import run_worker
+from executions.sandbox.runner import docker_api
+from tests.conftest import run_worker, sandboxes_of
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 LANGUAGES = {".py": "python", ".sh": "bash"}
@@ -148,7 +148,7 @@ def assert_stored_safely(result: dict) -> None:
 def assert_no_container_left(task_id: str) -> None:
     api = docker_api()
     # Only this run's containers: other workers may share the engine while the corpus runs.
-    left = own_sandboxes(api, f"rce.execution={task_id}")
+    left = sandboxes_of(task_id)
     assert left == [], f"containers left: {[c['Id'][:12] for c in left]}"
     container_id = Execution.objects.get(id=task_id).container_id
     assert container_id
