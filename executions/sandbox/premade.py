@@ -17,7 +17,6 @@ worker is gone, and the worker removes its own when it stops.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import os
 import socket
@@ -85,12 +84,17 @@ def check(api: docker.APIClient, sandbox: Sandbox) -> None:
 def stream_open(raw: socket.socket) -> bool:
     """Whether the attach stream is still open and silent, as it is before the code arrives."""
     try:
-        data = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        timeout = raw.gettimeout()
+        raw.setblocking(False)
+        try:
+            raw.recv(1, socket.MSG_PEEK)
+        finally:
+            raw.settimeout(timeout)
     except BlockingIOError:
         return True
-    except OSError as exc:
-        return exc.errno == errno.EAGAIN
-    # An end of stream (b""), or output from a launcher that must print nothing.
+    except OSError:
+        return False
+    # An end of stream, or output from a launcher that must print nothing.
     return False
 
 
