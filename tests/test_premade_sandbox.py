@@ -132,16 +132,38 @@ def test_the_deadline_counts_from_the_code_delivery(ahead, runtime):
 
 
 @pytest.mark.no_database
-def test_a_run_with_other_limits_takes_a_sandbox_of_its_own(ahead):
+def test_a_run_with_a_lower_memory_limit_lowers_the_sandboxs_before_its_code_arrives(ahead):
+    seen = {}
+    ahead.prepare("test-worker")
+    sandbox = ahead.ready()
+    result = ahead.run(
+        "python", "x = bytearray(40 * 1024 * 1024)\nprint('fits')", limits=limits(memory_mb=32),
+        on_created=lambda cid: seen.update(docker_api().inspect_container(cid)),
+    )
+    assert (result.status, result.container_id) == ("oom_killed", sandbox.container_id)
+    assert (seen["HostConfig"]["Memory"], seen["HostConfig"]["MemorySwap"]) == (32 << 20, 32 << 20)
+    assert made_ahead(ahead, "python", "x = bytearray(40 * 1024 * 1024)\nprint('fits')").stdout == b"fits\n"
+
+
+@pytest.mark.no_database
+@pytest.mark.parametrize("runtime", RUNTIMES, indirect=True)
+@pytest.mark.parametrize("change", ["cpus", "pids", "memory_mb"])
+def test_a_run_with_other_limits_takes_a_sandbox_of_its_own(ahead, runtime, change):
+    if runtime == "runc" and change == "memory_mb":
+        pytest.skip("runc lowers the memory limit of the sandbox made ahead (test above)")
+    # Lower than the platform's; gVisor needs many of its pids for itself.
+    changes = {"cpus": 0.25, "pids": Limits.from_settings().pids - 8, "memory_mb": 32}
     ahead.prepare("test-worker")
     sandbox = ahead.ready()
     seen = {}
     result = ahead.run(
-        "python", "print(1)", limits=limits(memory_mb=32),
+        "python", "print(1)", limits=limits(**{change: changes[change]}),
         on_created=lambda cid: seen.update(docker_api().inspect_container(cid)),
     )
     assert result.status == "completed" and result.container_id != sandbox.container_id
-    assert seen["HostConfig"]["Memory"] == 32 << 20
+    field, value = {"cpus": ("NanoCpus", 250_000_000), "pids": ("PidsLimit", changes["pids"]),
+                    "memory_mb": ("Memory", 32 << 20)}[change]
+    assert seen["HostConfig"][field] == value
     # The one made ahead never received anything, and goes with the job.
     assert os.listdir(sandbox.code_dir) == []
     assert ahead.ready() is None

@@ -8,8 +8,9 @@ comes: verify it again (restrictions, still running, stream open), write the fil
 language on stdin, and the deadline counts from there. It runs that one execution and is removed
 after it; the next one is made once the job has recorded its result, off the critical path.
 
-Anything that does not fit (other limits, another image, code delivered by copy) or fails takes the
-cold path (runner.run): the script never runs in a sandbox that is not known to be complete.
+A run with a lower memory limit lowers the sandbox's (`docker update`, then verified) before its
+code arrives, except under gVisor, which cannot. Anything else that does not fit (other limits,
+another image, code delivered by copy) or fails takes the cold path (runner.run): the script never runs in a sandbox that is not known to be complete.
 Sandboxes made ahead carry their worker's name (WORKER_LABEL): the janitor removes those whose
 worker is gone, and the worker removes its own when it stops.
 """
@@ -108,6 +109,27 @@ def fits(sandbox: Sandbox, limits: Limits) -> bool:
     )
 
 
+def can_lower_memory(sandbox: Sandbox, limits: Limits) -> bool:
+    """Whether the sandbox fits these limits once its memory limit is lowered to theirs. gVisor's
+    runtime cannot change a running sandbox's limits."""
+    return (
+        limits.runtime != "runsc"
+        and limits.memory_mb < sandbox.limits.memory_mb
+        and fits(sandbox, dataclasses.replace(limits, memory_mb=sandbox.limits.memory_mb))
+    )
+
+
+def lower_memory(api: docker.APIClient, sandbox: Sandbox, memory_mb: int) -> None:
+    """Lower the memory limit (and with it the swap limit) of a sandbox that has no code yet; check()
+    then verifies that the engine applied it."""
+    memory = memory_mb * 1024 * 1024
+    try:
+        api.update_container(sandbox.container_id, mem_limit=memory, memswap_limit=memory)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxError(f"could not lower the memory limit of the sandbox made ahead: {exc}") from exc
+    sandbox.limits = dataclasses.replace(sandbox.limits, memory_mb=memory_mb)
+
+
 def run_in(
     api: docker.APIClient,
     sandbox: Sandbox,
@@ -193,6 +215,8 @@ def take(api: docker.APIClient, limits: Limits) -> Sandbox | None:
     if sandbox is None:
         return None
     try:
+        if can_lower_memory(sandbox, limits):
+            lower_memory(api, sandbox, limits.memory_mb)
         if fits(sandbox, limits):
             check(api, sandbox)
             return sandbox
