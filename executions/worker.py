@@ -54,10 +54,12 @@ class SandboxWorker(SimpleWorker):
         try:
             return super().work(*args, **kwargs)
         finally:
-            # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
-            self.maintain("sandbox removal", premade.discard)
-            stop.set()
-            beat.join(ALIVE_EVERY + 1)
+            try:
+                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
+                self.maintain("sandbox removal", premade.discard)
+            finally:
+                stop.set()
+                beat.join(ALIVE_EVERY + 1)
 
     def execute_job(self, job, queue):
         try:
