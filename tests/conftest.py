@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from executions import scheduler, store
 from executions.models import Execution, Tenant
-from executions.sandbox import janitor
+from executions.sandbox import janitor, premade
 from executions.sandbox.runner import docker_api, own_sandboxes
 from executions.worker import SandboxWorker
 
@@ -205,6 +205,12 @@ def script_running(task_id: str) -> bool:
         if source and os.path.exists(os.path.join(source, "stdin")):
             return True
     return False
+
+
+def waiting_for_code(container: dict) -> bool:
+    """Whether a sandbox is one made ahead by a worker that has not received any code yet."""
+    labels = container.get("Labels") or {}
+    return premade.WORKER_LABEL in labels and janitor.code_delivered_at(container) is None
 
 
 def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Execution:
