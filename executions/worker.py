@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -12,7 +13,7 @@ from django.db import close_old_connections
 from prometheus_client import start_http_server
 from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 
 from executions import metrics, reconciler, store
 from executions.sandbox import janitor, premade, runtimes
@@ -67,11 +68,25 @@ class SandboxWorker(SimpleWorker):
         finally:
             # The job has recorded its result: remove its sandbox and make the next one, while no
             # execution waits on this worker.
-            self.maintain("sandbox removal", premade.tidy)
-            self.make_ahead()
+            with self.busy():
+                self.maintain("sandbox removal", premade.tidy)
+                self.make_ahead()
 
     def make_ahead(self) -> None:
-        self.maintain("sandbox made ahead", lambda: premade.prepare(self.name))
+        with self.busy():
+            self.maintain("sandbox made ahead", lambda: premade.prepare(self.name))
+
+    @contextlib.contextmanager
+    def busy(self):
+        """Busy for rq while sandboxes are removed or made: a SIGTERM then stops the worker after
+        this (warm shutdown) instead of raising StopRequested inside an engine call, where
+        remove_container would log it away and the worker would never stop."""
+        state = self.get_state()
+        self.set_state(WorkerStatus.BUSY)
+        try:
+            yield
+        finally:
+            self.set_state(state)
 
     def beat(self, stop: threading.Event) -> None:
         """The heartbeat, with what this worker last saw of its engine, for the web's /readyz."""

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from executions import scheduler, store
 from executions.models import Execution, Tenant
 from executions.sandbox import janitor, premade
-from executions.sandbox.runner import docker_api, own_sandboxes
+from executions.sandbox.runner import INSTANCE_LABEL, LABEL, docker_api, own_sandboxes
 from executions.worker import SandboxWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +205,13 @@ def script_running(task_id: str) -> bool:
         if source and os.path.exists(os.path.join(source, "stdin")):
             return True
     return False
+
+
+def any_script_running() -> bool:
+    """Whether a script runs in any of this instance's sandboxes (for tests without the database)."""
+    instance = [LABEL, f"{INSTANCE_LABEL}={settings.SANDBOX_INSTANCE}"]
+    running = docker_api().containers(filters={"label": instance, "status": "running"})
+    return any(janitor.code_delivered_at(container) is not None for container in running)
 
 
 def waiting_for_code(container: dict) -> bool:

@@ -17,6 +17,7 @@ from executions.sandbox import janitor, premade, runner
 from executions.sandbox.runner import Limits, SandboxError, docker_api, own_sandboxes
 from tests.conftest import script_running, wait_for_status
 
+OOM_OR_MISSED = {"oom_killed", "failed"}
 RUNTIMES = ["runc"] + (["runsc"] if "runsc" in docker_api().info().get("Runtimes", {}) else [])
 
 
@@ -93,6 +94,11 @@ def test_a_run_in_it_is_a_run_in_a_sandbox_made_for_it(ahead, runtime):
         expected = cold(language, code, stdin)
         got = made_ahead(ahead, language, code, stdin)
         same = ("status", "exit_code", "stdout", "stderr", "stdout_truncated", "stderr_truncated")
+        if OOM_OR_MISSED >= {expected.status, got.status} and expected.exit_code == 137:
+            # Under load the engine sometimes misses the OOM event, made ahead or not (seen here in
+            # the cold path under runc too; the corpus's mem_* cases allow it under gVisor).
+            assert got.exit_code == expected.exit_code, code
+            same = same[2:]
         assert [getattr(got, f) for f in same] == [getattr(expected, f) for f in same], code
 
 
@@ -316,3 +322,13 @@ def test_it_tells_an_open_silent_stream_from_an_ended_or_talking_one():
     engine.close()
     assert not premade.stream_open(ours)
     ours.close()
+
+
+def test_a_worker_told_to_stop_as_its_job_ends_stops_at_once_and_leaves_nothing(alice, worker_process):
+    wait_until(worker_sandboxes)
+    task_id = alice.submit("print(1)")
+    wait_for_status(task_id, {"completed"})
+    # While it removes the used sandbox and makes the next one: a warm shutdown, not a lost signal.
+    worker_process.terminate()
+    worker_process.wait(20)
+    assert worker_sandboxes() == []
