@@ -135,8 +135,8 @@ def platform(transactional_db, redis_conn, tmp_path):
 
 def sandbox_started(task_id: str) -> Execution:
     def started():
-        execution = Execution.objects.get(id=task_id)
-        return execution if script_running(task_id) else None
+        # Read after the script was seen running: by then the row names its worker.
+        return Execution.objects.get(id=task_id) if script_running(task_id) else None
 
     return wait_until(started, 30, "sandbox running")
 
