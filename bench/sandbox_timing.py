@@ -3,8 +3,11 @@
     .venv/bin/python bench/sandbox_timing.py [--runs 20] [--loops 10] [--runtime runc --runtime runsc]
 
 Runs straight through executions.sandbox.runner (no queue, no database): the container's whole
-lifecycle (create, copy, start, wait, remove) as a worker sees it. Prints Markdown and writes JSON
-to bench/results/sandbox_timing.json. A benchmark, not a test: it never fails on a number.
+lifecycle (create, copy, start, wait, remove) as a worker sees it; then the same in a sandbox made
+ahead (executions.sandbox.premade), as a worker with SANDBOX_MAKE_AHEAD does: what a run waits for
+(check, deliver, run, exit) apart from what the worker does between jobs (remove, make the next).
+Prints Markdown and writes JSON to bench/results/sandbox_timing.json. A benchmark, not a test: it
+never fails on a number.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
+
 from bench.common import summary  # noqa: E402
-from executions.sandbox import runner  # noqa: E402
+from executions.sandbox import premade, runner  # noqa: E402
 
 
 def measure(runtime: str, runs: int, loops: int) -> dict:
@@ -48,6 +53,30 @@ def measure(runtime: str, runs: int, loops: int) -> dict:
         "trivial_lifecycle_s": summary(trivial),
         "loop_killed_after_s": summary(kills),
         "loop_lifecycle_s": summary(kill_walls),
+        **measure_made_ahead(runtime, limits, runs, loops),
+    }
+
+
+def measure_made_ahead(runtime: str, limits: runner.Limits, runs: int, loops: int) -> dict:
+    settings.SANDBOX_RUNTIME = limits.runtime
+    between, trivial, kills = [], [], []
+    for code, count, expected in (("print(1)", runs, "completed"), ("while True: pass", loops, "timed_out")):
+        for _ in range(count):
+            started = time.perf_counter()
+            premade.tidy()
+            premade.prepare("sandbox-timing")
+            between.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            result = premade.run("python", code, limits=limits)
+            (trivial if expected == "completed" else kills).append(
+                time.perf_counter() - started if expected == "completed" else result.duration_ms / 1000
+            )
+            assert result.status == expected, result
+    premade.discard()
+    return {
+        "made_ahead_run_s": summary(trivial),
+        "made_ahead_loop_killed_after_s": summary(kills),
+        "made_ahead_between_jobs_s": summary(between),
     }
 
 
@@ -70,7 +99,10 @@ def main() -> None:
     print("| runtime | measure | n | min | p50 | p95 | max | mean |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
-        for key in ("trivial_lifecycle_s", "loop_killed_after_s", "loop_lifecycle_s"):
+        for key in (
+            "trivial_lifecycle_s", "loop_killed_after_s", "loop_lifecycle_s",
+            "made_ahead_run_s", "made_ahead_loop_killed_after_s", "made_ahead_between_jobs_s",
+        ):
             s = result[key]
             print(
                 f"| {result['runtime']} | {key} | {s['n']} | {s['min']:.3f} | {s['p50']:.3f} | "

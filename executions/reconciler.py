@@ -128,6 +128,7 @@ def release_dead_worker(name: str) -> int:
     needs to expire and no grace to pass. Its sandboxes go first, so that an execution queued again
     never meets its predecessor's container, and no sandbox runs on without a worker.
     """
+    janitor.sweep_worker(docker_api(), name)
     fixed = 0
     running = Execution.objects.filter(status=Status.RUNNING, worker_name=name).select_related("tenant")
     for execution in running:

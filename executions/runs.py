@@ -22,7 +22,7 @@ from rq import get_current_job
 
 from executions import metrics, scheduler, store
 from executions.models import Execution, log_state
-from executions.sandbox import runner
+from executions.sandbox import premade, runner
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def run_in_sandbox(execution: Execution) -> dict:
     """The fields of the terminal row: the run's outcome, or `error` with a message."""
     execution_id = str(execution.id)
     try:
-        result = runner.run(
+        result = premade.run(
             execution.language,
             execution.code,
             execution.stdin,

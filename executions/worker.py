@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -13,10 +14,10 @@ from django.db import close_old_connections
 from prometheus_client import start_http_server
 from rq.exceptions import StopRequested
 from rq.serializers import JSONSerializer
-from rq.worker import SimpleWorker
+from rq.worker import SimpleWorker, WorkerStatus
 
 from executions import metrics, reconciler, store
-from executions.sandbox import janitor, runtimes
+from executions.sandbox import janitor, premade, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ class SandboxWorker(SimpleWorker):
     """Runs jobs in its own process: isolation comes from the container, so forking buys nothing.
 
     Its maintenance pass, on start and every WORKER_MAINTENANCE_INTERVAL seconds, also removes
-    stale sandbox containers and reconciles executions that lost their job or worker.
+    stale sandbox containers and reconciles executions that lost their job or worker. It keeps one
+    sandbox made ahead (executions.sandbox.premade), made again after each job and removed when the
+    worker stops.
     """
 
     def __init__(self, queues, *args, serve_metrics: bool = True, **kwargs):
@@ -54,8 +57,38 @@ class SandboxWorker(SimpleWorker):
         try:
             return super().work(*args, **kwargs)
         finally:
-            stop.set()
-            beat.join(ALIVE_EVERY + 1)
+            try:
+                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
+                self.maintain("sandbox removal", premade.discard)
+            finally:
+                stop.set()
+                beat.join(ALIVE_EVERY + 1)
+
+    def execute_job(self, job, queue):
+        try:
+            return super().execute_job(job, queue)
+        finally:
+            # The job has recorded its result: remove its sandbox and make the next one, while no
+            # execution waits on this worker.
+            with self.busy():
+                self.maintain("sandbox removal", premade.tidy)
+                self.make_ahead()
+
+    def make_ahead(self) -> None:
+        with self.busy():
+            self.maintain("sandbox made ahead", lambda: premade.prepare(self.name))
+
+    @contextlib.contextmanager
+    def busy(self):
+        """Busy for rq while sandboxes are removed or made: a SIGTERM then stops the worker after
+        this (warm shutdown) instead of raising StopRequested inside an engine call, where
+        remove_container would log it away and the worker would never stop."""
+        state = self.get_state()
+        self.set_state(WorkerStatus.BUSY)
+        try:
+            yield
+        finally:
+            self.set_state(state)
 
     def beat(self, stop: threading.Event) -> None:
         """The heartbeat, with what this worker last saw of its engine, for the web's /readyz."""
@@ -79,8 +112,11 @@ class SandboxWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         close_old_connections()
-        self.maintain("janitor", lambda: janitor.sweep(docker_api()))
-        self.maintain("code directory janitor", janitor.sweep_code_dirs)
+        self.maintain("janitor", lambda: janitor.sweep(docker_api(), worker_alive=reconciler.worker_is_alive))
+        self.make_ahead()
+        self.maintain(
+            "code directory janitor", lambda: janitor.sweep_code_dirs(in_use=janitor.mounted_code_dirs(docker_api()))
+        )
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
         self.maintain(

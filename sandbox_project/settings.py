@@ -191,6 +191,9 @@ SANDBOX_RUNTIME = envstr("SANDBOX_RUNTIME", "")  # empty: the engine's default (
 # archive API instead, which works with a remote engine but costs about 55 ms of CPU per run.
 SANDBOX_CODE_DELIVERY = envstr("SANDBOX_CODE_DELIVERY", "bind")
 SANDBOX_CODE_ROOT = envstr("SANDBOX_CODE_ROOT", str(VAR_DIR / "sandbox-code"))
+# Each worker keeps one sandbox created and started ahead of demand (executions.sandbox.premade),
+# so that a run only delivers its code; with "bind" delivery only. Off: every run makes its own.
+SANDBOX_MAKE_AHEAD = envbool("SANDBOX_MAKE_AHEAD", True)
 SANDBOX_TIMEOUT_SECONDS = envfloat("SANDBOX_TIMEOUT_SECONDS", 5.0)
 SANDBOX_MEMORY_MB = envint("SANDBOX_MEMORY_MB", 64)
 SANDBOX_CPUS = envfloat("SANDBOX_CPUS", 0.5)

@@ -17,7 +17,8 @@ from rest_framework.test import APIClient
 
 from executions import scheduler, store
 from executions.models import Execution, Tenant
-from executions.sandbox.runner import docker_api, own_sandboxes
+from executions.sandbox import janitor, premade
+from executions.sandbox.runner import INSTANCE_LABEL, LABEL, docker_api, own_sandboxes
 from executions.worker import SandboxWorker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +190,40 @@ def three_workers(transactional_db):
     processes = start_workers(3)
     yield processes
     stop_workers(processes)
+
+
+def sandboxes_of(task_id: str, running: bool = False) -> list[dict]:
+    """The sandbox containers of an execution: made for it (labelled with it), or made ahead and
+    taken by it (recorded on its row before its code arrives)."""
+    api = docker_api()
+    state = {"status": "running"} if running else {}
+    found = api.containers(all=True, filters={"label": f"rce.execution={task_id}", **state})
+    container_id = Execution.objects.filter(id=task_id).values_list("container_id", flat=True).first()
+    if container_id:
+        found += api.containers(all=True, filters={"id": container_id, **state})
+    return list({container["Id"]: container for container in found}.values())
+
+
+def script_running(task_id: str) -> bool:
+    """Whether the execution's script has reached its running sandbox."""
+    for container in sandboxes_of(task_id, running=True):
+        source = janitor.code_source(container)
+        if source and os.path.exists(os.path.join(source, "stdin")):
+            return True
+    return False
+
+
+def any_script_running() -> bool:
+    """Whether a script runs in any of this instance's sandboxes (for tests without the database)."""
+    instance = [LABEL, f"{INSTANCE_LABEL}={settings.SANDBOX_INSTANCE}"]
+    running = docker_api().containers(filters={"label": instance, "status": "running"})
+    return any(janitor.code_delivered_at(container) is not None for container in running)
+
+
+def waiting_for_code(container: dict) -> bool:
+    """Whether a sandbox is one made ahead by a worker that has not received any code yet."""
+    labels = container.get("Labels") or {}
+    return premade.WORKER_LABEL in labels and janitor.code_delivered_at(container) is None
 
 
 def wait_for_status(task_id: str, statuses: set[str], timeout: float = 30) -> Execution:

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 from executions import reconciler, runs, scheduler, submissions
 from executions.models import Execution
 from executions.sandbox import runner
-from tests.conftest import ROOT, listed_jobs, manage, run_worker, subprocess_env, wait_for_status
+from tests.conftest import ROOT, listed_jobs, manage, run_worker, sandboxes_of, subprocess_env, wait_for_status
 from tests.helpers import assert_error
 
 SLEEPER = "import time; time.sleep(60)"
@@ -26,7 +26,7 @@ def cancel(persona, task_id: str):
 
 
 def containers_of(task_id: str) -> list:
-    return runner.docker_api().containers(all=True, filters={"label": f"rce.execution={task_id}"})
+    return sandboxes_of(task_id)
 
 
 def containers_ever_created(task_id: str, since: float) -> list:
@@ -155,7 +155,8 @@ def test_it_kills_a_running_execution_and_removes_its_container(alice, patient_w
     assert (execution.status, execution.exit_code) == ("cancelled", 137)
     # Far below the two-minute deadline and the script's own 60 s: the cancel stopped it.
     assert execution.duration_ms < 30_000
-    assert containers_of(task_id) == []
+    # Removed right after the job, which has recorded the result first.
+    wait_for(lambda: containers_of(task_id) == [], timeout=10)
     assert cancellations("running") == before + 1
     # The worker is free for the next execution.
     after = alice.submit("print('next')")

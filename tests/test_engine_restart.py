@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +14,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from executions.models import Execution
+from executions.sandbox import janitor
 from executions.sandbox.images import sandbox_image
 from executions.sandbox.runner import LABEL, docker_api
 from tests.conftest import ROOT, manage, stop_workers, subprocess_env, wait_for_status
@@ -88,13 +91,24 @@ def sandboxes(engine: PrivateEngine, **filters) -> list[dict]:
     return engine.api().containers(all=True, filters={"label": LABEL, **filters})
 
 
+def script_running(engine: PrivateEngine, task_id: str) -> bool:
+    """Whether the execution's script has reached its sandbox, running on this engine."""
+    container_id = Execution.objects.get(id=task_id).container_id
+    for container in sandboxes(engine, id=container_id, status="running") if container_id else []:
+        source = janitor.code_source(container)
+        if source and os.path.exists(os.path.join(source, "stdin")):
+            return True
+    return False
+
+
 def test_an_engine_restart_ends_the_run_in_error_and_the_worker_recovers(alice, engine, engine_worker):
     task_id = alice.submit("import time\nprint('started', flush=True)\ntime.sleep(60)")
     wait_for_status(task_id, {"running"})
     deadline = time.monotonic() + 30
-    while not sandboxes(engine, status="running"):
+    while not script_running(engine, task_id):
         assert time.monotonic() < deadline, "the sandbox never started"
         time.sleep(0.05)
+    container_id = Execution.objects.get(id=task_id).container_id
 
     engine.stop()
     engine.start()
@@ -104,7 +118,7 @@ def test_an_engine_restart_ends_the_run_in_error_and_the_worker_recovers(alice, 
     assert "engine" in execution.error
     # The sandbox does not outlive its run, on the engine that kept it alive through the restart.
     deadline = time.monotonic() + 30
-    while sandboxes(engine):
+    while sandboxes(engine, id=container_id):
         assert time.monotonic() < deadline, "the sandbox outlived its run"
         time.sleep(0.2)
 
@@ -114,3 +128,4 @@ def test_an_engine_restart_ends_the_run_in_error_and_the_worker_recovers(alice, 
     assert engine_worker.poll() is None
     # Nothing ever ran on the shared engine.
     assert not docker_api().containers(all=True, filters={"label": f"rce.execution={task_id}"})
+    assert not docker_api().containers(all=True, filters={"id": container_id})

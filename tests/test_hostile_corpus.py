@@ -27,8 +27,9 @@ import pytest
 from django.conf import settings
 
 from executions.models import Execution
-from executions.sandbox.runner import docker_api, own_sandboxes
-from tests.conftest import run_worker
+from executions.sandbox import premade
+from executions.sandbox.runner import docker_api
+from tests.conftest import run_worker, sandboxes_of
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 LANGUAGES = {".py": "python", ".sh": "bash"}
@@ -114,12 +115,27 @@ def test_the_corpus_is_only_scripts():
     assert {path.suffix for path in CORPUS.iterdir()} <= set(LANGUAGES)
 
 
+@pytest.fixture
+def made_ahead(monkeypatch) -> list[str]:
+    """The containers that ran an execution in a sandbox made ahead (the worker's usual path)."""
+    used = []
+    deliver = premade.run_in
+
+    def spy(api, sandbox, *args, **kwargs):
+        used.append(sandbox.container_id)
+        return deliver(api, sandbox, *args, **kwargs)
+
+    monkeypatch.setattr(premade, "run_in", spy)
+    return used
+
+
 @pytest.mark.parametrize("case, runtime", PARAMS)
-def test_it_contains_the_hostile_script(case, runtime, alice, transactional_db, settings):
+def test_it_contains_the_hostile_script(case, runtime, alice, transactional_db, settings, made_ahead):
     settings.SANDBOX_RUNTIME = "" if runtime == "runc" else runtime
     task_id = alice.submit(case.path.read_text(), case.language)
     run_worker()
     result = alice.get(task_id)
+    assert Execution.objects.get(id=task_id).container_id in made_ahead
     output = result["stdout"] + result["stderr"]
 
     assert result["status"] in case.expected(runtime), describe(result)
@@ -148,7 +164,7 @@ def assert_stored_safely(result: dict) -> None:
 def assert_no_container_left(task_id: str) -> None:
     api = docker_api()
     # Only this run's containers: other workers may share the engine while the corpus runs.
-    left = own_sandboxes(api, f"rce.execution={task_id}")
+    left = sandboxes_of(task_id)
     assert left == [], f"containers left: {[c['Id'][:12] for c in left]}"
     container_id = Execution.objects.get(id=task_id).container_id
     assert container_id

@@ -19,8 +19,7 @@ import pytest
 
 from executions import reconciler
 from executions.models import Execution
-from executions.sandbox.runner import docker_api, own_sandboxes
-from tests.conftest import ROOT, free_port, subprocess_env, wait_for_status
+from tests.conftest import ROOT, free_port, sandboxes_of, script_running, subprocess_env, wait_for_status
 
 # README, "Slots and supervision": a supervised worker's execution ends within this after its death.
 SUPERVISED_BOUND_SECONDS = 5
@@ -137,9 +136,8 @@ def platform(transactional_db, redis_conn, tmp_path):
 
 def sandbox_started(task_id: str) -> Execution:
     def started():
-        execution = Execution.objects.get(id=task_id)
-        containers = docker_api().containers(filters={"label": f"rce.execution={task_id}", "status": "running"})
-        return execution if execution.container_id and containers else None
+        # Read after the script was seen running: by then the row names its worker.
+        return Execution.objects.get(id=task_id) if script_running(task_id) else None
 
     return wait_until(started, 30, "sandbox running")
 
@@ -158,7 +156,7 @@ def test_a_killed_worker_costs_one_worker_for_a_moment(platform, redis_conn):
     assert lost.status == "error" and "worker" in lost.error
     assert ended_after <= SUPERVISED_BOUND_SECONDS
     # Its sandbox went with it, long before the janitor's age limit.
-    assert own_sandboxes(docker_api(), f"rce.execution={task_id}") == []
+    assert sandboxes_of(task_id) == []
     # The web kept serving, and the workers (the survivor, or the replacement) run new submissions.
     assert platform.healthy()
     assert platform.result(platform.submit("print(6 * 7)"))["stdout"] == "42\n"

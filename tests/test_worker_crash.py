@@ -13,7 +13,7 @@ from executions import reconciler, store
 from executions.models import Execution
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api, own_sandboxes
-from tests.conftest import wait_for_status
+from tests.conftest import sandboxes_of, script_running, wait_for_status
 
 
 def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
@@ -21,12 +21,10 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     execution = wait_for_status(task_id, {"running"})
     # Wait until the script runs in its container, then kill the worker without a chance to clean up.
     for _ in range(200):
-        if Execution.objects.get(id=task_id).container_id and docker_api().containers(
-            filters={"label": f"rce.execution={task_id}", "status": "running"}
-        ):
+        if script_running(task_id):
             break
         time.sleep(0.05)
-    (container,) = own_sandboxes(docker_api(), f"rce.execution={task_id}")
+    (container,) = sandboxes_of(task_id)
     code_dir = docker_api().inspect_container(container["Id"])["Mounts"][0]["Source"]
     worker_process.send_signal(signal.SIGKILL)
     worker_process.wait(10)
@@ -36,7 +34,7 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     name = Execution.objects.get(id=task_id).worker_name
     assert reconciler.worker_is_alive(name)
     store.connection().delete(reconciler.ALIVE_KEY.format(name))
-    removed = janitor.sweep(docker_api(), max_age=0)
+    removed = janitor.sweep(docker_api(), max_age=0, worker_alive=reconciler.worker_is_alive)
     # Long before any deadline could have passed: the dead heartbeat is enough.
     soon = timezone.now() + reconciler.ORPHAN_GRACE + timedelta(seconds=1)
     assert reconciler.fail_orphaned(now=soon) == 1

@@ -1,39 +1,90 @@
 """Remove sandbox containers and code directories that outlived their run: a worker killed mid-run
-leaves them behind."""
+leaves them behind, and a worker killed while idle leaves its sandbox made ahead."""
 
 from __future__ import annotations
 
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import docker
 import docker.errors
 from django.conf import settings
 
-from executions.sandbox.runner import discard_code_dir, own_sandboxes, remove_container
+from executions.sandbox.premade import WORKER_LABEL
+from executions.sandbox.runner import CODE_DIR, discard_code_dir, own_sandboxes, remove_container
 
 log = logging.getLogger(__name__)
 
 # A container older than the run's deadline plus this margin has no live owner.
 GRACE_SECONDS = 60
+# A sandbox made ahead younger than this may belong to a worker whose first heartbeat is on its way.
+WORKER_GRACE_SECONDS = 30
 
 
 def max_age_seconds() -> float:
     return settings.SANDBOX_TIMEOUT_SECONDS + GRACE_SECONDS
 
 
-def sweep(api: docker.APIClient, max_age: float | None = None) -> list[str]:
-    """Remove this instance's sandbox containers created more than `max_age` seconds ago; their ids."""
+def sweep(
+    api: docker.APIClient, max_age: float | None = None, worker_alive: Callable[[str], bool] = lambda name: True
+) -> list[str]:
+    """Remove this instance's stale sandbox containers (is_stale); their ids."""
     max_age = max_age_seconds() if max_age is None else max_age
-    cutoff = time.time() - max_age
+    now = time.time()
     removed = []
     for container in own_sandboxes(api):
-        if container["Created"] <= cutoff:
+        if is_stale(container, now, max_age, worker_alive):
             log.warning("janitor: removing stale sandbox container %s", container["Id"][:12])
             remove_container(api, container["Id"])
             removed.append(container["Id"])
     return removed
+
+
+def is_stale(container: dict, now: float, max_age: float, worker_alive: Callable[[str], bool]) -> bool:
+    """A sandbox made for a run is stale `max_age` seconds after it was created. One made ahead may
+    wait for its code as long as its worker lives, and is stale `max_age` seconds after the code
+    arrived, or as soon as its worker is gone."""
+    worker = (container.get("Labels") or {}).get(WORKER_LABEL)
+    if worker is None:
+        return container["Created"] <= now - max_age
+    if container["Created"] <= now - WORKER_GRACE_SECONDS and not worker_alive(worker):
+        return True
+    delivered = code_delivered_at(container)
+    return delivered is not None and delivered <= now - max_age
+
+
+def code_source(container: dict) -> str | None:
+    """The host directory a sandbox has at /code, from the engine's container list."""
+    for mount in container.get("Mounts") or []:
+        if mount.get("Destination") == CODE_DIR and mount.get("Type") == "bind":
+            return mount.get("Source")
+    return None
+
+
+def code_delivered_at(container: dict) -> float | None:
+    """When the script reached a sandbox (its stdin file is written with it); None if it has not."""
+    source = code_source(container)
+    try:
+        return os.stat(os.path.join(source, "stdin")).st_mtime if source else None
+    except OSError:
+        return None
+
+
+def sweep_worker(api: docker.APIClient, worker_name: str) -> list[str]:
+    """Remove a worker's sandboxes made ahead whatever their age: the worker is known to be dead."""
+    removed = []
+    for container in own_sandboxes(api, f"{WORKER_LABEL}={worker_name}"):
+        log.warning("janitor: removing the sandbox container %s of a dead worker", container["Id"][:12])
+        remove_container(api, container["Id"])
+        removed.append(container["Id"])
+    return removed
+
+
+def mounted_code_dirs(api: docker.APIClient) -> set[str]:
+    """The code directories that this instance's sandbox containers mount."""
+    return {os.path.realpath(source) for source in map(code_source, own_sandboxes(api)) if source}
 
 
 def sweep_execution(api: docker.APIClient, execution_id: str) -> list[str]:
@@ -46,8 +97,9 @@ def sweep_execution(api: docker.APIClient, execution_id: str) -> list[str]:
     return removed
 
 
-def sweep_code_dirs(max_age: float | None = None) -> list[str]:
-    """Remove the code directories (SANDBOX_CODE_ROOT) last changed more than `max_age` seconds ago."""
+def sweep_code_dirs(max_age: float | None = None, in_use: set[str] = frozenset()) -> list[str]:
+    """Remove the code directories (SANDBOX_CODE_ROOT) last changed more than `max_age` seconds ago,
+    except those `in_use` (mounted_code_dirs): a sandbox made ahead waits in one as long as it needs."""
     max_age = max_age_seconds() if max_age is None else max_age
     cutoff = time.time() - max_age
     removed = []
@@ -57,7 +109,11 @@ def sweep_code_dirs(max_age: float | None = None) -> list[str]:
         return removed
     for entry in entries:
         try:
-            stale = entry.name.startswith("run-") and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+            stale = (
+                entry.name.startswith("run-")
+                and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+                and os.path.realpath(entry.path) not in in_use
+            )
         except FileNotFoundError:
             continue
         if stale:

@@ -48,6 +48,15 @@ COMMANDS = {
     "python": ("main.py", "exec python3 -u /code/main.py < /code/stdin"),
     "bash": ("main.sh", "exec bash /code/main.sh < /code/stdin"),
 }
+# The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
+# It reads one line naming the language from its stdin, which the worker writes once the files are
+# in /code, and becomes that interpreter: nothing of it remains beside the script, whose own stdin is
+# the file. Its stdin closes as the worker lets go of it (StdinOnce), so nothing more can come that way.
+LAUNCHER = (
+    "IFS= read -r language || exit 97; case \"$language\" in "
+    + " ".join(f"{language}) {command};;" for language, (_, command) in COMMANDS.items())
+    + " esac; exit 97"
+)
 
 # Nothing from the worker's environment reaches the container: this is the whole environment.
 ENVIRONMENT = {
@@ -188,8 +197,12 @@ def verify_restrictions(inspected: dict, limits: Limits, code_source: str | None
         wrong.append("CapAdd")
     if limits.runtime and hc.get("Runtime") != limits.runtime:
         wrong.append("Runtime")
-    if inspected["Config"].get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
+    config = inspected["Config"]
+    if config.get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
         wrong.append("User")
+    # A sandbox made ahead reads its language from stdin; that stdin must close when the worker lets go.
+    if config.get("Tty") or (config.get("OpenStdin") and not config.get("StdinOnce")):
+        wrong.append("Stdin")
     # Docker's init does not show in Path; the image's does.
     if uses_docker_init(limits) != bool(hc.get("Init")) or not (hc.get("Init") or inspected.get("Path") == INIT):
         wrong.append("Init")
@@ -214,25 +227,39 @@ def write_code_dir(filename: str, code: str, stdin: str) -> str:
     The directory and files are the worker's, read-only for everyone: inside the container the
     script can read them and change nothing. SANDBOX_CODE_ROOT itself is private to the worker's user.
     """
+    path = new_code_dir()
+    try:
+        fill_code_dir(path, filename, code, stdin)
+    except SandboxError:
+        discard_code_dir(path)
+        raise
+    return path
+
+
+def new_code_dir() -> str:
+    """A fresh, empty directory under SANDBOX_CODE_ROOT, private to the worker until it is filled."""
     root = settings.SANDBOX_CODE_ROOT
-    path = None
     try:
         os.makedirs(root, mode=0o700, exist_ok=True)
         if os.stat(root).st_mode & 0o077:
             # Made by someone else (Compose creates a missing bind source 0755): while a script is
             # in it, no other user of the host may list or read it. Fails closed if not ours.
             os.chmod(root, 0o700)
-        path = tempfile.mkdtemp(prefix="run-", dir=root)
+        # mkdtemp makes it 0700: a sandbox that mounts it before the code arrives cannot look in.
+        return tempfile.mkdtemp(prefix="run-", dir=root)
+    except OSError as exc:
+        raise SandboxError(f"could not write the script for the sandbox: {exc}") from exc
+
+
+def fill_code_dir(path: str, filename: str, code: str, stdin: str) -> None:
+    try:
         for name, text in ((filename, code), ("stdin", stdin)):
             fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             with os.fdopen(fd, "wb") as file:
                 file.write(text.encode())
         os.chmod(path, 0o555)
     except OSError as exc:
-        if path:
-            discard_code_dir(path)
         raise SandboxError(f"could not write the script for the sandbox: {exc}") from exc
-    return path
 
 
 def discard_code_dir(path: str) -> None:
@@ -346,10 +373,12 @@ def copy_code(api: docker.APIClient, container_id: str, filename: str, code: str
 
 
 def create_container(
-    api: docker.APIClient, language: str, limits: Limits, labels: dict[str, str], code_source: str | None = None
+    api: docker.APIClient, language: str | None, limits: Limits, labels: dict[str, str], code_source: str | None = None
 ) -> str:
+    """A created, verified, not yet started sandbox; for `language` None, one that waits for its
+    language on stdin (LAUNCHER)."""
     image = sandbox_image()
-    _, shell_command = COMMANDS[language]
+    shell_command = COMMANDS[language][1] if language else LAUNCHER
     try:
         api.inspect_image(image)
     except docker.errors.ImageNotFound as exc:
@@ -368,6 +397,7 @@ def create_container(
             hostname="sandbox",
             environment=ENVIRONMENT,
             network_disabled=True,
+            stdin_open=language is None,
             # A volume for the archive API to copy into; a bind mount needs none.
             volumes=None if code_source else [CODE_DIR],
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
@@ -398,13 +428,30 @@ def start_and_collect(
         # Cancelled while the sandbox was being prepared: the script never starts.
         return RunResult("cancelled", None, b"", b"", False, False, 0, container_id)
     try:
-        stream = api.attach_socket(container_id, params={"stdout": 1, "stderr": 1, "stream": 1})
+        raw = attach(api, container_id)
         api.start(container_id)
     except docker.errors.APIError as exc:
         raise SandboxError(f"the sandbox could not start: {exc.explanation}") from exc
-    started = time.monotonic()
+    return collect(api, container_id, raw, limits, time.monotonic(), cancelled)
+
+
+def attach(api: docker.APIClient, container_id: str, stdin: bool = False) -> socket.socket:
+    """The container's output stream (and its stdin, if asked), as a plain socket."""
+    stream = api.attach_socket(container_id, params={"stdin": int(stdin), "stdout": 1, "stderr": 1, "stream": 1})
+    return getattr(stream, "_sock", stream)
+
+
+def collect(
+    api: docker.APIClient,
+    container_id: str,
+    raw: socket.socket,
+    limits: Limits,
+    started: float,
+    cancelled: Callable[[], bool] = never,
+) -> RunResult:
+    """Read the output of a script that started at `started` (monotonic) until it ends or is killed
+    at its deadline; close the stream; how it ended."""
     output = OutputCollector(limits.output_limit_bytes)
-    raw = getattr(stream, "_sock", stream)
     try:
         stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled)
     finally:

@@ -1,0 +1,271 @@
+"""Sandboxes made ahead of demand: each worker process keeps one ready, so that an execution only
+delivers its code and starts its clock.
+
+A sandbox made ahead is created with every restriction, verified, and started while the worker is
+idle; the process under its init is runner.LAUNCHER, which waits for one line on its stdin. Its code
+directory is bind-mounted read-only at create time, empty and unreadable (0700). When an execution
+comes: verify it again (restrictions, still running, stream open), write the files, then the
+language on stdin, and the deadline counts from there. It runs that one execution and is removed
+after it; the next one is made once the job has recorded its result, off the critical path.
+
+A run with a lower memory limit lowers the sandbox's (`docker update`, then verified) before its
+code arrives, except under gVisor, which cannot. Anything else that does not fit (other limits,
+another image, code delivered by copy) or fails takes the cold path (runner.run): the script never runs in a sandbox that is not known to be complete.
+Sandboxes made ahead carry their worker's name (WORKER_LABEL): the janitor removes those whose
+worker is gone, and the worker removes its own when it stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+import requests
+from django.conf import settings
+
+from executions.sandbox import runner
+from executions.sandbox.images import sandbox_image
+from executions.sandbox.runner import Limits, RunResult, SandboxError
+
+log = logging.getLogger(__name__)
+
+WORKER_LABEL = "rce.worker"
+WORKER_PID_LABEL = "rce.worker-pid"
+
+
+@dataclass
+class Sandbox:
+    container_id: str
+    code_dir: str
+    limits: Limits
+    image: str
+    stream: socket.socket | None = None
+
+
+def make(api: docker.APIClient, limits: Limits, labels: dict[str, str]) -> Sandbox:
+    """Create, verify and start a sandbox that waits for its code; SandboxError if any step fails."""
+    sandbox = Sandbox("", runner.new_code_dir(), limits, sandbox_image())
+    try:
+        sandbox.container_id = runner.create_container(api, None, limits, labels, sandbox.code_dir)
+        sandbox.stream = runner.attach(api, sandbox.container_id, stdin=True)
+        api.start(sandbox.container_id)
+        check(api, sandbox)
+    except BaseException as exc:
+        destroy(api, sandbox)
+        if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):
+            raise SandboxError(f"the sandbox made ahead could not start: {exc}") from exc
+        raise
+    return sandbox
+
+
+def check(api: docker.APIClient, sandbox: Sandbox) -> None:
+    """Fail closed: the sandbox still carries every restriction, its launcher still waits, and its
+    output stream is still open."""
+    try:
+        inspected = api.inspect_container(sandbox.container_id)
+    except (docker.errors.DockerException, OSError) as exc:
+        raise SandboxError(f"the sandbox made ahead cannot be inspected: {exc}") from exc
+    runner.verify_restrictions(inspected, sandbox.limits, sandbox.code_dir)
+    state = inspected["State"]
+    if not state.get("Running") or state.get("OOMKilled") or inspected["Config"].get("Cmd") != [
+        "/bin/sh", "-c", runner.LAUNCHER
+    ]:
+        raise SandboxError("the sandbox made ahead is not waiting for its code")
+    if sandbox.stream is None or not stream_open(sandbox.stream):
+        raise SandboxError("the sandbox made ahead lost its output stream")
+
+
+def stream_open(raw: socket.socket) -> bool:
+    """Whether the attach stream is still open and silent, as it is before the code arrives."""
+    try:
+        timeout = raw.gettimeout()
+        raw.setblocking(False)
+        try:
+            raw.recv(1, socket.MSG_PEEK)
+        finally:
+            raw.settimeout(timeout)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    # An end of stream, or output from a launcher that must print nothing.
+    return False
+
+
+def fits(sandbox: Sandbox, limits: Limits) -> bool:
+    """Whether a run with these limits may use the sandbox: the worker enforces the deadline and the
+    output caps; everything else must be exactly what the sandbox was made with."""
+    enforced_here = {"timeout_seconds": 0, "output_limit_bytes": 0}
+    return (
+        dataclasses.replace(sandbox.limits, **enforced_here) == dataclasses.replace(limits, **enforced_here)
+        and sandbox.image == sandbox_image()
+    )
+
+
+def can_lower_memory(sandbox: Sandbox, limits: Limits) -> bool:
+    """Whether the sandbox fits these limits once its memory limit is lowered to theirs. gVisor's
+    runtime cannot change a running sandbox's limits."""
+    return (
+        limits.runtime != "runsc"
+        and limits.memory_mb < sandbox.limits.memory_mb
+        and fits(sandbox, dataclasses.replace(limits, memory_mb=sandbox.limits.memory_mb))
+    )
+
+
+def lower_memory(api: docker.APIClient, sandbox: Sandbox, memory_mb: int) -> None:
+    """Lower the memory limit (and with it the swap limit) of a sandbox that has no code yet; check()
+    then verifies that the engine applied it."""
+    memory = memory_mb * 1024 * 1024
+    try:
+        api.update_container(sandbox.container_id, mem_limit=memory, memswap_limit=memory)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxError(f"could not lower the memory limit of the sandbox made ahead: {exc}") from exc
+    sandbox.limits = dataclasses.replace(sandbox.limits, memory_mb=memory_mb)
+
+
+def run_in(
+    api: docker.APIClient,
+    sandbox: Sandbox,
+    language: str,
+    code: str,
+    stdin: str,
+    limits: Limits,
+    cancelled: Callable[[], bool] = runner.never,
+) -> RunResult:
+    """Deliver the script to a checked sandbox and run it, the deadline counting from delivery.
+    The sandbox is used up whatever happens: never deliver anything to it again."""
+    filename, _ = runner.COMMANDS[language]
+    if cancelled():
+        # Cancelled while the sandbox was being checked: the script never arrives.
+        return RunResult("cancelled", None, b"", b"", False, False, 0, sandbox.container_id)
+    runner.fill_code_dir(sandbox.code_dir, filename, code, stdin)
+    started = time.monotonic()
+    stream, sandbox.stream = sandbox.stream, None
+    try:
+        stream.sendall(f"{language}\n".encode())
+        # Its stdin closes (StdinOnce): nothing more can reach the script that way.
+        stream.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        stream.close()
+        raise SandboxError(f"could not start the script in the sandbox made ahead: {exc}") from exc
+    return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled)
+
+
+def destroy(api: docker.APIClient, sandbox: Sandbox) -> None:
+    if sandbox.stream is not None:
+        sandbox.stream.close()
+        sandbox.stream = None
+    if sandbox.container_id:
+        runner.remove_container(api, sandbox.container_id)
+    runner.discard_code_dir(sandbox.code_dir)
+
+
+# This process's sandbox made ahead, and those it set aside: used ones whose container has exited,
+# and ones that never received code. The worker removes those after each job (tidy), once the job
+# has recorded its result. Each worker is one process running one job at a time.
+_ready: Sandbox | None = None
+_set_aside: list[Sandbox] = []
+
+
+def enabled() -> bool:
+    return settings.SANDBOX_MAKE_AHEAD and settings.SANDBOX_CODE_DELIVERY == "bind"
+
+
+def worker_labels(worker_name: str) -> dict[str, str]:
+    return {WORKER_LABEL: worker_name, WORKER_PID_LABEL: str(os.getpid())}
+
+
+def ready() -> Sandbox | None:
+    return _ready
+
+
+def prepare(worker_name: str) -> None:
+    """Make this process's sandbox ahead, unless it has a sound one that fits the settings.
+    SandboxError if it cannot: runs then take the cold path until a later call succeeds."""
+    global _ready
+    if not enabled():
+        return
+    api = runner.docker_api()
+    limits = Limits.from_settings()
+    if _ready is not None:
+        try:
+            if fits(_ready, limits):
+                check(api, _ready)
+                return
+        except SandboxError as exc:
+            log.warning("sandbox made ahead %s: %s; replacing it", _ready.container_id[:12], exc)
+        _set_aside.append(_ready)
+        _ready = None
+        tidy()
+    _ready = make(api, limits, worker_labels(worker_name))
+
+
+def take(api: docker.APIClient, limits: Limits) -> Sandbox | None:
+    """This process's sandbox made ahead, checked, if it fits these limits; it is no longer ready
+    either way."""
+    global _ready
+    sandbox, _ready = _ready, None
+    if sandbox is None:
+        return None
+    try:
+        if can_lower_memory(sandbox, limits):
+            lower_memory(api, sandbox, limits.memory_mb)
+        if fits(sandbox, limits):
+            check(api, sandbox)
+            return sandbox
+    except SandboxError as exc:
+        log.warning("sandbox made ahead %s: %s; making one for this run", sandbox.container_id[:12], exc)
+    _set_aside.append(sandbox)
+    return None
+
+
+def run(
+    language: str,
+    code: str,
+    stdin: str = "",
+    *,
+    limits: Limits,
+    labels: dict[str, str] | None = None,
+    on_created: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> RunResult:
+    """runner.run's contract, in this process's sandbox made ahead when it is sound and fits."""
+    if language not in runner.COMMANDS:
+        raise SandboxError(f"unsupported language {language!r}")
+    api = runner.docker_api()
+    sandbox = take(api, limits)
+    if sandbox is None:
+        return runner.run(language, code, stdin, limits=limits, labels=labels, on_created=on_created, cancelled=cancelled)
+    try:
+        if on_created:
+            on_created(sandbox.container_id)
+        result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never)
+    except BaseException:
+        destroy(api, sandbox)
+        raise
+    # Exited, or never given its code: removed right after the job has recorded the result.
+    _set_aside.append(sandbox)
+    return result
+
+
+def tidy() -> None:
+    """Remove the sandboxes set aside."""
+    api = runner.docker_api()
+    while _set_aside:
+        destroy(api, _set_aside.pop())
+
+
+def discard() -> None:
+    """Remove every sandbox of this process: the worker stops."""
+    global _ready
+    if _ready is not None:
+        _set_aside.append(_ready)
+        _ready = None
+    tidy()
