@@ -213,9 +213,9 @@ RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
 # capped, so at 1 the cores sit half idle while short runs wait behind capped loops (README, "Fair
 # scheduling"). At 2, runs that want all their CPU at once take up to twice as long.
 SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 2.0)
-# What a slot costs besides its sandbox's memory limit: its worker process and the engine's
-# per-container processes (README, "Slots and supervision", has the measurement).
-SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 40)
+# What a slot costs besides its sandbox's memory limit: its worker process, the engine's
+# per-container processes and the sandbox it keeps made ahead (README, "Slots and supervision").
+SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 55)
 SANDBOX_SLOTS = envint(
     "SANDBOX_SLOTS",
     host.sandbox_slots(
