@@ -183,7 +183,7 @@ def release_ended(now=None) -> int:
     for key in connection.scan_iter(match=scheduler.tenant_key("*", "inflight"), count=BATCH):
         tenant_id = int(key.decode().split(":")[2])
         old = [member.decode() for member in connection.zrangebyscore(key, "-inf", cutoff)]
-        by_execution = {job.split("-", 1)[1].rsplit("-", 1)[0]: job for job in old}
+        by_execution = {scheduler.execution_of(job): job for job in old}
         live = Execution.objects.filter(id__in=list(by_execution), status__in=Execution.CANCELLABLE_STATUSES)
         for execution_id in set(by_execution) - {str(pk) for pk in live.values_list("id", flat=True)}:
             scheduler.release(tenant_id, by_execution[execution_id], withdraw=True)

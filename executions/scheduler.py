@@ -248,6 +248,11 @@ def job_id(execution_id, attempts: int) -> str:
     return f"execution-{execution_id}-{attempts}"
 
 
+def execution_of(job: str) -> str:
+    """The execution id in a job id that job_id() made."""
+    return job.removeprefix("execution-").rsplit("-", 1)[0]
+
+
 def job_timeout() -> int:
     return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
 

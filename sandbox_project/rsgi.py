@@ -143,11 +143,8 @@ class DjangoOverRSGI:
         if self.executor is None:
             self.__rsgi_init__(None)
         loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(self.executor, call_django, self.app, self.environ(scope, body))
+        status, headers, content = await loop.run_in_executor(self.executor, call_django, self.app, environ_for(scope, body))
         protocol.response_bytes(status, headers, content)
-
-    def environ(self, scope, body: bytes) -> dict:
-        return environ_for(scope, body)
 
     async def read_body(self, scope, protocol) -> bytes:
         try:

@@ -129,9 +129,9 @@ def api_error(exc: submissions.AdmissionError) -> APIException:
 
 def count_request(request: Request) -> None:
     """Count a submission admission did not see against its tenant's rate: 429 if over it."""
-    throttle = throttles.TenantRateThrottle()
-    if not throttle.allow_request(request, None):
-        raise Throttled(throttle.wait())
+    allowed, retry_after, _ = throttles.count(request.user)
+    if not allowed:
+        raise Throttled(retry_after)
 
 
 class AdmissionMixin:

@@ -74,12 +74,7 @@ def code_delivered_at(container: dict) -> float | None:
 
 def sweep_worker(api: docker.APIClient, worker_name: str) -> list[str]:
     """Remove a worker's sandboxes made ahead whatever their age: the worker is known to be dead."""
-    removed = []
-    for container in own_sandboxes(api, f"{WORKER_LABEL}={worker_name}"):
-        log.warning("janitor: removing the sandbox container %s of a dead worker", container["Id"][:12])
-        remove_container(api, container["Id"])
-        removed.append(container["Id"])
-    return removed
+    return sweep_labelled(api, f"{WORKER_LABEL}={worker_name}")
 
 
 def mounted_code_dirs(api: docker.APIClient) -> set[str]:
@@ -89,8 +84,13 @@ def mounted_code_dirs(api: docker.APIClient) -> set[str]:
 
 def sweep_execution(api: docker.APIClient, execution_id: str) -> list[str]:
     """Remove an execution's sandbox containers whatever their age: its worker is known to be dead."""
+    return sweep_labelled(api, f"rce.execution={execution_id}")
+
+
+def sweep_labelled(api: docker.APIClient, label: str) -> list[str]:
+    """Remove this instance's sandboxes that carry `label`, whatever their age; their ids."""
     removed = []
-    for container in own_sandboxes(api, f"rce.execution={execution_id}"):
+    for container in own_sandboxes(api, label):
         log.warning("janitor: removing the sandbox container %s of a dead worker", container["Id"][:12])
         remove_container(api, container["Id"])
         removed.append(container["Id"])
