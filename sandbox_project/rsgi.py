@@ -121,9 +121,15 @@ class DjangoOverRSGI:
         self.body_seconds = body_seconds
         self.max_body = max_body
         self.executor: ThreadPoolExecutor | None = None
+        # The busiest requests, answered on the event loop (executions/api/fastlane.py).
+        self.fast_lane = None
 
     def __rsgi_init__(self, loop) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+        if settings.FAST_LANE:
+            from executions.api.fastlane import FastLane
+
+            self.fast_lane = FastLane()
 
     def __rsgi_del__(self, loop) -> None:
         if self.executor is not None:
@@ -139,6 +145,8 @@ class DjangoOverRSGI:
         except Refused as refused:
             return error(protocol, refused.status, refused.code, refused.message)
         except ClientGone:
+            return
+        if self.fast_lane is not None and await self.fast_lane.answer(scope, body, protocol):
             return
         if self.executor is None:
             self.__rsgi_init__(None)
