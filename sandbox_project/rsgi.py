@@ -139,7 +139,9 @@ class DjangoOverRSGI:
         if scope.proto != "http":
             return
         try:
-            body = await asyncio.wait_for(self.read_body(scope, protocol), self.body_seconds or None)
+            # A timer, not asyncio.wait_for(): that would make a task of every request's read.
+            async with asyncio.timeout(self.body_seconds or None):
+                body = await self.read_body(scope, protocol)
         except TimeoutError:
             return error(protocol, 408, "request_timeout", "The request body did not arrive in time; nothing was created.")
         except Refused as refused:
