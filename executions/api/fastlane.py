@@ -8,8 +8,8 @@ work. Here (called by sandbox_project.rsgi) they skip that cycle, not its rules:
 - the API key must be one this process authenticated in the last API_KEY_CACHE_SECONDS, through
   Django (KeyCache.recent), with its tenant active and its last use recorded recently enough;
 - a submission goes through admission's own check() and then submissions.submit_group(): group
-  commit. Submissions that arrive while a group is being written wait for the next one; each group
-  is one INSERT transaction and one Redis round trip of admission scripts (one per submission, each
+  commit. Submissions that arrive while FAST_LANE_FLUSHES groups are being written wait for the
+  next one; each group is one INSERT transaction and one Redis round trip of admission scripts (one per submission, each
   as atomic as a lone one). Every 202 is sent after its own row was committed and its job queued;
 - reads are grouped the same way: one Redis round trip counts each against its tenant's rate and
   reads the cached results of finished executions; the others (queued or running, mostly) come from
@@ -71,33 +71,34 @@ NOT_FOUND, DATABASE_DOWN = object(), object()
 
 
 class Group:
-    """Items handed to `flush` (run in a thread of its own) together: what arrives while a flush runs
-    goes into the next. `flush` returns one result per item, which its caller gets (an exception,
+    """Items handed to `flush` (in a thread; at most `parallel` at once) together: what arrives while
+    every flush is busy goes into the next. `flush` returns one result per item, which its caller gets (an exception,
     but for an AdmissionError, is raised in it); if `flush` raises, every item's caller gets that.
     """
 
-    def __init__(self, flush: Callable[[list], list], name: str):
+    def __init__(self, flush: Callable[[list], list], name: str, parallel: int = 1):
         self.flush = flush
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.parallel = parallel
+        self.executor = ThreadPoolExecutor(parallel, thread_name_prefix=name)
         self.pending: list[tuple[object, asyncio.Future]] = []
-        self.flushing = False
+        self.flushing = 0
 
     async def add(self, item):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.pending.append((item, future))
-        if not self.flushing:
+        if self.flushing < self.parallel:
             self.start(loop)
         return await future
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         group, self.pending = self.pending[:MAX_GROUP], self.pending[MAX_GROUP:]
-        self.flushing = True
+        self.flushing += 1
         done = loop.run_in_executor(self.executor, self.flush, [item for item, _ in group])
         done.add_done_callback(lambda outcome: self.finished(loop, group, outcome))
 
     def finished(self, loop, group, outcome: asyncio.Future) -> None:
-        self.flushing = False
+        self.flushing -= 1
         error = outcome.exception()
         results = [error] * len(group) if error else outcome.result()
         for (_, future), result in zip(group, results):
@@ -165,7 +166,7 @@ def queued_or_running(ids: list[str]) -> dict[str, bytes | Execution] | None:
 
 class FastLane:
     def __init__(self):
-        self.submits = Group(write_group, "fast-submit")
+        self.submits = Group(write_group, "fast-submit", settings.FAST_LANE_FLUSHES)
         self.reads = Group(read_group, "fast-read")
         self.submit_view = resolve("/api/v1/execute").view_name
         self.read_view = resolve("/api/v1/executions/00000000-0000-0000-0000-000000000000").view_name
