@@ -1,9 +1,10 @@
 """Reads: GET of a finished execution, and what polling clients cost the sandboxes.
 
-    .venv/bin/python bench/reads.py [-n 20000] [-c 32] [--clients 32] [--seconds 30] [--workers 3]
+    .venv/bin/python bench/reads.py [-n 20000] [-c 32] [--clients 32] [--seconds 30] [--workers N]
                                     [--database sqlite|postgres] [--server COMMAND]
 
-Starts the production web server and WORKERS rq workers on a private database and Redis database.
+Starts the production web server and the sandbox workers as `make run` does (`manage.py
+sandbox_workers`; `--workers N`: N plain rq workers instead) on a private database and Redis database.
 1. `hey -n N -c C` GETs one finished execution: requests per second, latency, the web's CPU a request.
 2. Sandbox throughput with CLIENTS clients in a closed loop for SECONDS each: every client submits
    `print(1)` and waits for its result, first with `?wait=30` (long-poll), then by GETting it every
@@ -126,7 +127,8 @@ def main() -> None:
     parser.add_argument("-c", "--concurrency", type=int, default=32)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="plain rq workers; 0 (the default): manage.py sandbox_workers, as make run starts it")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--server", default="", help="another server command, {port} for the port")
@@ -134,7 +136,10 @@ def main() -> None:
     context = machine()
     with Stack("reads", args.database, args.port) as stack:
         stack.start_web(args.server)
-        stack.start_workers(args.workers)
+        if args.workers:
+            stack.start_workers(args.workers)
+        else:
+            args.workers = stack.start_supervisor()
         task_id = stack.submit("print(1)")
         stack.wait_until_finished(60)
         url = stack.url(f"/api/v1/executions/{task_id}")
