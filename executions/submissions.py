@@ -185,6 +185,10 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
     return execution, True
 
 
+class NothingCreated(Exception):
+    """The database refused a group's rows: nothing of the group exists (the cause is chained)."""
+
+
 @dataclass(frozen=True)
 class Checked:
     """A submission that passed check(), with what admission needs next."""
@@ -207,11 +211,14 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     Group commit, for the web's fast lane (executions/api/fastlane.py): the rows are inserted in
     one transaction and the jobs queued by one pipeline of admission scripts, each submission
     counted, checked against its tenant's quotas and queued on its own, as submit() does. Each gets
-    its queued Execution, or the AdmissionError that refused it (its row removed again). A database
-    error raises, and then nothing was created.
+    its queued Execution, or the AdmissionError that refused it (its row removed again).
+    NothingCreated if the database refused the rows.
     """
     executions = [new_execution(item.tenant, item.submission, item.limits) for item in group]
-    Execution.insert_all(executions)
+    try:
+        Execution.insert_all(executions)
+    except DatabaseError as exc:
+        raise NothingCreated() from exc
     requests = [
         (item.tenant.id, scheduler.Quotas(item.quotas.rate_per_minute, item.quotas.max_queued, item.quotas.max_running),
          [(execution.id, execution.attempts)])

@@ -134,6 +134,8 @@ class DjangoOverRSGI:
     def __rsgi_del__(self, loop) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.fast_lane is not None:
+            self.fast_lane.close()
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":

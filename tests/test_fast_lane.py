@@ -194,6 +194,18 @@ def test_a_group_the_database_refuses_is_left_to_django(lane, alice, monkeypatch
     assert Execution.objects.count() == 0 and queued_job_count() == 0
 
 
+def test_a_group_that_fails_after_its_rows_were_written_removes_them_and_is_not_sent_to_django(lane, alice, monkeypatch):
+    key = authenticated(alice)
+
+    def broken(requests):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(scheduler, "admit_each", broken)
+    status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+    assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
+    assert Execution.objects.count() == 0 and queued_job_count() == 0
+
+
 def finished(persona) -> str:
     task_id = str(uuid.uuid4())
     store.cache_result(task_id, persona.tenant.id, {"task_id": task_id, "status": "completed", "stdout": "1\n"}, "completed")

@@ -117,11 +117,16 @@ def write_group(group: list[submissions.Checked]) -> list:
     close_old_connections()
     try:
         return submissions.submit_group(group)
-    except Exception as exc:
-        # Nothing of this group was created: each request goes through Django, which answers it.
-        log.warning("fast lane: a group of %d submission(s) goes to Django: %r", len(group), exc)
+    except submissions.NothingCreated as exc:
+        # Each request goes through Django, which answers it (a 503 if the database is down).
+        log.warning("fast lane: a group of %d submission(s) goes to Django: %r", len(group), exc.__cause__)
         close_old_connections()
         return [Fallback()] * len(group)
+    except Exception:
+        # Its rows were removed again if they could be: not sent to Django, which would make them twice.
+        log.exception("fast lane: a group of %d submission(s) failed", len(group))
+        close_old_connections()
+        return [submissions.QueueUnavailable()] * len(group)
 
 
 def read_group(group: list[tuple[int, str]]) -> list:
@@ -165,6 +170,11 @@ def queued_or_running(ids: list[str]) -> dict[str, bytes | Execution] | None:
 
 
 class FastLane:
+    def close(self) -> None:
+        """Finish the groups being written: their requests' rows are committed, their jobs queued."""
+        for group in (self.submits, self.reads):
+            group.executor.shutdown(wait=True)
+
     def __init__(self):
         self.submits = Group(write_group, "fast-submit", settings.FAST_LANE_FLUSHES)
         self.reads = Group(read_group, "fast-read")
