@@ -51,20 +51,32 @@ start_redis() {
   wait_for 10 redis-cli -p 6379 ping || { say "Redis did not start; see var/log/redis.log"; exit 1; }
 }
 
-# gVisor as the runtime `runsc`, for SANDBOX_RUNTIME=runsc. Only written when there is no daemon
-# configuration yet: an existing one is the operator's, and the runsc tests then say it is missing.
+# gVisor as the runtime `runsc`, for SANDBOX_RUNTIME=runsc, with Docker's seccomp profile applied
+# inside it (--oci-seccomp). Only written when there is no daemon configuration yet: an existing one
+# is the operator's, so a runsc registered there without the flag is reported (runs under it are
+# refused, and `manage.py check` says why), not rewritten.
+RUNSC_ARGS='["--network=none", "--platform=ptrace", "--oci-seccomp"]'
 configure_runsc() {
   command -v runsc >/dev/null 2>&1 || return 0
   [ -e /etc/docker/daemon.json ] && return 0
   say "registering gVisor (runsc) with the Docker engine in /etc/docker/daemon.json"
   $SUDO mkdir -p /etc/docker
   # live-restore: an engine restart leaves running sandboxes alone, and their runs end `error`.
-  echo '{"live-restore": true, "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--platform=ptrace"]}}}' \
+  echo "{\"live-restore\": true, \"runtimes\": {\"runsc\": {\"path\": \"/usr/bin/runsc\", \"runtimeArgs\": $RUNSC_ARGS}}}" \
     | $SUDO tee /etc/docker/daemon.json >/dev/null
 }
 
+check_runsc() {
+  local runtimes
+  runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null) || return 0
+  if grep -q '"runsc"' <<<"$runtimes" && ! grep -q -- '--oci-seccomp' <<<"$runtimes"; then
+    say "WARNING: the Docker engine registers runsc without --oci-seccomp: runs under runsc are refused."
+    say "In /etc/docker/daemon.json set its runtimeArgs to $RUNSC_ARGS, then: kill -HUP \$(pidof dockerd)"
+  fi
+}
+
 start_docker() {
-  if docker info >/dev/null 2>&1; then return; fi
+  if docker info >/dev/null 2>&1; then check_runsc; return; fi
   configure_runsc
   if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
     say "starting the Docker engine (systemd)"
@@ -74,6 +86,7 @@ start_docker() {
     $SUDO sh -c "nohup dockerd >'$VAR/log/dockerd.log' 2>&1 &"
   fi
   wait_for 60 docker info || { say "the Docker engine did not start; see var/log/dockerd.log"; exit 1; }
+  check_runsc
 }
 
 start_postgres() {
