@@ -46,6 +46,7 @@ SANDBOX_TIMEOUTS = Counter("engine_sandbox_timeouts", "Sandboxes killed at their
 SANDBOX_OOM_KILLS = Counter("engine_sandbox_oom_kills", "Sandboxes whose memory limit killed a process.")
 OUTPUT_TRUNCATIONS = Counter("engine_output_truncations", "Executions stopped at the output cap.")
 SANDBOX_ERRORS = Counter("engine_sandbox_errors", "Executions the platform could not run (status error).")
+REFUSED_JOBS = Counter("engine_refused_jobs", "Jobs in the queue that a worker refused: not the platform's own.")
 REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by reason.", ["reason"])
 CANCELLATIONS = Counter(
     "engine_cancellations", "Executions cancelled, by the status they had then.", ["previous_status"]
@@ -127,6 +128,10 @@ def record_finished(language: str, status: str, seconds: float) -> None:
     }.get(status)
     if counter is not None:
         counter.inc()
+
+
+def refused_job() -> None:
+    REFUSED_JOBS.inc()
 
 
 def record_cancelled(language: str, previous_status: str) -> None:

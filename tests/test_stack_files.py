@@ -7,6 +7,7 @@ Debian's `docker-compose config`), so that a file Compose would refuse fails her
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,15 +35,23 @@ def compose_command() -> list[str]:
     pytest.fail("no Docker Compose to check docker-compose.yml: install Debian's docker-compose package")
 
 
-@cache
-def compose_config() -> dict:
-    result = subprocess.run(
-        [*compose_command(), "--file", str(ROOT / "docker-compose.yml"), "config"],
+REDIS_PASSWORD = "0123456789abcdef"
+
+
+def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_command(), "--file", str(ROOT / "docker-compose.yml"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env={"PATH": os.environ["PATH"], **env},
     )
+
+
+@cache
+def compose_config() -> dict:
+    result = compose("config", REDIS_PASSWORD=REDIS_PASSWORD)
     assert result.returncode == 0, f"Compose refuses docker-compose.yml:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
 
@@ -90,6 +99,21 @@ def test_redis_keeps_the_queue_in_an_append_only_file_on_a_volume():
     command = words(redis["command"])
     assert command[command.index("--appendonly") + 1] == "yes"
     assert mounts(redis)["/data"] in compose_config()["volumes"]
+
+
+def test_redis_requires_a_password_and_everything_gives_it():
+    command = words(service("redis")["command"])
+    assert command[command.index("--requirepass") + 1] == REDIS_PASSWORD
+    assert environment(service("redis"))["REDISCLI_AUTH"] == REDIS_PASSWORD
+    assert "grep -q PONG" in " ".join(words(service("redis")["healthcheck"]["test"]))
+    for name in ("migrate", "sandbox-image", "web", "worker"):
+        assert environment(service(name))["REDIS_URL"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
+
+
+def test_compose_refuses_to_start_without_a_redis_password():
+    result = compose("config")
+    assert result.returncode != 0
+    assert "REDIS_PASSWORD" in result.stderr
 
 
 def test_only_the_workers_and_the_image_builder_get_the_docker_socket():
