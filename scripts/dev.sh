@@ -4,7 +4,8 @@
 #             docker-compose, gVisor, and Chromium with its driver for the browser tests;
 #             packages-bench: and hey)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
-#   venv      create .venv and install the Python requirements
+#   venv      create .venv and install what running needs, from the lock requirements.txt (venv-test:
+#             and the tests' tools, requirements-test.txt; venv-bench: and bench/requirements.txt)
 #   run       serve the web app and start the sandbox workers in the foreground (see README,
 #             "Slots and supervision", for what keeps running after Ctrl-C)
 set -euo pipefail
@@ -109,17 +110,22 @@ services() {
   if [ "${1:-}" = "--postgres" ]; then start_postgres; fi
 }
 
-venv() {
-  local stamp=.venv/.requirements
+venv() {  # venv LOCK...: make .venv and install each lock file, pinned and hash-checked
   if [ ! -x .venv/bin/python ]; then
-    say "creating .venv"
+    say "creating the Python virtual environment .venv"
     python3 -m venv .venv
   fi
-  if [ ! -f $stamp ] || ! cmp -s $stamp <(cat requirements.txt requirements-test.txt); then
-    say "installing Python requirements"
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
-    cat requirements.txt requirements-test.txt > $stamp
-  fi
+  local lock stamp
+  for lock in "$@"; do
+    stamp=".venv/.installed-${lock//\//-}"
+    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" "$lock"; then
+      say "installing the Python packages locked in $lock (exact versions, hash-checked; a minute or two the first time)"
+      .venv/bin/pip install --disable-pip-version-check --progress-bar off --require-hashes -r "$lock" \
+        | grep -v -e '^Requirement already satisfied' -e '^Looking in' -e '^WARNING: Location' || true
+      [ "${PIPESTATUS[0]}" -eq 0 ] || { say "pip could not install $lock"; exit 1; }
+      cp "$lock" "$stamp"
+    fi
+  done
 }
 
 run() {
@@ -164,7 +170,10 @@ run() {
 
 for step in "$@"; do
   case "$step" in
-    packages|venv|run) "$step" ;;
+    packages|run) "$step" ;;
+    venv) venv requirements.txt ;;
+    venv-test) venv requirements-test.txt ;;
+    venv-bench) venv requirements-test.txt bench/requirements.txt ;;
     packages-test) packages postgresql docker-compose runsc chromium chromium-driver ;;
     packages-bench) packages hey ;;
     services) services ;;
