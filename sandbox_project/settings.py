@@ -278,6 +278,11 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 # How long a web process reuses an API key it looked up (and its tenant): a revoked key or a
 # disabled tenant is refused everywhere within this many seconds. 0: look the key up every time.
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 1.0)
+# Failed sign-ins (browser page and admin) allowed per user name and per client address within a
+# window that starts at the first failure (executions.signin).
+SIGNIN_ATTEMPTS_PER_USER = envint("SIGNIN_ATTEMPTS_PER_USER", 5)
+SIGNIN_ATTEMPTS_PER_ADDRESS = envint("SIGNIN_ATTEMPTS_PER_ADDRESS", 20)
+SIGNIN_WINDOW_SECONDS = envint("SIGNIN_WINDOW_SECONDS", 900)
 # The web server's request threads per process (sandbox_project/serve.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
