@@ -31,9 +31,11 @@ packages() {
   fi
   missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
   if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    say "installing Debian packages (a few minutes the first time): ${missing[*]}"
+    say "apt-get update"
+    $SUDO apt-get update -q
+    say "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
   fi
 }
 
@@ -141,7 +143,9 @@ run() {
   # Web and workers write their metrics here, so that the web's /metrics shows the workers' too.
   export PROMETHEUS_MULTIPROC_DIR="$VAR/prometheus"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  say "the sandbox image"
   $py manage.py build_sandbox_images
+  say "migrating the database ($VAR)"
   $py manage.py migrate --noinput -v0
   $py manage.py collectstatic --noinput -v0
   $py manage.py ensure_default_tenant
