@@ -153,11 +153,16 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     REGISTRY.register(QueueDepthCollector())
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
+def presents_token(request: HttpRequest) -> bool:
+    """Whether the request carries `Authorization: Bearer <METRICS_TOKEN>` (never, if none is set)."""
     token = settings.METRICS_TOKEN
-    if token:
-        presented = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+    presented = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(presented.encode(), f"Bearer {token}".encode())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if settings.METRICS_TOKEN:
+        if not presents_token(request):
             response = JsonResponse(
                 {"error": {"code": "unauthorized", "message": "Metrics need the bearer token."}}, status=401
             )
