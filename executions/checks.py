@@ -114,3 +114,16 @@ def check_sandbox_runtime(app_configs, **kwargs):
     if problem:
         return [Error(f"SANDBOX_RUNTIME is runsc, but {problem}.", id="executions.E009")]
     return []
+
+
+@register()
+def check_log_format(app_configs, **kwargs):
+    if settings.LOG_FORMAT not in settings.LOG_FORMATS:
+        return [
+            Error(
+                f"LOG_FORMAT {settings.LOG_FORMAT!r} is not supported.",
+                hint="Set it to plain (the default) or json.",
+                id="executions.E010",
+            )
+        ]
+    return []

@@ -328,12 +328,29 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# LOG_FORMAT=json writes one JSON object a line, for a log collector (sandbox_project/logs.py).
+# Anything else is reported by the system check executions.E010, and plain is used meanwhile.
+LOG_FORMAT = envstr("LOG_FORMAT", "plain")
+LOG_FORMATS = ("plain", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"routine": {"()": "sandbox_project.logs.RoutineFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "sandbox_project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT if LOG_FORMAT in LOG_FORMATS else "plain",
+            "filters": ["routine"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # Django logs every 4xx answer as a warning: on a public API that is each client's mistake
+    # (a wrong key, a bad body), counted in the metrics already. Server errors (5xx) still log.
+    "loggers": {"django.request": {"level": envstr("LOG_LEVEL_REQUESTS", "ERROR")}},
 }
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
