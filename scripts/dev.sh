@@ -21,6 +21,12 @@ as_postgres() { if [ -z "$SUDO" ]; then runuser -u postgres -- "$@"; else sudo -
 packages() {
   local wanted=(docker.io redis-server redis-tools mmdebstrap python3-venv python3-pip ca-certificates "$@")
   local missing=()
+  # Docker's own packages (Docker CE) conflict with Debian's docker.io: an engine already installed
+  # is used as it is.
+  if command -v dockerd >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q "ok installed"; then
+    say "using the Docker engine already installed ($(dockerd --version 2>/dev/null | head -1))"
+    wanted=("${wanted[@]/docker.io}")
+  fi
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
@@ -54,33 +60,53 @@ start_redis() {
   wait_for 10 redis-cli -p 6379 ping || { say "Redis did not start; see var/log/redis.log"; exit 1; }
 }
 
-# gVisor as the runtime `runsc`, for SANDBOX_RUNTIME=runsc, with Docker's seccomp profile applied
-# inside it (--oci-seccomp). Only written when there is no daemon configuration yet: an existing one
-# is the operator's, so a runsc registered there without the flag is reported (runs under it are
-# refused, and `manage.py check` says why), not rewritten.
+# The engine's configuration, written only where there is none (an existing one is the operator's:
+# then only warnings): live-restore, so that an engine restart leaves running sandboxes alone and
+# their runs end `error`; and where gVisor is installed, the runtime `runsc` for
+# SANDBOX_RUNTIME=runsc, with Docker's seccomp profile applied inside it (--oci-seccomp). A file
+# this script wrote before gVisor was installed is rewritten to add it. Returns 0 if it wrote.
+DAEMON_JSON=${DAEMON_JSON:-/etc/docker/daemon.json}
 RUNSC_ARGS='["--network=none", "--platform=ptrace", "--oci-seccomp"]'
-configure_runsc() {
-  command -v runsc >/dev/null 2>&1 || return 0
-  [ -e /etc/docker/daemon.json ] && return 0
-  say "registering gVisor (runsc) with the Docker engine in /etc/docker/daemon.json"
-  $SUDO mkdir -p /etc/docker
-  # live-restore: an engine restart leaves running sandboxes alone, and their runs end `error`.
-  echo "{\"live-restore\": true, \"runtimes\": {\"runsc\": {\"path\": \"/usr/bin/runsc\", \"runtimeArgs\": $RUNSC_ARGS}}}" \
-    | $SUDO tee /etc/docker/daemon.json >/dev/null
+PLAIN_CONFIG='{"live-restore": true}'
+configure_engine() {
+  local config=$PLAIN_CONFIG
+  if command -v runsc >/dev/null 2>&1; then
+    config="{\"live-restore\": true, \"runtimes\": {\"runsc\": {\"path\": \"$(command -v runsc)\", \"runtimeArgs\": $RUNSC_ARGS}}}"
+  fi
+  if [ -e "$DAEMON_JSON" ]; then
+    [ "$(cat "$DAEMON_JSON")" = "$PLAIN_CONFIG" ] && [ "$config" != "$PLAIN_CONFIG" ] || return 1
+  fi
+  say "writing $DAEMON_JSON: live-restore on$([ "$config" = "$PLAIN_CONFIG" ] || echo ', gVisor registered as runsc')"
+  $SUDO mkdir -p "$(dirname "$DAEMON_JSON")"
+  echo "$config" | $SUDO tee "$DAEMON_JSON" >/dev/null
 }
 
-check_runsc() {
+check_engine() {
   local runtimes
   runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null) || return 0
   if grep -q '"runsc"' <<<"$runtimes" && ! grep -q -- '--oci-seccomp' <<<"$runtimes"; then
     say "WARNING: the Docker engine registers runsc without --oci-seccomp: runs under runsc are refused."
-    say "In /etc/docker/daemon.json set its runtimeArgs to $RUNSC_ARGS, then: kill -HUP \$(pidof dockerd)"
+    say "In /etc/docker/daemon.json set its runtimeArgs to $RUNSC_ARGS, then reload"
+    say "the engine: systemctl reload docker, or kill -HUP \$(cat /var/run/docker.pid)"
+  fi
+  if [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" != "true" ]; then
+    say "WARNING: the Docker engine runs without live-restore (see README, 'Container engine')"
   fi
 }
 
 start_docker() {
-  if docker info >/dev/null 2>&1; then check_runsc; return; fi
-  configure_runsc
+  if docker info >/dev/null 2>&1; then
+    # Running already (a package's systemd unit starts it at install): both settings reload live.
+    if configure_engine; then
+      say "reloading the Docker engine's configuration (SIGHUP: running containers are not touched)"
+      # The engine behind /var/run/docker.sock: tests may run private engines beside it.
+      $SUDO kill -HUP "$(cat /var/run/docker.pid 2>/dev/null || pidof -s dockerd)"
+      sleep 1
+    fi
+    check_engine
+    return
+  fi
+  configure_engine || true
   if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
     say "starting the Docker engine (systemd)"
     $SUDO systemctl start docker
@@ -89,7 +115,7 @@ start_docker() {
     $SUDO sh -c "nohup dockerd >'$VAR/log/dockerd.log' 2>&1 &"
   fi
   wait_for 60 docker info || { say "the Docker engine did not start; see var/log/dockerd.log"; exit 1; }
-  check_runsc
+  check_engine
 }
 
 start_postgres() {
@@ -166,7 +192,7 @@ run() {
   # replaces any that dies and passes the SIGTERM on to each of them, once.
   setsid $py manage.py sandbox_workers &
   pids+=($!)
-  say "serving on http://$host:$port; Ctrl-C stops everything"
+  say "serving on http://$host:$port; Ctrl-C stops the web server and the workers (Redis and the Docker engine keep running)"
   # If the web server or the workers' supervisor ends (say, the port is taken), stop the other too.
   wait -n || true
   stop

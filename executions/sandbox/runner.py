@@ -102,7 +102,7 @@ def runtime_problem(registered: dict[str, dict], runtime: str) -> str | None:
         return (
             "gVisor (runsc) is registered without --oci-seccomp, so Docker's seccomp profile would not "
             "apply inside the sandbox: add it to runsc's runtimeArgs in the engine's daemon.json and "
-            "reload the engine (kill -HUP $(pidof dockerd))"
+            "reload the engine (systemctl reload docker, or SIGHUP to dockerd)"
         )
     return None
 
