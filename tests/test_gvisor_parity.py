@@ -124,3 +124,25 @@ def test_one_huge_write_is_truncated_and_says_so(runtime):
 def test_a_script_killed_by_a_signal_reports_it(runtime):
     result = runner.run("bash", "echo before; kill -9 $$", limits=dataclasses.replace(DEFAULT, runtime=runtime))
     assert (result.status, result.exit_code, result.stdout) == ("failed", 137, b"before\n")
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        "runc",
+        pytest.param(
+            "runsc",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="Debian's gVisor (20221219) ignores the profile's errnoRet: clone3 gets EPERM instead "
+                "of ENOSYS under --oci-seccomp, so glibc does not fall back to clone and no thread starts",
+            ),
+        ),
+    ]
+    if "runsc" in RUNTIMES
+    else ["runc"],
+)
+def test_a_script_can_start_threads(runtime):
+    code = "import threading\nt = threading.Thread(target=print, args=('in a thread',))\nt.start()\nt.join()\n"
+    result = runner.run("python", code, limits=dataclasses.replace(DEFAULT, runtime=runtime))
+    assert (result.status, result.stdout) == ("completed", b"in a thread\n"), result.stderr
