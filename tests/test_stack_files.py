@@ -22,7 +22,7 @@ pytestmark = pytest.mark.no_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-SERVICES = {"postgres", "redis", "migrate", "sandbox-image", "web", "worker", "prometheus", "grafana"}
+SERVICES = {"postgres", "redis", "migrate", "sandbox-image", "web", "worker", "retention", "prometheus", "grafana"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -36,6 +36,8 @@ def compose_command() -> list[str]:
 
 
 REDIS_PASSWORD = "0123456789abcdef"
+SECRET_KEY = "fedcba9876543210"
+PUBLIC_HOST = "rce.example.com"
 
 
 def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -51,7 +53,7 @@ def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 @cache
 def compose_config() -> dict:
-    result = compose("config", REDIS_PASSWORD=REDIS_PASSWORD)
+    result = compose("config", REDIS_PASSWORD=REDIS_PASSWORD, SECRET_KEY=SECRET_KEY, ALLOWED_HOSTS=PUBLIC_HOST)
     assert result.returncode == 0, f"Compose refuses docker-compose.yml:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
 
@@ -110,10 +112,41 @@ def test_redis_requires_a_password_and_everything_gives_it():
         assert environment(service(name))["REDIS_URL"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
 
 
-def test_compose_refuses_to_start_without_a_redis_password():
-    result = compose("config")
+@pytest.mark.parametrize("missing", ["REDIS_PASSWORD", "SECRET_KEY"])
+def test_compose_refuses_to_start_without_a_secret(missing):
+    given = {"REDIS_PASSWORD": REDIS_PASSWORD, "SECRET_KEY": SECRET_KEY}
+    del given[missing]
+    result = compose("config", **given)
     assert result.returncode != 0
-    assert "REDIS_PASSWORD" in result.stderr
+    assert missing in result.stderr
+
+
+def test_the_app_gets_the_secret_key():
+    for name in ("migrate", "sandbox-image", "web", "worker", "retention"):
+        assert environment(service(name))["SECRET_KEY"] == SECRET_KEY, name
+
+
+def test_allowed_hosts_cannot_lock_out_the_healthcheck_or_prometheus():
+    # Set to the public name only, as an operator would.
+    hosts = environment(service("web"))["ALLOWED_HOSTS"].split(",")
+    assert PUBLIC_HOST in hosts and {"127.0.0.1", "web"} <= set(hosts)
+
+
+def test_every_container_log_is_rotated():
+    for name, svc in compose_config()["services"].items():
+        logging = svc.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] == "10m" and int(logging["options"]["max-file"]) >= 2, name
+
+
+def test_finished_executions_are_pruned_on_a_schedule():
+    retention = service("retention")
+    command = " ".join(words(retention["command"]))
+    assert "python manage.py prune_executions" in command and "sleep 86400" in command
+    # Its shell would ignore SIGTERM as PID 1: the engine's init passes it on.
+    assert retention["init"] is True
+    assert retention["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert DOCKER_SOCKET not in mounts(retention)
 
 
 def test_only_the_workers_and_the_image_builder_get_the_docker_socket():
