@@ -17,10 +17,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# The requirements come before the code, so that a code change does not reinstall them.
+# The requirements come before the code, so that a code change does not reinstall them: the lock,
+# every package pinned and hash-checked (see `make lock`).
 COPY requirements.txt /app/requirements.txt
 RUN python3 -m venv /opt/venv \
- && pip install --no-cache-dir --disable-pip-version-check -r /app/requirements.txt
+ && pip install --no-cache-dir --disable-pip-version-check --require-hashes -r /app/requirements.txt
 
 # Fixed ids: docker-compose.yml gives this user its metrics tmpfs by number.
 RUN groupadd --system --gid 10001 app \

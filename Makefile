@@ -4,17 +4,28 @@ PY := .venv/bin/python
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 
-.PHONY: run test test-sqlite test-postgres setup images burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
+.PHONY: run test test-sqlite test-postgres setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
 
 run:
 	scripts/dev.sh packages services venv
 	scripts/dev.sh run
 
 setup:
-	scripts/dev.sh packages-test services-postgres venv
+	scripts/dev.sh packages-test services-postgres venv-test
 
 images: setup
 	$(PY) manage.py build_sandbox_images
+
+# The lock files (requirements.txt, requirements-test.txt, bench/requirements.txt) pin every package
+# with its hashes; after editing a .in file, `make lock` resolves them again (pip-tools, in a venv of
+# its own). `make lock LOCK_ARGS=--upgrade` moves every pin to the newest release allowed.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(CURDIR)/.venv-lock/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_ARGS)
+lock:
+	[ -x .venv-lock/bin/pip-compile ] || { python3 -m venv .venv-lock && .venv-lock/bin/pip install -q pip-tools==7.6.2; }
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-test.txt requirements-test.in
+	cd bench && $(PIP_COMPILE) -o requirements.txt requirements.in
 
 # Every test runs on SQLite, then the database-backed ones run again on PostgreSQL.
 test: images
@@ -37,8 +48,7 @@ burst: images
 bench: bench-ingest bench-lifecycle bench-adversarial
 
 bench-setup: setup
-	scripts/dev.sh packages-bench
-	$(PY) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	scripts/dev.sh packages-bench venv-bench
 
 bench-ingest: bench-setup
 	$(PY) bench/ingest.py

@@ -16,6 +16,10 @@ from django.utils.html import format_html
 
 from executions import submissions
 from executions.models import ApiKey, Execution, Membership, NotCancellable, Tenant
+from executions.signin import AdminSignInForm
+
+# The admin's sign-in is limited like the browser page's (executions.signin).
+admin.site.login_form = AdminSignInForm
 
 # The changelist counts at most this many rows: an exact COUNT(*) costs a scan of the whole table.
 COUNT_CAP = 10_000

@@ -92,3 +92,38 @@ def check_sandbox_slots(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register("sandbox")
+def check_sandbox_runtime(app_configs, **kwargs):
+    """Where the engine is reachable, gVisor without --oci-seccomp is reported at start: the runner
+    refuses every run under it."""
+    if settings.SANDBOX_RUNTIME != "runsc":
+        return []
+    import docker.errors
+    import requests
+
+    from executions.sandbox import runner
+
+    try:
+        registered = runner.docker_api().info().get("Runtimes") or {}
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        # A web process has no engine to ask; the workers' own runs check again.
+        return []
+    problem = runner.runtime_problem(registered, "runsc")
+    if problem:
+        return [Error(f"SANDBOX_RUNTIME is runsc, but {problem}.", id="executions.E009")]
+    return []
+
+
+@register()
+def check_log_format(app_configs, **kwargs):
+    if settings.LOG_FORMAT not in settings.LOG_FORMATS:
+        return [
+            Error(
+                f"LOG_FORMAT {settings.LOG_FORMAT!r} is not supported.",
+                hint="Set it to plain (the default) or json.",
+                id="executions.E010",
+            )
+        ]
+    return []

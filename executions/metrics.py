@@ -46,6 +46,7 @@ SANDBOX_TIMEOUTS = Counter("engine_sandbox_timeouts", "Sandboxes killed at their
 SANDBOX_OOM_KILLS = Counter("engine_sandbox_oom_kills", "Sandboxes whose memory limit killed a process.")
 OUTPUT_TRUNCATIONS = Counter("engine_output_truncations", "Executions stopped at the output cap.")
 SANDBOX_ERRORS = Counter("engine_sandbox_errors", "Executions the platform could not run (status error).")
+REFUSED_JOBS = Counter("engine_refused_jobs", "Jobs in the queue that a worker refused: not the platform's own.")
 REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by reason.", ["reason"])
 CANCELLATIONS = Counter(
     "engine_cancellations", "Executions cancelled, by the status they had then.", ["previous_status"]
@@ -132,6 +133,10 @@ def record_finished(language: str, status: str, seconds: float) -> None:
         counter.inc()
 
 
+def refused_job() -> None:
+    REFUSED_JOBS.inc()
+
+
 def record_cancelled(language: str, previous_status: str) -> None:
     # Counted where the cancel happens (web or admin): a cancelled run's worker drops its result.
     EXECUTIONS.labels(language=language, status="cancelled").inc()
@@ -151,11 +156,16 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     REGISTRY.register(QueueDepthCollector())
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
+def presents_token(request: HttpRequest) -> bool:
+    """Whether the request carries `Authorization: Bearer <METRICS_TOKEN>` (never, if none is set)."""
     token = settings.METRICS_TOKEN
-    if token:
-        presented = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()):
+    presented = request.headers.get("Authorization", "")
+    return bool(token) and hmac.compare_digest(presented.encode(), f"Bearer {token}".encode())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if settings.METRICS_TOKEN:
+        if not presents_token(request):
             response = JsonResponse(
                 {"error": {"code": "unauthorized", "message": "Metrics need the bearer token."}}, status=401
             )

@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from executions.models import Execution, Membership
+from executions.signin import SignInForm
 
 HISTORY_LENGTH = 20
 SNIPPET_LENGTH = 100
@@ -41,7 +42,7 @@ def with_csp(view):
     return wrapper
 
 
-login = with_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True))
+login = with_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=SignInForm))
 logout = auth_views.LogoutView.as_view()
 
 

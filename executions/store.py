@@ -30,6 +30,9 @@ PARKED_RESULTS_KEY = "rce:parked-results"
 ENGINE_KEY = "rce:worker-engine:{}"
 # The interpreters' versions in a sandbox image, as a worker read them (executions.sandbox.runtimes).
 RUNTIMES_KEY = "rce:runtimes:{}"
+# Failed sign-ins in the current window, per user name (hashed) and per client address (signin.py).
+SIGNIN_USER_KEY = "rce:signin:user:{}"
+SIGNIN_ADDRESS_KEY = "rce:signin:address:{}"
 
 
 @functools.cache

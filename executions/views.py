@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from executions import store
+from executions import metrics, store
+
+log = logging.getLogger(__name__)
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -38,14 +42,19 @@ CHECKS = {"database": check_database, "redis": check_redis, "docker": check_dock
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Every dependency reachable: 200, else 503 naming each one that failed and why."""
+    """Every dependency reachable: 200, else 503 naming each one that failed. Why it failed
+    (exception text, addresses) is logged, and shown only to a request with the metrics token."""
     results = {}
+    details = {}
     for name in settings.READYZ_CHECKS:
         check = CHECKS[name]
         try:
             check()
-            results[name] = "ok"
+            results[name] = details[name] = "ok"
         except Exception as exc:
-            results[name] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+            results[name] = "unavailable"
+            details[name] = f"unreachable: {type(exc).__name__}: {exc}"[:300]
+            log.warning("readyz: %s %s", name, details[name])
     ready = all(value == "ok" for value in results.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+    shown = details if metrics.presents_token(request) else results
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": shown}, status=200 if ready else 503)

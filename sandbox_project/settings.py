@@ -284,6 +284,11 @@ FAST_LANE = envbool("FAST_LANE", True)
 # Groups of submissions a web process writes at once: while one waits for its commit, the next is
 # written (PostgreSQL's commit waits for its disk).
 FAST_LANE_FLUSHES = max(1, envint("FAST_LANE_FLUSHES", 2))
+# Failed sign-ins (browser page and admin) allowed per user name and per client address within a
+# window that starts at the first failure (executions.signin).
+SIGNIN_ATTEMPTS_PER_USER = envint("SIGNIN_ATTEMPTS_PER_USER", 5)
+SIGNIN_ATTEMPTS_PER_ADDRESS = envint("SIGNIN_ATTEMPTS_PER_ADDRESS", 20)
+SIGNIN_WINDOW_SECONDS = envint("SIGNIN_WINDOW_SECONDS", 900)
 # The web server's request threads per process (sandbox_project/serve.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
@@ -329,12 +334,29 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# LOG_FORMAT=json writes one JSON object a line, for a log collector (sandbox_project/logs.py).
+# Anything else is reported by the system check executions.E010, and plain is used meanwhile.
+LOG_FORMAT = envstr("LOG_FORMAT", "plain")
+LOG_FORMATS = ("plain", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"routine": {"()": "sandbox_project.logs.RoutineFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "sandbox_project.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT if LOG_FORMAT in LOG_FORMATS else "plain",
+            "filters": ["routine"],
+        }
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # Django logs every 4xx answer as a warning: on a public API that is each client's mistake
+    # (a wrong key, a bad body), counted in the metrics already. Server errors (5xx) still log.
+    "loggers": {"django.request": {"level": envstr("LOG_LEVEL_REQUESTS", "ERROR")}},
 }
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

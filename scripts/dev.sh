@@ -4,7 +4,8 @@
 #             docker-compose, gVisor, and Chromium with its driver for the browser tests;
 #             packages-bench: and hey)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
-#   venv      create .venv and install the Python requirements
+#   venv      create .venv and install what running needs, from the lock requirements.txt (venv-test:
+#             and the tests' tools, requirements-test.txt; venv-bench: and bench/requirements.txt)
 #   run       serve the web app and start the sandbox workers in the foreground (see README,
 #             "Slots and supervision", for what keeps running after Ctrl-C)
 set -euo pipefail
@@ -20,6 +21,12 @@ as_postgres() { if [ -z "$SUDO" ]; then runuser -u postgres -- "$@"; else sudo -
 packages() {
   local wanted=(docker.io redis-server redis-tools mmdebstrap python3-venv python3-pip ca-certificates "$@")
   local missing=()
+  # Docker's own packages (Docker CE) conflict with Debian's docker.io: an engine already installed
+  # is used as it is.
+  if command -v dockerd >/dev/null 2>&1 && ! dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q "ok installed"; then
+    say "using the Docker engine already installed ($(dockerd --version 2>/dev/null | head -1))"
+    wanted=("${wanted[@]/docker.io}")
+  fi
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
@@ -30,9 +37,11 @@ packages() {
   fi
   missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
   if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    say "installing Debian packages (a few minutes the first time): ${missing[*]}"
+    say "apt-get update"
+    $SUDO apt-get update -q
+    say "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
   fi
 }
 
@@ -51,21 +60,53 @@ start_redis() {
   wait_for 10 redis-cli -p 6379 ping || { say "Redis did not start; see var/log/redis.log"; exit 1; }
 }
 
-# gVisor as the runtime `runsc`, for SANDBOX_RUNTIME=runsc. Only written when there is no daemon
-# configuration yet: an existing one is the operator's, and the runsc tests then say it is missing.
-configure_runsc() {
-  command -v runsc >/dev/null 2>&1 || return 0
-  [ -e /etc/docker/daemon.json ] && return 0
-  say "registering gVisor (runsc) with the Docker engine in /etc/docker/daemon.json"
-  $SUDO mkdir -p /etc/docker
-  # live-restore: an engine restart leaves running sandboxes alone, and their runs end `error`.
-  echo '{"live-restore": true, "runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--platform=ptrace"]}}}' \
-    | $SUDO tee /etc/docker/daemon.json >/dev/null
+# The engine's configuration, written only where there is none (an existing one is the operator's:
+# then only warnings): live-restore, so that an engine restart leaves running sandboxes alone and
+# their runs end `error`; and where gVisor is installed, the runtime `runsc` for
+# SANDBOX_RUNTIME=runsc, with Docker's seccomp profile applied inside it (--oci-seccomp). A file
+# this script wrote before gVisor was installed is rewritten to add it. Returns 0 if it wrote.
+DAEMON_JSON=${DAEMON_JSON:-/etc/docker/daemon.json}
+RUNSC_ARGS='["--network=none", "--platform=ptrace", "--oci-seccomp"]'
+PLAIN_CONFIG='{"live-restore": true}'
+configure_engine() {
+  local config=$PLAIN_CONFIG
+  if command -v runsc >/dev/null 2>&1; then
+    config="{\"live-restore\": true, \"runtimes\": {\"runsc\": {\"path\": \"$(command -v runsc)\", \"runtimeArgs\": $RUNSC_ARGS}}}"
+  fi
+  if [ -e "$DAEMON_JSON" ]; then
+    [ "$(cat "$DAEMON_JSON")" = "$PLAIN_CONFIG" ] && [ "$config" != "$PLAIN_CONFIG" ] || return 1
+  fi
+  say "writing $DAEMON_JSON: live-restore on$([ "$config" = "$PLAIN_CONFIG" ] || echo ', gVisor registered as runsc')"
+  $SUDO mkdir -p "$(dirname "$DAEMON_JSON")"
+  echo "$config" | $SUDO tee "$DAEMON_JSON" >/dev/null
+}
+
+check_engine() {
+  local runtimes
+  runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null) || return 0
+  if grep -q '"runsc"' <<<"$runtimes" && ! grep -q -- '--oci-seccomp' <<<"$runtimes"; then
+    say "WARNING: the Docker engine registers runsc without --oci-seccomp: runs under runsc are refused."
+    say "In /etc/docker/daemon.json set its runtimeArgs to $RUNSC_ARGS, then reload"
+    say "the engine: systemctl reload docker, or kill -HUP \$(cat /var/run/docker.pid)"
+  fi
+  if [ "$(docker info --format '{{.LiveRestoreEnabled}}' 2>/dev/null)" != "true" ]; then
+    say "WARNING: the Docker engine runs without live-restore (see README, 'Container engine')"
+  fi
 }
 
 start_docker() {
-  if docker info >/dev/null 2>&1; then return; fi
-  configure_runsc
+  if docker info >/dev/null 2>&1; then
+    # Running already (a package's systemd unit starts it at install): both settings reload live.
+    if configure_engine; then
+      say "reloading the Docker engine's configuration (SIGHUP: running containers are not touched)"
+      # The engine behind /var/run/docker.sock: tests may run private engines beside it.
+      $SUDO kill -HUP "$(cat /var/run/docker.pid 2>/dev/null || pidof -s dockerd)"
+      sleep 1
+    fi
+    check_engine
+    return
+  fi
+  configure_engine || true
   if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
     say "starting the Docker engine (systemd)"
     $SUDO systemctl start docker
@@ -74,6 +115,7 @@ start_docker() {
     $SUDO sh -c "nohup dockerd >'$VAR/log/dockerd.log' 2>&1 &"
   fi
   wait_for 60 docker info || { say "the Docker engine did not start; see var/log/dockerd.log"; exit 1; }
+  check_engine
 }
 
 start_postgres() {
@@ -96,17 +138,22 @@ services() {
   if [ "${1:-}" = "--postgres" ]; then start_postgres; fi
 }
 
-venv() {
-  local stamp=.venv/.requirements
+venv() {  # venv LOCK...: make .venv and install each lock file, pinned and hash-checked
   if [ ! -x .venv/bin/python ]; then
-    say "creating .venv"
+    say "creating the Python virtual environment .venv"
     python3 -m venv .venv
   fi
-  if [ ! -f $stamp ] || ! cmp -s $stamp <(cat requirements.txt requirements-test.txt); then
-    say "installing Python requirements"
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
-    cat requirements.txt requirements-test.txt > $stamp
-  fi
+  local lock stamp
+  for lock in "$@"; do
+    stamp=".venv/.installed-${lock//\//-}"
+    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" "$lock"; then
+      say "installing the Python packages locked in $lock (exact versions, hash-checked; a minute or two the first time)"
+      .venv/bin/pip install --disable-pip-version-check --progress-bar off --require-hashes -r "$lock" \
+        | grep -v -e '^Requirement already satisfied' -e '^Looking in' -e '^WARNING: Location' || true
+      [ "${PIPESTATUS[0]}" -eq 0 ] || { say "pip could not install $lock"; exit 1; }
+      cp "$lock" "$stamp"
+    fi
+  done
 }
 
 run() {
@@ -122,7 +169,9 @@ run() {
   # Web and workers write their metrics here, so that the web's /metrics shows the workers' too.
   export PROMETHEUS_MULTIPROC_DIR="$VAR/prometheus"
   rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  say "the sandbox image"
   $py manage.py build_sandbox_images
+  say "migrating the database ($VAR)"
   $py manage.py migrate --noinput -v0
   $py manage.py collectstatic --noinput -v0
   $py manage.py ensure_default_tenant
@@ -143,7 +192,7 @@ run() {
   # replaces any that dies and passes the SIGTERM on to each of them, once.
   setsid $py manage.py sandbox_workers &
   pids+=($!)
-  say "serving on http://$host:$port; Ctrl-C stops everything"
+  say "serving on http://$host:$port; Ctrl-C stops the web server and the workers (Redis and the Docker engine keep running)"
   # If the web server or the workers' supervisor ends (say, the port is taken), stop the other too.
   wait -n || true
   stop
@@ -151,7 +200,10 @@ run() {
 
 for step in "$@"; do
   case "$step" in
-    packages|venv|run) "$step" ;;
+    packages|run) "$step" ;;
+    venv) venv requirements.txt ;;
+    venv-test) venv requirements-test.txt ;;
+    venv-bench) venv requirements-test.txt bench/requirements.txt ;;
     packages-test) packages postgresql docker-compose runsc chromium chromium-driver ;;
     packages-bench) packages hey ;;
     services) services ;;

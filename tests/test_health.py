@@ -30,12 +30,22 @@ def test_readyz_checks_every_dependency(client, worker_process):
         time.sleep(0.2)
 
 
-def test_readyz_is_unavailable_while_no_worker_reports_its_engine(db, client, redis_conn):
-    body = client.get("/readyz").json()
+TOKEN = "readyz-test-token"
+
+
+@pytest.fixture
+def operator(settings):
+    """A request with the metrics token, which sees why a check failed."""
+    settings.METRICS_TOKEN = TOKEN
+    return {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+
+
+def test_readyz_is_unavailable_while_no_worker_reports_its_engine(db, client, redis_conn, operator):
+    body = client.get("/readyz", **operator).json()
     assert body["status"] == "unavailable"
     assert "no sandbox worker has reported" in body["checks"]["docker"]
     redis_conn.set(store.ENGINE_KEY.format("host.1"), "unreachable: ConnectionError: engine down")
-    assert client.get("/readyz").json()["checks"]["docker"].endswith("engine down")
+    assert client.get("/readyz", **operator).json()["checks"]["docker"].endswith("engine down")
     # One worker that reaches its engine is enough.
     redis_conn.set(store.ENGINE_KEY.format("host.2"), "ok")
     assert client.get("/readyz").status_code == 200
@@ -49,17 +59,40 @@ def test_the_web_never_imports_the_container_engine_client():
     assert done.stdout.strip() == "False"
 
 
-def test_readyz_names_the_dependency_that_failed(db, client, monkeypatch, redis_conn):
+def test_readyz_names_the_dependency_that_failed(db, client, monkeypatch, redis_conn, operator):
     redis_conn.set(store.ENGINE_KEY.format("host.1"), "ok")
     dead = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
     monkeypatch.setitem(views.CHECKS, "redis", lambda: dead.ping())
-    response = client.get("/readyz")
+    response = client.get("/readyz", **operator)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["checks"]["redis"].startswith("unreachable: ConnectionError")
     assert body["checks"]["database"] == body["checks"]["docker"] == "ok"
     assert store.connection().ping()
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", f"Bearer {TOKEN}x"])
+def test_readyz_shows_no_internal_detail_without_the_metrics_token(
+    db, client, monkeypatch, redis_conn, operator, authorization
+):
+    redis_conn.set(store.ENGINE_KEY.format("host.1"), "ok")
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/15", socket_connect_timeout=1)
+    monkeypatch.setitem(views.CHECKS, "redis", lambda: dead.ping())
+    headers = {"HTTP_AUTHORIZATION": authorization} if authorization else {}
+    response = client.get("/readyz", **headers)
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "unavailable", "docker": "ok"},
+    }
+
+
+def test_readyz_shows_no_detail_when_no_metrics_token_is_set(db, client, monkeypatch, settings):
+    settings.METRICS_TOKEN = ""
+    monkeypatch.setitem(views.CHECKS, "docker", lambda: 1 / 0)
+    response = client.get("/readyz", HTTP_AUTHORIZATION="Bearer ")
+    assert response.json()["checks"]["docker"] == "unavailable"
 
 
 def test_readyz_checks_only_what_it_is_told(db, client, settings, monkeypatch):

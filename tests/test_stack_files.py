@@ -7,6 +7,7 @@ Debian's `docker-compose config`), so that a file Compose would refuse fails her
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.no_database
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
-SERVICES = {"postgres", "redis", "migrate", "sandbox-image", "web", "worker", "prometheus", "grafana"}
+SERVICES = {"postgres", "redis", "migrate", "sandbox-image", "web", "worker", "retention", "prometheus", "grafana"}
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -34,15 +35,25 @@ def compose_command() -> list[str]:
     pytest.fail("no Docker Compose to check docker-compose.yml: install Debian's docker-compose package")
 
 
-@cache
-def compose_config() -> dict:
-    result = subprocess.run(
-        [*compose_command(), "--file", str(ROOT / "docker-compose.yml"), "config"],
+REDIS_PASSWORD = "0123456789abcdef"
+SECRET_KEY = "fedcba9876543210"
+PUBLIC_HOST = "rce.example.com"
+
+
+def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*compose_command(), "--file", str(ROOT / "docker-compose.yml"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env={"PATH": os.environ["PATH"], **env},
     )
+
+
+@cache
+def compose_config() -> dict:
+    result = compose("config", REDIS_PASSWORD=REDIS_PASSWORD, SECRET_KEY=SECRET_KEY, ALLOWED_HOSTS=PUBLIC_HOST)
     assert result.returncode == 0, f"Compose refuses docker-compose.yml:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
 
@@ -90,6 +101,52 @@ def test_redis_keeps_the_queue_in_an_append_only_file_on_a_volume():
     command = words(redis["command"])
     assert command[command.index("--appendonly") + 1] == "yes"
     assert mounts(redis)["/data"] in compose_config()["volumes"]
+
+
+def test_redis_requires_a_password_and_everything_gives_it():
+    command = words(service("redis")["command"])
+    assert command[command.index("--requirepass") + 1] == REDIS_PASSWORD
+    assert environment(service("redis"))["REDISCLI_AUTH"] == REDIS_PASSWORD
+    assert "grep -q PONG" in " ".join(words(service("redis")["healthcheck"]["test"]))
+    for name in ("migrate", "sandbox-image", "web", "worker"):
+        assert environment(service(name))["REDIS_URL"] == f"redis://:{REDIS_PASSWORD}@redis:6379/0", name
+
+
+@pytest.mark.parametrize("missing", ["REDIS_PASSWORD", "SECRET_KEY"])
+def test_compose_refuses_to_start_without_a_secret(missing):
+    given = {"REDIS_PASSWORD": REDIS_PASSWORD, "SECRET_KEY": SECRET_KEY}
+    del given[missing]
+    result = compose("config", **given)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_the_app_gets_the_secret_key():
+    for name in ("migrate", "sandbox-image", "web", "worker", "retention"):
+        assert environment(service(name))["SECRET_KEY"] == SECRET_KEY, name
+
+
+def test_allowed_hosts_cannot_lock_out_the_healthcheck_or_prometheus():
+    # Set to the public name only, as an operator would.
+    hosts = environment(service("web"))["ALLOWED_HOSTS"].split(",")
+    assert PUBLIC_HOST in hosts and {"127.0.0.1", "web"} <= set(hosts)
+
+
+def test_every_container_log_is_rotated():
+    for name, svc in compose_config()["services"].items():
+        logging = svc.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert logging["options"]["max-size"] == "10m" and int(logging["options"]["max-file"]) >= 2, name
+
+
+def test_finished_executions_are_pruned_on_a_schedule():
+    retention = service("retention")
+    command = " ".join(words(retention["command"]))
+    assert "python manage.py prune_executions" in command and "sleep 86400" in command
+    # Its shell would ignore SIGTERM as PID 1: the engine's init passes it on.
+    assert retention["init"] is True
+    assert retention["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert DOCKER_SOCKET not in mounts(retention)
 
 
 def test_only_the_workers_and_the_image_builder_get_the_docker_socket():

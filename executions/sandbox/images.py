@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 IMAGE_DIR = Path(__file__).resolve().parent / "image"
 REPOSITORY = "rce-sandbox"
 BASE_IMAGE = "debian:bookworm-slim"
+# The output relay gVisor runs need (see image/relay.py); the Dockerfile copies it to the same place.
+RELAY = "/usr/local/lib/rce/relay.py"
 
 # The offline recipe, equivalent to image/Dockerfile.
 MMDEBSTRAP_ARGS = [
@@ -38,13 +40,20 @@ MMDEBSTRAP_ARGS = [
     "--customize-hook=chmod 0711 \"$1/usr/bin/tini-static\"",
     "--customize-hook=find \"$1\" -xdev -type f -perm /6000 -exec chmod ug-s {} +",
     "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/usr/share/doc \"$1\"/usr/share/man",
+    "--customize-hook=mkdir -m 0755 -p \"$1/usr/local/lib/rce\"",
+    f"--customize-hook=upload {{relay}} {RELAY}",
+    f"--customize-hook=chmod 0644 \"$1{RELAY}\"",
     "bookworm",
 ]
 IMPORT_CHANGES = ["USER 65534:65534", "WORKDIR /tmp"]
 
 
 def recipe_tag() -> str:
-    recipe = (IMAGE_DIR / "Dockerfile").read_bytes() + repr((MMDEBSTRAP_ARGS, IMPORT_CHANGES)).encode()
+    recipe = (
+        (IMAGE_DIR / "Dockerfile").read_bytes()
+        + (IMAGE_DIR / "relay.py").read_bytes()
+        + repr((MMDEBSTRAP_ARGS, IMPORT_CHANGES)).encode()
+    )
     return hashlib.sha256(recipe).hexdigest()[:12]
 
 
@@ -86,7 +95,8 @@ def build_offline(api: docker.APIClient, image: str) -> None:
     repository, tag = image.rsplit(":", 1)
     with tempfile.TemporaryDirectory() as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
-        subprocess.run([*MMDEBSTRAP_ARGS, str(rootfs)], check=True)
+        args = [arg.replace("{relay}", str(IMAGE_DIR / "relay.py")) for arg in MMDEBSTRAP_ARGS]
+        subprocess.run([*args, str(rootfs)], check=True)
         api.import_image_from_file(str(rootfs), repository=repository, tag=tag, changes=IMPORT_CHANGES)
 
 

@@ -74,9 +74,8 @@ def check(api: docker.APIClient, sandbox: Sandbox) -> None:
         raise SandboxError(f"the sandbox made ahead cannot be inspected: {exc}") from exc
     runner.verify_restrictions(inspected, sandbox.limits, sandbox.code_dir)
     state = inspected["State"]
-    if not state.get("Running") or state.get("OOMKilled") or inspected["Config"].get("Cmd") != [
-        "/bin/sh", "-c", runner.LAUNCHER
-    ]:
+    launcher = runner.container_command(runner.LAUNCHER, sandbox.limits)
+    if not state.get("Running") or state.get("OOMKilled") or inspected["Config"].get("Cmd") != launcher:
         raise SandboxError("the sandbox made ahead is not waiting for its code")
     if sandbox.stream is None or not stream_open(sandbox.stream):
         raise SandboxError("the sandbox made ahead lost its output stream")

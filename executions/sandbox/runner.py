@@ -24,7 +24,7 @@ import docker.errors
 import requests
 from django.conf import settings
 
-from executions.sandbox.images import sandbox_image
+from executions.sandbox.images import RELAY, sandbox_image
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,55 @@ LAUNCHER = (
     + " ".join(f"{language}) {command};;" for language, (_, command) in COMMANDS.items())
     + " esac; exit 97"
 )
+
+
+def container_command(shell_command: str, limits: Limits) -> list[str]:
+    """What runs under the init. Under gVisor, through the image's relay: a large write to the
+    container's own stdout returns short there, and Python's unbuffered streams drop the rest."""
+    command = ["/bin/sh", "-c", shell_command]
+    if limits.runtime == "runsc":
+        return ["/usr/bin/python3", "-I", "-S", RELAY, *command]
+    return command
+
+
+# gVisor applies Docker's seccomp profile only when runsc runs with this flag; without it a script
+# can create namespaces, chroot, and open raw and packet sockets inside its sandbox.
+RUNSC_SECCOMP_FLAG = "--oci-seccomp"
+# The engine's answer is kept this long per process (asking costs 10-80 ms): an engine reloaded
+# without the flag is refused from then on.
+RUNTIME_CHECK_SECONDS = 60.0
+_runtime_checked: dict[str, float] = {}
+
+
+def check_runtime(api: docker.APIClient, runtime: str) -> None:
+    """Fail closed: refuse a runtime the engine does not have, or gVisor without the seccomp profile."""
+    if not runtime or runtime == "runc":
+        return
+    if time.monotonic() < _runtime_checked.get(runtime, 0.0):
+        return
+    try:
+        registered = api.info().get("Runtimes") or {}
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxError(f"the container engine is unreachable: {exc}") from exc
+    problem = runtime_problem(registered, runtime)
+    if problem:
+        raise SandboxError(problem)
+    _runtime_checked[runtime] = time.monotonic() + RUNTIME_CHECK_SECONDS
+
+
+def runtime_problem(registered: dict[str, dict], runtime: str) -> str | None:
+    """What is wrong with `runtime` among the engine's registered runtimes (`docker info`), if anything."""
+    if runtime not in registered:
+        return f"the container engine has no runtime {runtime!r}"
+    args = registered[runtime].get("runtimeArgs") or []
+    if runtime == "runsc" and not any(arg in (RUNSC_SECCOMP_FLAG, f"{RUNSC_SECCOMP_FLAG}=true") for arg in args):
+        return (
+            "gVisor (runsc) is registered without --oci-seccomp, so Docker's seccomp profile would not "
+            "apply inside the sandbox: add it to runsc's runtimeArgs in the engine's daemon.json and "
+            "reload the engine (systemctl reload docker, or SIGHUP to dockerd)"
+        )
+    return None
+
 
 # Nothing from the worker's environment reaches the container: this is the whole environment.
 ENVIRONMENT = {
@@ -387,11 +436,12 @@ def create_container(
         ) from exc
     except docker.errors.DockerException as exc:
         raise SandboxError(f"the container engine is unreachable: {exc}") from exc
+    check_runtime(api, limits.runtime)
     try:
         created = api.create_container(
             image,
             entrypoint=[] if uses_docker_init(limits) else [INIT, "--"],
-            command=["/bin/sh", "-c", shell_command],
+            command=container_command(shell_command, limits),
             user=f"{SANDBOX_UID}:{SANDBOX_UID}",
             working_dir="/tmp",
             hostname="sandbox",

@@ -24,6 +24,11 @@ class Command(BaseCommand):
         if images.image_exists(api, image) and not force:
             self.stdout.write(f"{image} exists")
             return
+        self.stdout.write(
+            f"building the sandbox image {image}: from image/Dockerfile where a registry answers, else "
+            "offline from Debian's packages (mmdebstrap); about 1-3 minutes, once per recipe"
+        )
+        self.stdout.flush()
         try:
             used = images.build(api, image, method)
         except Exception as exc:
