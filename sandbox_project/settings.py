@@ -314,7 +314,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "ExecutionStatus": "executions.models.Execution.Status",
-        "Language": "executions.models.Execution.Language",
+        "Language": "executions.sandbox.languages.CHOICES",
     },
     "PREPROCESSING_HOOKS": ["executions.api.schema.canonical_paths_only"],
     "POSTPROCESSING_HOOKS": [

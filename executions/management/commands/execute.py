@@ -10,14 +10,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from executions import submissions
 from executions.models import Execution, Tenant
+from executions.sandbox import languages
 
-LANGUAGE_BY_SUFFIX = {".py": "python", ".sh": "bash", ".bash": "bash"}
 # Exit codes for runs that ended without an exit code of their own, after coreutils' timeout(1).
 EXIT_CODES = {
     Execution.Status.TIMED_OUT: 124,
     Execution.Status.OUTPUT_LIMIT_EXCEEDED: 125,
     Execution.Status.OOM_KILLED: 137,
     Execution.Status.ERROR: 126,
+    Execution.Status.COMPILATION_ERROR: 1,
 }
 # Exit codes when nothing ran, after sysexits.h: the submission is wrong (65), it may be sent again
 # later (75: a quota, the rate, a full queue), the platform cannot take it (69).
@@ -42,7 +43,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", help="The script to run; - reads it from standard input.")
         parser.add_argument(
-            "--language", choices=Execution.Language.values, help="Default: from the suffix (python for -)."
+            "--language", choices=languages.NAMES, help="Default: from the suffix (python for -)."
         )
         parser.add_argument("--stdin", help="A file whose contents are the program's stdin (- for standard input).")
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
@@ -59,9 +60,11 @@ class Command(BaseCommand):
         logging.getLogger("executions").setLevel(logging.WARNING)
         if file == "-" and stdin == "-":
             raise CommandError("the script and its stdin cannot both come from standard input")
-        language = language or ("python" if file == "-" else LANGUAGE_BY_SUFFIX.get(Path(file).suffix))
-        if language is None:
-            raise CommandError(f"cannot tell the language of {file}; pass --language python or bash")
+        if language is None and file != "-":
+            language = getattr(languages.by_extension(Path(file).name), "name", None)
+            if language is None:
+                raise CommandError(f"cannot tell the language of {file}; pass --language (one of {', '.join(languages.NAMES)})")
+        language = language or "python"
         code = self.read_text(file)
         stdin_text = self.read_text(stdin) if stdin else ""
         try:
@@ -87,6 +90,7 @@ class Command(BaseCommand):
         sys.exit(code if code is not None else 1)
 
     def print_streams(self, execution: Execution) -> None:
+        sys.stderr.write(execution.compile_output)
         sys.stdout.write(execution.stdout)
         sys.stdout.flush()
         sys.stderr.write(execution.stderr)
