@@ -79,7 +79,7 @@ def test_execute_reports_a_timeout(default_tenant, worker_process, tmp_path):
 
 
 def test_execute_needs_a_language_it_can_tell(db, tmp_path):
-    script = tmp_path / "script.rb"
+    script = tmp_path / "script.cob"
     script.write_text("puts 1")
     with pytest.raises(CommandError, match="language"):
         call_command("execute", str(script))

@@ -149,7 +149,9 @@ CATALOG: dict[str, Language] = {
                 "$(find /code -name '*.java')",
                 COMPILER,
             ),
-            run="java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -Xss1m -cp /code Main",
+            # The heap may take the whole memory limit: a program that outgrows it is OOM-killed, as in
+            # every other language, rather than failing with the JVM's own OutOfMemoryError.
+            run="java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -XX:MaxRAMPercentage=100 -Xss1m -cp /code Main",
             version="java -XX:-UsePerfData -version 2>&1 | sed -n 's/.*version \"\\([^\"]*\\)\".*/\\1/p'",
             extensions=(".java",),
             limits=StageLimits(memory_mb=256, pids=128),
@@ -173,7 +175,7 @@ CATALOG: dict[str, Language] = {
             image="node",
             source="main.ts",
             compile=Compile(
-                f"tsc --target es2020 --module commonjs --lib es2020 --strict false --rootDir /code --outDir {OUT_DIR} "
+                f"tsc --target es2020 --module commonjs --lib es2020 --skipLibCheck --rootDir /code --outDir {OUT_DIR} "
                 f"{NODE_TYPES} $(find /code -name '*.ts')",
                 COMPILER,
             ),
