@@ -44,6 +44,7 @@ def uses_docker_init(limits: Limits) -> bool:
     return limits.runtime == "runsc"
 SANDBOX_UID = 65534
 
+
 # The script is a file and its stdin is another file: the script never travels on a command line
 # and never is the interpreter's stdin (a `read` in a Bash script must not swallow the script).
 # Arguments are the shell's positional parameters, "$@": they are never parsed by a shell.

@@ -41,9 +41,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="The script to run; - reads it from standard input.")
+        parser.add_argument("file", help="The program to run; - reads it from standard input.")
+        parser.add_argument("args", nargs="*", help="Arguments for the program (after --).")
         parser.add_argument(
-            "--language", choices=languages.NAMES, help="Default: from the suffix (python for -)."
+            "--language", choices=languages.NAMES, help="Default: from the file's extension (python for -)."
         )
         parser.add_argument("--stdin", help="A file whose contents are the program's stdin (- for standard input).")
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
@@ -53,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="Print the task id (or --json) and exit at once.")
 
     def handle(
-        self, *args, file: str, language: str | None, stdin: str | None, tenant: str, wait: float,
+        self, *positional, file: str, args: list[str], language: str | None, stdin: str | None, tenant: str, wait: float,
         timeout: float | None, as_json: bool, no_wait: bool, **options,
     ):
         # The program's stderr is ours to print: keep the platform's own log lines out of it.
@@ -71,7 +72,7 @@ class Command(BaseCommand):
             owner = Tenant.objects.get(name=tenant)
         except Tenant.DoesNotExist:
             raise CommandError(f"no tenant {tenant!r}; create it with create_tenant") from None
-        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout)
+        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout, args=tuple(args))
         try:
             execution, _ = submissions.submit(owner, submission)
         except submissions.AdmissionError as exc:
