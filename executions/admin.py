@@ -242,7 +242,13 @@ class ExecutionAdmin(admin.ModelAdmin):
 def rerun_of(execution: Execution) -> submissions.Submission:
     """The same run again, with the limits it had (checked again against its tenant's maxima now)."""
     return submissions.Submission(
-        execution.language, execution.code, execution.stdin, execution.timeout_seconds, execution.memory_mb
+        execution.language,
+        execution.code,
+        execution.stdin,
+        execution.timeout_seconds,
+        execution.memory_mb,
+        files=tuple(execution.files),
+        args=tuple(execution.args),
     )
 
 

@@ -42,7 +42,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="The program to run; - reads it from standard input.")
-        parser.add_argument("args", nargs="*", help="Arguments for the program (after --).")
+        # Not "args": Django passes an option of that name on as positional arguments.
+        parser.add_argument("program_args", nargs="*", metavar="args", help="Arguments for the program (after --).")
         parser.add_argument(
             "--language", choices=languages.NAMES, help="Default: from the file's extension (python for -)."
         )
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="Print the task id (or --json) and exit at once.")
 
     def handle(
-        self, *positional, file: str, args: list[str], language: str | None, stdin: str | None, tenant: str, wait: float,
+        self, *args, file: str, program_args: list[str], language: str | None, stdin: str | None, tenant: str, wait: float,
         timeout: float | None, as_json: bool, no_wait: bool, **options,
     ):
         # The program's stderr is ours to print: keep the platform's own log lines out of it.
@@ -72,7 +73,7 @@ class Command(BaseCommand):
             owner = Tenant.objects.get(name=tenant)
         except Tenant.DoesNotExist:
             raise CommandError(f"no tenant {tenant!r}; create it with create_tenant") from None
-        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout, args=tuple(args))
+        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout, args=tuple(program_args))
         try:
             execution, _ = submissions.submit(owner, submission)
         except submissions.AdmissionError as exc:
