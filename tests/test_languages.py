@@ -71,6 +71,20 @@ def test_a_different_image_is_asked_again(alice, redis_conn):
     assert entry["versions"]["python"].startswith("3.")
 
 
+def test_an_image_whose_probe_fails_is_asked_again_later_not_on_every_pass(redis_conn, monkeypatch):
+    def fail(family):
+        raise runtimes.runner.SandboxError("no")
+
+    monkeypatch.setattr(runtimes, "probe", fail)
+    first = runtimes.record(redis_conn)
+    assert first["failed"] and first["versions"] == {}
+    key = store.RUNTIMES_KEY.format(sandbox_image(images.families()[0]))
+    assert 0 < redis_conn.ttl(key) <= runtimes.RETRY_SECONDS
+    # The next pass goes on to the next image.
+    second = runtimes.record(redis_conn)
+    assert second["image_id"] == runtimes.image_id(sandbox_image(images.families()[1]))
+
+
 @pytest.mark.no_database
 def test_only_well_formed_versions_of_the_images_languages_are_kept():
     output = "python=3.11.2\nbash=5.2.15\nruby=3.1\nbash=<script>\npython=\n"

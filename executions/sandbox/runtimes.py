@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 VERSION = re.compile(r"^[0-9][0-9A-Za-z.+~-]{0,31}$")
 # Virtual machines start to print their version: more than an interpreter's defaults.
+RETRY_SECONDS = 600
 PROBE_LIMITS = StageLimits(timeout_seconds=20.0, memory_mb=512, pids=128, cpus=1.0)
 
 
@@ -75,8 +76,12 @@ def record(connection: redis.Redis) -> dict | None:
         try:
             versions = probe(family)
         except runner.SandboxError as exc:
+            # Not asked again until RETRY_SECONDS have passed: a failing image must not cost a
+            # sandbox on every maintenance pass, nor keep the images after it from being asked.
             log.warning("runtime versions: the probe of %s failed: %s", image, exc)
-            return None
+            failed = {"image_id": current, "versions": {}, "failed": True}
+            connection.set(store.RUNTIMES_KEY.format(image), json.dumps(failed), ex=RETRY_SECONDS)
+            return failed
         entry = {"image_id": current, "versions": versions}
         connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
         log.info("runtime versions of %s: %s", image, versions)
