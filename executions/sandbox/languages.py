@@ -99,7 +99,7 @@ CATALOG: dict[str, Language] = {
     for language in (
         Language(
             name="python",
-            label="Python 3",
+            label="Python",
             image="python",
             source="main.py",
             run="python3 -u /code/main.py",
