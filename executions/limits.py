@@ -60,6 +60,14 @@ def platform_maxima() -> Maxima:
     return Maxima(max(m.timeout_seconds for m in every), max(m.memory_mb for m in every))
 
 
+def longest_execution_seconds() -> float:
+    """The longest any execution may take in its sandboxes: a compile stage's limit and a run's."""
+    return max(
+        language_maxima(language).timeout_seconds + (language.compile.limits.timeout_seconds if language.compile else 0)
+        for language in languages.CATALOG.values()
+    )
+
+
 def tenant_maxima(own, language: Language | None = None) -> Maxima:
     """A tenant's maxima for a language, from its Limits: its own where set, never above the
     language's (the worker caps them too)."""
