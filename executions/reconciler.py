@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import timedelta
 from itertools import islice
 
-from django.conf import settings
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
