@@ -153,13 +153,13 @@ class ExecutionAdmin(admin.ModelAdmin):
     actions = ["rerun", "cancel"]
     fieldsets = [
         (None, {"fields": [
-            "id", "tenant", "language", "status", "exit_code", "duration_ms", "error", "created_at",
+            "id", "tenant", "language", "status", "exit_code", "duration_ms", "compile_duration_ms", "error", "created_at",
             "started_at", "finished_at", "attempts", "worker_name", "container_id", "idempotency_key",
         ]}),
-        ("Script", {"fields": ["code_block", "stdin_block"]}),
-        ("Output", {"fields": ["stdout_block", "stderr_block"]}),
+        ("Script", {"fields": ["code_block", "files", "args", "stdin_block"]}),
+        ("Output", {"fields": ["compile_output_block", "stdout_block", "stderr_block"]}),
     ]
-    readonly_fields = ["code_block", "stdin_block", "stdout_block", "stderr_block"]
+    readonly_fields = ["code_block", "stdin_block", "compile_output_block", "stdout_block", "stderr_block"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -199,6 +199,10 @@ class ExecutionAdmin(admin.ModelAdmin):
     @admin.display(description="stdin")
     def stdin_block(self, execution: Execution):
         return block(execution.stdin)
+
+    @admin.display(description="compiler output")
+    def compile_output_block(self, execution: Execution):
+        return block(execution.compile_output)
 
     @admin.display(description="stdout")
     def stdout_block(self, execution: Execution):
@@ -242,7 +246,13 @@ class ExecutionAdmin(admin.ModelAdmin):
 def rerun_of(execution: Execution) -> submissions.Submission:
     """The same run again, with the limits it had (checked again against its tenant's maxima now)."""
     return submissions.Submission(
-        execution.language, execution.code, execution.stdin, execution.timeout_seconds, execution.memory_mb
+        execution.language,
+        execution.code,
+        execution.stdin,
+        execution.timeout_seconds,
+        execution.memory_mb,
+        files=tuple(execution.files),
+        args=tuple(execution.args),
     )
 
 

@@ -1,7 +1,8 @@
-"""Per-execution limits: a request may lower the platform's timeout and memory, never raise them.
+"""Per-execution limits: each language has default limits and maxima in the catalog; a request may
+ask for anything up to the maxima, and a tenant's own maxima cap both.
 
 The maxima come from one function, so that other maxima (a tenant's, say) can replace the
-platform's without touching the check.
+language's without touching the check.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+
+from executions.sandbox import languages
+from executions.sandbox.languages import Language
 
 # Below these a sandbox cannot start an interpreter in any useful way.
 MIN_TIMEOUT_SECONDS = 0.1
@@ -34,21 +38,51 @@ class LimitExceeded(ValueError):
         self.message = message
 
 
-def platform_maxima() -> Maxima:
-    return Maxima(timeout_seconds=settings.SANDBOX_TIMEOUT_SECONDS, memory_mb=settings.SANDBOX_MEMORY_MB)
-
-
-def tenant_maxima(own) -> Maxima:
-    """A tenant's maxima from its Limits: its own where set, never above the platform's (the worker caps them too)."""
-    platform = platform_maxima()
-    return Maxima(
-        timeout_seconds=min(own.max_timeout_seconds, platform.timeout_seconds),
-        memory_mb=min(own.max_memory_mb, platform.memory_mb),
+def language_defaults(language: Language) -> ExecutionLimits:
+    """A run's limits when the request names none, before a tenant's maxima cap them."""
+    return ExecutionLimits(
+        timeout_seconds=language.limits.timeout_seconds or settings.SANDBOX_TIMEOUT_SECONDS,
+        memory_mb=language.limits.memory_mb or settings.SANDBOX_MEMORY_MB,
     )
 
 
-def check_limits(timeout_seconds: float | None, memory_mb: int | None, maxima: Maxima) -> ExecutionLimits:
-    """The limits a run gets: those asked for if they are within `maxima`, else the maxima themselves."""
+def language_maxima(language: Language) -> Maxima:
+    defaults = language_defaults(language)
+    return Maxima(
+        timeout_seconds=max(language.max_timeout_seconds or settings.SANDBOX_TIMEOUT_SECONDS, defaults.timeout_seconds),
+        memory_mb=max(language.max_memory_mb or settings.SANDBOX_MEMORY_MB, defaults.memory_mb),
+    )
+
+
+def platform_maxima() -> Maxima:
+    """The most any language allows (the bounds the API's schema shows)."""
+    every = [language_maxima(language) for language in languages.CATALOG.values()]
+    return Maxima(max(m.timeout_seconds for m in every), max(m.memory_mb for m in every))
+
+
+def longest_execution_seconds() -> float:
+    """The longest any execution may take in its sandboxes: a compile stage's limit and a run's."""
+    return max(
+        language_maxima(language).timeout_seconds + (language.compile.limits.timeout_seconds if language.compile else 0)
+        for language in languages.CATALOG.values()
+    )
+
+
+def tenant_maxima(own, language: Language | None = None) -> Maxima:
+    """A tenant's maxima for a language, from its Limits: its own where set, never above the
+    language's (the worker caps them too)."""
+    ceiling = language_maxima(language or languages.CATALOG["python"])
+    return Maxima(
+        timeout_seconds=min(own.max_timeout_seconds or ceiling.timeout_seconds, ceiling.timeout_seconds),
+        memory_mb=min(own.max_memory_mb or ceiling.memory_mb, ceiling.memory_mb),
+    )
+
+
+def check_limits(
+    timeout_seconds: float | None, memory_mb: int | None, maxima: Maxima, defaults: ExecutionLimits | None = None
+) -> ExecutionLimits:
+    """The limits a run gets: those asked for if they are within `maxima`, else the language's
+    defaults (`defaults`, or the maxima themselves), never above the maxima."""
     if timeout_seconds is not None and not MIN_TIMEOUT_SECONDS <= timeout_seconds <= maxima.timeout_seconds:
         raise LimitExceeded(
             "timeout_seconds",
@@ -56,7 +90,8 @@ def check_limits(timeout_seconds: float | None, memory_mb: int | None, maxima: M
         )
     if memory_mb is not None and not MIN_MEMORY_MB <= memory_mb <= maxima.memory_mb:
         raise LimitExceeded("memory_mb", f"must be between {MIN_MEMORY_MB} and {maxima.memory_mb} MiB (the maximum).")
+    defaults = defaults or ExecutionLimits(maxima.timeout_seconds, maxima.memory_mb)
     return ExecutionLimits(
-        timeout_seconds=maxima.timeout_seconds if timeout_seconds is None else timeout_seconds,
-        memory_mb=maxima.memory_mb if memory_mb is None else memory_mb,
+        timeout_seconds=min(defaults.timeout_seconds, maxima.timeout_seconds) if timeout_seconds is None else timeout_seconds,
+        memory_mb=min(defaults.memory_mb, maxima.memory_mb) if memory_mb is None else memory_mb,
     )

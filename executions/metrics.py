@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from executions.models import Execution
+from executions.sandbox import languages
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 5.5, 6, 8, 10, 15, 30)
 
@@ -57,7 +58,7 @@ ACTIVE_WORKERS = Gauge(
 
 
 # Every language and status starts at zero, so that rate() sees a series' first increment.
-for _language in Execution.Language.values:
+for _language in languages.NAMES:
     EXECUTION_LATENCY.labels(language=_language)
     for _status in Execution.TERMINAL_STATUSES:
         EXECUTIONS.labels(language=_language, status=_status)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -16,6 +17,8 @@ from django.db.models.sql import InsertQuery
 from django.dispatch import Signal
 from django.utils import timezone
 
+from executions.sandbox import languages
+
 log = logging.getLogger("executions.state")
 # Every key starts with this, so that a key pasted anywhere is recognisable as ours.
 API_KEY_PREFIX = "rce_"
@@ -29,7 +32,7 @@ def key_digest(key: str) -> str:
 
 
 def validate_languages(value: str) -> None:
-    unknown = set(split_languages(value)) - set(Execution.Language.values)
+    unknown = set(split_languages(value)) - set(languages.NAMES)
     if unknown:
         raise ValidationError(f"unknown languages: {', '.join(sorted(unknown))}")
 
@@ -45,8 +48,9 @@ class Limits:
     rate_per_minute: int
     max_queued: int
     max_running: int
-    max_timeout_seconds: float
-    max_memory_mb: int
+    # None: no cap of the tenant's own (each language's maxima apply).
+    max_timeout_seconds: float | None
+    max_memory_mb: int | None
     languages: frozenset[str]
     retention_days: int
 
@@ -62,8 +66,12 @@ class Tenant(models.Model):
     rate_per_minute = _limit_field("API requests per minute; more get 429.")
     max_queued = _limit_field("Executions that may be queued or running at once; more submissions get 429.")
     max_running = _limit_field("Executions that may run at once, 0 for no cap of its own; more wait in the queue.")
-    max_timeout_seconds = _limit_field("The longest wall-clock limit a run may ask for.")
-    max_memory_mb = _limit_field("The most memory a run may ask for.")
+    max_timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The longest wall-clock limit a run may ask for. Empty: each language's maximum."
+    )
+    max_memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The most memory a run may ask for. Empty: each language's maximum."
+    )
     allowed_languages = models.CharField(
         max_length=100,
         blank=True,
@@ -84,8 +92,8 @@ class Tenant(models.Model):
             rate_per_minute=pick(self.rate_per_minute, settings.TENANT_RATE_PER_MINUTE),
             max_queued=pick(self.max_queued, settings.TENANT_MAX_QUEUED),
             max_running=pick(self.max_running, settings.TENANT_MAX_RUNNING),
-            max_timeout_seconds=pick(self.max_timeout_seconds, settings.SANDBOX_TIMEOUT_SECONDS),
-            max_memory_mb=pick(self.max_memory_mb, settings.SANDBOX_MEMORY_MB),
+            max_timeout_seconds=self.max_timeout_seconds,
+            max_memory_mb=self.max_memory_mb,
             languages=frozenset(
                 split_languages(self.allowed_languages) or settings.TENANT_ALLOWED_LANGUAGES
             ),
@@ -220,10 +228,7 @@ class Execution(models.Model):
         OUTPUT_LIMIT_EXCEEDED = "output_limit_exceeded"
         ERROR = "error"
         CANCELLED = "cancelled"
-
-    class Language(models.TextChoices):
-        PYTHON = "python"
-        BASH = "bash"
+        COMPILATION_ERROR = "compilation_error"
 
     TERMINAL_STATUSES = frozenset(
         {
@@ -234,6 +239,7 @@ class Execution(models.Model):
             Status.OUTPUT_LIMIT_EXCEEDED,
             Status.ERROR,
             Status.CANCELLED,
+            Status.COMPILATION_ERROR,
         }
     )
     # A cancel request moves these to `cancelled`; every other status is already final.
@@ -241,9 +247,13 @@ class Execution(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="executions")
-    language = models.CharField(max_length=16, choices=Language.choices)
+    # A name in the language catalog (executions.sandbox.languages).
+    language = models.CharField(max_length=16, choices=languages.choices)
     code = models.TextField()
     stdin = models.TextField(blank=True, default="")
+    # The program's other files, [{"name", "content"[, "encoding": "base64"]}], and its arguments.
+    files = models.JSONField(default=list, blank=True)
+    args = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED)
     stdout = models.TextField(blank=True, default="")
     stderr = models.TextField(blank=True, default="")
@@ -251,6 +261,9 @@ class Execution(models.Model):
     stderr_truncated = models.BooleanField(default=False)
     exit_code = models.IntegerField(null=True, blank=True)
     duration_ms = models.IntegerField(null=True, blank=True)
+    # A compiled language's compile stage: the compiler's output, and how long it took.
+    compile_output = models.TextField(blank=True, default="")
+    compile_duration_ms = models.IntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -287,6 +300,10 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} ({self.language}, {self.status})"
+
+    def program_files(self) -> list[tuple[str, bytes]]:
+        """The program's files besides its entry point (`code`), as the sandbox gets them."""
+        return [(file["name"], file_content(file)) for file in self.files]
 
     @property
     def is_terminal(self) -> bool:
@@ -357,6 +374,8 @@ class Execution(models.Model):
             "stdout_truncated": self.stdout_truncated,
             "stderr_truncated": self.stderr_truncated,
             "duration_ms": self.duration_ms,
+            "compile_output": self.compile_output,
+            "compile_duration_ms": self.compile_duration_ms,
             "timeout_seconds": self.timeout_seconds,
             "memory_mb": self.memory_mb,
             "created_at": iso_time(self.created_at),
@@ -364,6 +383,14 @@ class Execution(models.Model):
             "finished_at": iso_time(self.finished_at),
             "error": self.error or None,
         }
+
+
+def file_content(file: dict) -> bytes:
+    """A file of a program as {"name", "content", "encoding"}: its bytes (binascii.Error if it is
+    not valid base64)."""
+    if file.get("encoding") == "base64":
+        return base64.b64decode(file["content"], validate=True)
+    return file["content"].encode("utf-8", errors="surrogatepass")
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
+from executions.sandbox import languages
 from executions.models import Execution, Membership
 from executions.signin import SignInForm
 
@@ -76,8 +77,8 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
         "history": history(tenant),
         "execution": execution,
         "execution_data": execution.to_dict() if execution else None,
-        "draft": execution or Execution(language=Execution.Language.PYTHON),
-        "languages": Execution.Language.choices,
+        "draft": execution or Execution(language="python"),
+        "languages": languages.choices(),
         "terminal_statuses": sorted(Execution.TERMINAL_STATUSES),
         "output_limit_kib": settings.SANDBOX_OUTPUT_LIMIT_BYTES // 1024,
     }

@@ -14,11 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 from itertools import islice
 
-from django.conf import settings
 from django.utils import timezone
 from rq.job import Job, JobStatus
 
-from executions import runs, scheduler, store
+from executions import limits, runs, scheduler, store
 from executions.models import Execution, log_state
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api
@@ -111,7 +110,7 @@ def worker_is_alive(name: str) -> bool:
 
 def fail_orphaned(now=None) -> int:
     now = now or timezone.now()
-    hung = now - timedelta(seconds=settings.SANDBOX_TIMEOUT_SECONDS) - RUNNING_GRACE
+    hung = now - timedelta(seconds=limits.longest_execution_seconds()) - RUNNING_GRACE
     fixed = 0
     running = Execution.objects.filter(status=Status.RUNNING, started_at__lt=now - ORPHAN_GRACE)
     for execution in running.select_related("tenant").iterator():

@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rq import get_current_job
 
-from executions import metrics, scheduler, store
+from executions import limits, metrics, scheduler, store
 from executions.models import Execution, log_state
-from executions.sandbox import premade, runner
+from executions.sandbox import languages, premade, runner
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,14 @@ def run_in_sandbox(execution: Execution) -> dict:
     """The fields of the terminal row: the run's outcome, or `error` with a message."""
     execution_id = str(execution.id)
     try:
+        run_limits = sandbox_limits(execution)
         result = premade.run(
             execution.language,
             execution.code,
             execution.stdin,
-            limits=sandbox_limits(execution),
+            files=execution.program_files(),
+            args=tuple(execution.args),
+            limits=run_limits,
             labels={"rce.execution": execution_id},
             on_created=lambda cid: patiently(
                 lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
@@ -122,17 +125,24 @@ def run_in_sandbox(execution: Execution) -> dict:
         "stderr_truncated": result.stderr_truncated,
         "duration_ms": result.duration_ms,
         "container_id": result.container_id,
+        "compile_output": as_text(result.compile_output),
+        "compile_duration_ms": result.compile_duration_ms,
     }
 
 
 def sandbox_limits(execution: Execution) -> runner.Limits:
-    """The platform's limits, lowered to the execution's own. Never raised, whatever the row says:
-    admission checked them, and this keeps a row written any other way within the platform's."""
-    platform = runner.Limits.from_settings()
+    """The language's run limits with the execution's own, never above the language's maxima,
+    whatever the row says: admission checked them, and this keeps a row written any other way
+    within the catalog's."""
+    language = languages.get(execution.language)
+    if language is None:
+        raise runner.SandboxError(f"unsupported language {execution.language!r}")
+    base = runner.Limits.for_stage(language.limits)
+    maxima = limits.language_maxima(language)
     return dataclasses.replace(
-        platform,
-        timeout_seconds=min(platform.timeout_seconds, execution.timeout_seconds or platform.timeout_seconds),
-        memory_mb=min(platform.memory_mb, execution.memory_mb or platform.memory_mb),
+        base,
+        timeout_seconds=min(maxima.timeout_seconds, execution.timeout_seconds or base.timeout_seconds),
+        memory_mb=min(maxima.memory_mb, execution.memory_mb or base.memory_mb),
     )
 
 

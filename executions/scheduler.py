@@ -44,7 +44,7 @@ from rq.job import Job
 from rq.utils import get_call_string, utcformat
 from rq.utils import now as rq_now
 
-from executions import store
+from executions import limits, store
 
 # How long a job may sit in rq before rq itself gives up on it; the sandbox's own deadline is
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
@@ -287,7 +287,7 @@ def is_tenant_id(value) -> bool:
 
 
 def job_timeout() -> int:
-    return int(settings.SANDBOX_TIMEOUT_SECONDS) + JOB_TIMEOUT_MARGIN_SECONDS
+    return int(limits.longest_execution_seconds()) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
 def job_args(execution_id, tenant_id: int, attempts: int) -> list:

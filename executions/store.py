@@ -125,3 +125,13 @@ def runtime_versions(image: str) -> dict:
     except (redis.RedisError, ValueError):
         # Unknown versions are null in the API: never a reason to fail the request.
         return {}
+
+
+def known_versions(images: list[str]) -> dict[str, str]:
+    """Every language's version that a worker recorded for these images, in one round trip."""
+    try:
+        raws = connection().mget([RUNTIMES_KEY.format(image) for image in images])
+        entries = [json.loads(raw) for raw in raws if raw]
+    except (redis.RedisError, ValueError):
+        return {}
+    return {name: version for entry in entries for name, version in (entry.get("versions") or {}).items()}

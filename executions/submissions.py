@@ -8,6 +8,7 @@ an AdmissionError; each way in turns it into its own kind of answer.
 
 from __future__ import annotations
 
+import binascii
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +19,8 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from executions import limits, metrics, scheduler, store
-from executions.models import Execution, Limits, Tenant, log_state
+from executions.models import Execution, Limits, Tenant, file_content, log_state
+from executions.sandbox import languages
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,43 @@ class Submission:
     # Lower limits for this run; None: the tenant's maxima.
     timeout_seconds: float | None = None
     memory_mb: int | None = None
+    # The program's other files, each {"name", "content", "encoding"} (utf-8 or base64), and its arguments.
+    files: tuple[dict, ...] = ()
+    args: tuple[str, ...] = ()
+
+
+def check_files(language: languages.Language, code: str, files: tuple[dict, ...]) -> None:
+    if len(files) > languages.MAX_FILES:
+        raise Invalid(f"at most {languages.MAX_FILES} files besides the entry point.", code="too_many_files", field="files")
+    total = len(code.encode("utf-8", errors="surrogatepass"))
+    names = {language.source}
+    for file in files:
+        name = file["name"]
+        if not languages.safe_name(name) or name in languages.RESERVED_NAMES:
+            raise Invalid(
+                f"{name!r} is not a safe relative file name (no absolute path, no `..`, no hidden part).",
+                code="invalid_file_name",
+                field="files",
+            )
+        if name in names or any(other.startswith(name + "/") or name.startswith(other + "/") for other in names):
+            raise Invalid(f"{name!r} is named twice (the entry point is {language.source}).", code="duplicate_file", field="files")
+        names.add(name)
+        try:
+            total += len(file_content(file))
+        except (binascii.Error, ValueError):
+            raise Invalid(f"{name!r} is not valid base64.", code="invalid_encoding", field="files") from None
+    if total > settings.SANDBOX_MAX_CODE_BYTES:
+        raise TooLarge(f"the program's files are {total} bytes; the limit is {settings.SANDBOX_MAX_CODE_BYTES} bytes.")
+
+
+def check_args(args: tuple[str, ...]) -> None:
+    if len(args) > languages.MAX_ARGS:
+        raise Invalid(f"at most {languages.MAX_ARGS} arguments.", code="too_many_args", field="args")
+    for arg in args:
+        if "\x00" in arg:
+            raise Invalid("must not contain NUL characters.", code="nul_character", field="args")
+        if len(arg.encode("utf-8", errors="surrogatepass")) > languages.MAX_ARG_BYTES:
+            raise TooLarge(f"an argument is over {languages.MAX_ARG_BYTES} bytes.")
 
 
 def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.ExecutionLimits:
@@ -134,12 +173,15 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
             raise Invalid("must not contain NUL characters.", code="nul_character", field=name)
     if not submission.code.strip():
         raise Invalid("must not be empty.", code="empty_code", field="code")
-    if submission.language not in Execution.Language.values:
+    language = languages.get(submission.language)
+    if language is None or language.name != submission.language:
         raise Invalid(
-            f"unknown language {submission.language!r}; use one of: {', '.join(Execution.Language.values)}.",
+            f"unknown language {submission.language!r}; use one of: {', '.join(languages.NAMES)}.",
             code="unknown_language",
             field="language",
         )
+    check_files(language, submission.code, submission.files)
+    check_args(submission.args)
     allowed = quotas.languages
     if submission.language not in allowed:
         raise Invalid(
@@ -147,7 +189,12 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
             code="language_not_allowed",
         )
     try:
-        return limits.check_limits(submission.timeout_seconds, submission.memory_mb, limits.tenant_maxima(quotas))
+        return limits.check_limits(
+            submission.timeout_seconds,
+            submission.memory_mb,
+            limits.tenant_maxima(quotas, language),
+            limits.language_defaults(language),
+        )
     except limits.LimitExceeded as exc:
         raise Invalid(exc.message, code="invalid_limit", field=exc.field) from None
 
@@ -160,7 +207,15 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
     """
     quotas = tenant.limits()
     run_limits = check(tenant, submission, quotas)
-    fingerprint = (submission.language, submission.code, submission.stdin, run_limits.timeout_seconds, run_limits.memory_mb)
+    fingerprint = (
+        submission.language,
+        submission.code,
+        submission.stdin,
+        run_limits.timeout_seconds,
+        run_limits.memory_mb,
+        list(submission.files),
+        list(submission.args),
+    )
     if idempotency_key:
         previous = replay(tenant, idempotency_key, fingerprint)
         if previous:
@@ -310,6 +365,8 @@ def new_execution(
         language=submission.language,
         code=submission.code,
         stdin=submission.stdin,
+        files=[dict(file) for file in submission.files],
+        args=list(submission.args),
         idempotency_key=idempotency_key,
         timeout_seconds=run_limits.timeout_seconds,
         memory_mb=run_limits.memory_mb,
@@ -325,7 +382,15 @@ def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
         # The window is over: the key is free again.
         Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
         return None
-    if (previous.language, previous.code, previous.stdin, previous.timeout_seconds, previous.memory_mb) != fingerprint:
+    if (
+        previous.language,
+        previous.code,
+        previous.stdin,
+        previous.timeout_seconds,
+        previous.memory_mb,
+        previous.files,
+        previous.args,
+    ) != fingerprint:
         raise IdempotencyConflict()
     return previous
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import dj_database_url
 
+from executions.sandbox.languages import NAMES as LANGUAGE_NAMES
 from sandbox_project import host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -242,7 +243,7 @@ TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
 # (executions/scheduler.py), and a tenant alone may use them all.
 TENANT_MAX_RUNNING = envint("TENANT_MAX_RUNNING", 0)
 TENANT_ALLOWED_LANGUAGES = [
-    name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", "python,bash").split(",") if name.strip()
+    name.strip() for name in envstr("TENANT_ALLOWED_LANGUAGES", ",".join(LANGUAGE_NAMES)).split(",") if name.strip()
 ]
 TENANT_RETENTION_DAYS = envint("TENANT_RETENTION_DAYS", 30)
 # Back-pressure: beyond this many waiting executions, every submission gets 503 with Retry-After.
@@ -325,7 +326,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "ENUM_NAME_OVERRIDES": {
         "ExecutionStatus": "executions.models.Execution.Status",
-        "Language": "executions.models.Execution.Language",
+        "Language": "executions.sandbox.languages.CHOICES",
     },
     "PREPROCESSING_HOOKS": ["executions.api.schema.canonical_paths_only"],
     "POSTPROCESSING_HOOKS": [

@@ -249,6 +249,16 @@ class TestExecutionActions:
         run_worker()
         assert alice.get(str(new.id))["stdout"] == "hello\n"
 
+    def test_re_run_keeps_the_programs_files_and_arguments(self, operator, alice):
+        files = [{"name": "lib.py", "content": "X = 1", "encoding": "utf-8"}]
+        response = alice.client.post(
+            "/api/v1/executions", {"code": "import lib", "files": files, "args": ["a b"]}, format="json"
+        )
+        task_id = response.json()["task_id"]
+        act(operator, "rerun", task_id)
+        new = Execution.objects.exclude(id=task_id).get()
+        assert (new.files, new.args) == (files, ["a b"])
+
     def test_re_run_keeps_the_original_limits_and_its_tenants_quotas(self, operator, alice):
         response = alice.client.post(
             "/api/v1/executions", {"code": "print(1)", "timeout_seconds": 1.5, "memory_mb": 32}, format="json"

@@ -53,7 +53,7 @@ def test_fifty_parallel_submitters_against_a_cap_of_ten_get_exactly_ten_in(alice
 def test_every_request_counts_once_against_the_rate_whether_admitted_or_not(alice):
     limit(alice, rate_per_minute=4)
     assert post(alice).status_code == 202
-    assert_error(post(alice, language="ruby"), 400, "invalid_choice")
+    assert_error(post(alice, language="cobol"), 400, "invalid_choice")
     assert_error(post(alice, timeout_seconds=10_000), 400, "invalid_limit")
     assert post(alice).status_code == 202
     response = post(alice)

@@ -25,7 +25,7 @@ def post_raw(persona, body, query=""):
     [
         ({"code": ""}, "empty_code"),
         ({"code": "   \n\t"}, "empty_code"),
-        ({"language": "ruby", "code": "puts 1"}, "invalid_choice"),
+        ({"language": "cobol", "code": "puts 1"}, "invalid_choice"),
         ({"language": "python"}, "required"),
         ({"code": 123}, "invalid"),
         ({"code": ["print(1)"]}, "invalid"),
@@ -46,7 +46,7 @@ def test_it_rejects_invalid_json_fields(alice, body, code):
 
 
 def test_it_names_the_field_in_the_message(alice):
-    error = assert_error(post_json(alice, {"language": "ruby", "code": "x"}), 400, "invalid_choice")["error"]
+    error = assert_error(post_json(alice, {"language": "cobol", "code": "x"}), 400, "invalid_choice")["error"]
     assert error["message"].startswith("language:")
     assert "language" in error["details"]
 
@@ -84,7 +84,7 @@ def test_it_rejects_raw_invalid_utf8(alice):
 
 
 def test_it_rejects_an_unknown_raw_language(alice):
-    assert_error(post_raw(alice, "puts 1", "?language=ruby"), 400, "unknown_language")
+    assert_error(post_raw(alice, "puts 1", "?language=cobol"), 400, "unknown_language")
     assert_nothing_created()
 
 

@@ -47,7 +47,7 @@ def test_every_item_of_a_batch_runs(alice):
     "bad_item, code",
     [
         ({"code": ""}, "empty_code"),
-        ({"code": "print(1)", "language": "ruby"}, "invalid_choice"),
+        ({"code": "print(1)", "language": "cobol"}, "invalid_choice"),
         ({"code": "print(1)", "surprise": 1}, "unknown_field"),
         ({"code": "print(1)", "timeout_seconds": 60}, "invalid_limit"),
         ("print(1)", "invalid"),

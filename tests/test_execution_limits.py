@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from executions import limits, runs
+from executions import limits, runs, scheduler
+from executions.sandbox import janitor
 from executions.models import Execution
 from tests.conftest import assert_nothing_created, run_worker
 from tests.helpers import assert_error
@@ -125,8 +126,21 @@ def test_the_sandbox_runs_with_the_lower_memory(alice):
 def test_the_worker_never_raises_a_limit_above_the_platforms(settings):
     settings.SANDBOX_TIMEOUT_SECONDS = 5.0
     settings.SANDBOX_MEMORY_MB = 64
-    row = Execution(timeout_seconds=500.0, memory_mb=4096)
+    row = Execution(language="python", timeout_seconds=500.0, memory_mb=4096)
     applied = runs.sandbox_limits(row)
     assert (applied.timeout_seconds, applied.memory_mb) == (5.0, 64)
-    legacy = runs.sandbox_limits(Execution(timeout_seconds=None, memory_mb=None))
+    legacy = runs.sandbox_limits(Execution(language="python", timeout_seconds=None, memory_mb=None))
     assert (legacy.timeout_seconds, legacy.memory_mb) == (5.0, 64)
+    # A language's own maxima and defaults come from the catalog.
+    java = runs.sandbox_limits(Execution(language="java", timeout_seconds=None, memory_mb=4096))
+    assert (java.timeout_seconds, java.memory_mb, java.pids) == (5.0, 1024, 128)
+    assert runs.sandbox_limits(Execution(language="java")).memory_mb == 256
+
+
+@pytest.mark.no_database
+def test_the_job_and_the_janitor_allow_for_a_compile_stage_and_its_run(settings):
+    settings.SANDBOX_TIMEOUT_SECONDS = 5.0
+    # Rust: a 20 s compile stage, then a run of up to 5 s.
+    assert limits.longest_execution_seconds() == 25.0
+    assert scheduler.job_timeout() == 25 + scheduler.JOB_TIMEOUT_MARGIN_SECONDS
+    assert janitor.max_age_seconds() == 25.0 + janitor.GRACE_SECONDS

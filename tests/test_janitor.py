@@ -5,15 +5,16 @@ import time
 
 import pytest
 
-from executions.sandbox import janitor, runner
+from executions.sandbox import janitor, languages, runner
 from executions.sandbox.runner import Limits, docker_api, own_sandboxes
 
 pytestmark = pytest.mark.no_database
+PYTHON = runner.run_stage_of(languages.CATALOG["python"])
 
 
 def test_it_removes_only_containers_older_than_the_maximum_run_time():
     api = docker_api()
-    container_id = runner.create_container(api, "python", Limits.from_settings(), {"rce.execution": "test"})
+    container_id = runner.create_container(api, PYTHON, Limits.from_settings(), {"rce.execution": "test"})
     try:
         assert janitor.sweep(api) == []
         assert janitor.sweep(api, max_age=0) == [container_id]
@@ -35,7 +36,7 @@ def test_it_leaves_unlabelled_containers_alone():
 def test_it_leaves_another_instances_sandboxes_alone(settings):
     api = docker_api()
     settings.SANDBOX_INSTANCE = "another-platform"
-    theirs = runner.create_container(api, "python", Limits.from_settings(), {"rce.execution": "theirs"})
+    theirs = runner.create_container(api, PYTHON, Limits.from_settings(), {"rce.execution": "theirs"})
     try:
         settings.SANDBOX_INSTANCE = "this-platform"
         assert janitor.sweep(api, max_age=0) == []
@@ -46,8 +47,8 @@ def test_it_leaves_another_instances_sandboxes_alone(settings):
 
 def test_it_removes_only_code_directories_older_than_the_maximum_run_time(settings, tmp_path):
     settings.SANDBOX_CODE_ROOT = str(tmp_path / "code")
-    old = runner.write_code_dir("main.py", "print(1)", "")
-    fresh = runner.write_code_dir("main.py", "print(2)", "")
+    old = runner.write_code_dir(runner.Program({"main.py": b"print(1)"}), "")
+    fresh = runner.write_code_dir(runner.Program({"main.py": b"print(2)"}), "")
     an_hour_ago = time.time() - 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
     assert janitor.sweep_code_dirs() == [old]

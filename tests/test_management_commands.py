@@ -78,8 +78,22 @@ def test_execute_reports_a_timeout(default_tenant, worker_process, tmp_path):
     assert b"[timed_out]" in done.stderr
 
 
+def test_execute_compiles_a_program_it_knows_by_its_extension_and_passes_its_arguments(
+    default_tenant, worker_process, tmp_path
+):
+    program = tmp_path / "args.go"
+    program.write_text('package main\nimport ("fmt"; "os")\nfunc main() { fmt.Println(os.Args[1:]); os.Exit(4) }\n')
+    done = execute(str(program), "--", "a b", "--json")
+    assert (done.returncode, done.stdout) == (4, b"[a b --json]\n")
+    broken = tmp_path / "broken.rs"
+    broken.write_text("fn main() { undefined_name(); }\n")
+    done = execute(str(broken))
+    assert done.returncode == 1
+    assert b"undefined_name" in done.stderr
+
+
 def test_execute_needs_a_language_it_can_tell(db, tmp_path):
-    script = tmp_path / "script.rb"
+    script = tmp_path / "script.cob"
     script.write_text("puts 1")
     with pytest.raises(CommandError, match="language"):
         call_command("execute", str(script))

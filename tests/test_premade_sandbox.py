@@ -68,7 +68,7 @@ def test_it_carries_every_restriction_before_the_code_arrives(ahead, runtime):
     assert inspected["State"]["Running"]
     # Under gVisor through the output relay (runner.container_command).
     assert config["Cmd"][-3:] == ["/bin/sh", "-c", runner.LAUNCHER]
-    assert config["Cmd"] == runner.container_command(runner.LAUNCHER, Limits.from_settings())
+    assert config["Cmd"] == runner.launcher_command(Limits.from_settings())
     assert (config["OpenStdin"], config["StdinOnce"], config["Tty"]) == (True, True, False)
     assert sorted(config["Env"]) == sorted(f"{k}={v}" for k, v in runner.ENVIRONMENT.items())
     assert config["Labels"][premade.WORKER_LABEL] == "test-worker"
@@ -119,7 +119,7 @@ for pid in sorted(os.listdir('/proc'), key=lambda p: (len(p), p)):
     lines = made_ahead(ahead, "python", code).stdout.decode().splitlines()
     # The init (whose arguments name the launcher, as they name the command of any sandbox), under
     # gVisor the output relay, and the script, which the launcher became.
-    relay = ["2 " + " ".join(runner.container_command(runner.LAUNCHER, Limits.from_settings()))]
+    relay = ["2 " + " ".join(runner.launcher_command(Limits.from_settings()))]
     relay = relay if runtime == "runsc" else []
     assert len(lines) == 2 + len(relay) and lines[0].startswith("1 "), lines
     assert lines[1:-1] == relay, lines

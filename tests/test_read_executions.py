@@ -11,7 +11,7 @@ from tests.helpers import assert_error
 FIELDS = {
     "task_id", "status", "language", "stdout", "stderr", "exit_code", "stdout_truncated",
     "stderr_truncated", "duration_ms", "created_at", "started_at", "finished_at", "error",
-    "timeout_seconds", "memory_mb",
+    "timeout_seconds", "memory_mb", "compile_output", "compile_duration_ms",
 }
 
 
@@ -80,7 +80,7 @@ def test_it_filters_the_list(alice):
     by_status = alice.client.get("/api/v1/executions?status=completed").json()["results"]
     assert [e["task_id"] for e in by_status] == [python]
     assert_error(alice.client.get("/api/v1/executions?status=done"), 400, "unknown_status")
-    assert_error(alice.client.get("/api/v1/executions?language=ruby"), 400, "unknown_language")
+    assert_error(alice.client.get("/api/v1/executions?language=cobol"), 400, "unknown_language")
 
 
 def test_it_pages_the_list_with_a_cursor(alice):

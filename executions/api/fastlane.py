@@ -43,6 +43,7 @@ from executions import metrics, scheduler, store, submissions
 from executions.api import errors, views
 from executions.api.auth import KEYS, LAST_USED_RESOLUTION_SECONDS
 from executions.models import Execution
+from executions.sandbox import languages
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def queued_or_running(ids: list[str]) -> dict[str, bytes | Execution] | None:
     """The executions the cache does not hold (mostly queued or running), by id; None if the database failed."""
     close_old_connections()
     try:
-        rows = list(Execution.objects.filter(id__in=ids).defer("code", "stdin"))
+        rows = list(Execution.objects.filter(id__in=ids).defer("code", "stdin", "files"))
     except DatabaseError:
         log.warning("fast lane: %d read(s) failed: database unavailable", len(ids), exc_info=True)
         close_old_connections()
@@ -265,12 +266,13 @@ def cached_key(headers, extra: tuple[str, ...] = ()):
 
 
 def language_of(query: str) -> str:
+    """The language's name (an alias as Django's path reads it: ExecuteRawView)."""
     if not query:
-        return Execution.Language.PYTHON
+        return "python"
     pairs = parse_qsl(query, keep_blank_values=True)
     if len(pairs) != 1 or pairs[0][0] != "language":
         raise Fallback()
-    return pairs[0][1]
+    return languages.SPELLINGS.get(pairs[0][1], pairs[0][1])
 
 
 def refusal(exc, allow: str) -> tuple[int, list, bytes]:

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from executions.api.schema import CODE_SCHEMA, NO_NUL_SCHEMA
 from executions.models import Execution
+from executions.sandbox import languages
 
 
 class StrictCharField(serializers.CharField):
@@ -74,12 +75,47 @@ def validate_code(code: str) -> str:
     return code
 
 
+class LanguageField(serializers.ChoiceField):
+    """A language of the catalog, by its name or one of its aliases; the name is kept."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=languages.choices(), **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data in languages.SPELLINGS:
+            data = languages.SPELLINGS[data]
+        return super().to_internal_value(data)
+
+
+class FileSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=400, help_text="A relative path: no `..`, no absolute path, no hidden part.")
+    content = StdinField(trim_whitespace=False, required=False, default="", help_text="The file's text, or base64.")
+    encoding = serializers.ChoiceField(choices=["utf-8", "base64"], default="utf-8")
+
+    def to_internal_value(self, data):
+        reject_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
 class ExecutionCreateSerializer(serializers.Serializer):
-    language = serializers.ChoiceField(choices=Execution.Language.choices, default=Execution.Language.PYTHON)
-    code = CodeField(trim_whitespace=False)
+    language = LanguageField(default="python")
+    code = CodeField(trim_whitespace=False, required=False, help_text="The entry point; or the first of `files`.")
     stdin = StdinField(trim_whitespace=False, required=False, default="")
-    timeout_seconds = JsonTimeoutField(required=False, help_text="Lower the wall-clock limit for this run.")
-    memory_mb = JsonMemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
+    files = FileSerializer(
+        many=True,
+        required=False,
+        max_length=languages.MAX_FILES + 1,
+        help_text="The program's files; the entry point is `code`, else the file named like the language's "
+        "source (main.py, Main.java...), else the first.",
+    )
+    args = serializers.ListField(
+        child=StdinField(trim_whitespace=False),
+        required=False,
+        max_length=languages.MAX_ARGS,
+        help_text="Passed to the program as its arguments, never through a shell.",
+    )
+    timeout_seconds = JsonTimeoutField(required=False, help_text="The wall-clock limit for this run.")
+    memory_mb = JsonMemoryField(required=False, help_text="The memory limit (MiB) for this run.")
 
     def to_internal_value(self, data):
         reject_unknown_fields(self, data)
@@ -87,6 +123,22 @@ class ExecutionCreateSerializer(serializers.Serializer):
 
     def validate_code(self, code: str) -> str:
         return validate_code(code)
+
+    def validate(self, data: dict) -> dict:
+        """The entry point becomes `code`; the other files stay in `files`."""
+        files = list(data.get("files") or [])
+        if "code" not in data:
+            if not files:
+                raise serializers.ValidationError({"code": ["This field is required."]}, code="required")
+            source = languages.CATALOG[data["language"]].source
+            entry = next((file for file in files if file["name"] == source), files[0])
+            if entry["encoding"] != "utf-8":
+                raise serializers.ValidationError({"files": ["the entry point must be text."]}, code="invalid_encoding")
+            files.remove(entry)
+            data["code"] = validate_code(entry["content"])
+        data["files"] = files
+        data["args"] = list(data.get("args") or [])
+        return data
 
 
 def reject_unknown_fields(serializer: serializers.Serializer, data) -> None:
@@ -158,6 +210,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "stdout_truncated",
             "stderr_truncated",
             "duration_ms",
+            "compile_output",
+            "compile_duration_ms",
             "timeout_seconds",
             "memory_mb",
             "created_at",
@@ -175,11 +229,24 @@ class ExecutionSerializer(serializers.ModelSerializer):
         return execution.to_dict()
 
 
+class StageLimitsSerializer(serializers.Serializer):
+    timeout_seconds = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+
+
 class LanguageRuntimeSerializer(serializers.Serializer):
-    name = serializers.ChoiceField(choices=Execution.Language.choices)
+    name = serializers.ChoiceField(choices=languages.choices())
+    label = serializers.CharField()
+    aliases = serializers.ListField(child=serializers.CharField())
+    extensions = serializers.ListField(child=serializers.CharField())
+    source = serializers.CharField(help_text="The entry point's file name.")
+    compiled = serializers.BooleanField()
     version = serializers.CharField(
         allow_null=True, help_text="The interpreter's version in the sandbox image; null until a worker has read it."
     )
+    limits = StageLimitsSerializer(help_text="A run's limits when the request names none.")
+    max_limits = StageLimitsSerializer(help_text="The most a request may ask for (a tenant's maxima may be lower).")
+    compile_limits = StageLimitsSerializer(allow_null=True, help_text="The compile stage's, for compiled languages.")
 
 
 class DefaultLimitsSerializer(serializers.Serializer):

@@ -38,7 +38,7 @@ from executions.api.serializers import (
     WaitQuerySerializer,
 )
 from executions.models import Execution, NotCancellable, Tenant
-from executions.sandbox.images import sandbox_image
+from executions.sandbox import images, languages
 
 
 FINISHED = OpenApiResponse(ExecutionSerializer, description="With `?wait=N`: the execution, finished within N seconds.")
@@ -171,7 +171,7 @@ class ExecuteRawView(AdmissionMixin, APIView):
         description="The body is the script, as UTF-8 text in any content type; `?language=bash` for Bash.",
         request={"text/plain": CODE_SCHEMA},
         parameters=[
-            OpenApiParameter("language", enum=Execution.Language.values, default=Execution.Language.PYTHON),
+            OpenApiParameter("language", enum=languages.NAMES, default="python"),
             RawQuerySerializer,
             IDEMPOTENCY_KEY,
             *ACCEPTED_HEADERS,
@@ -179,7 +179,8 @@ class ExecuteRawView(AdmissionMixin, APIView):
         responses={200: FINISHED, 202: ACCEPTED, **errors(400, 408, 409, 413)},
     )
     def post(self, request: Request) -> Response:
-        language = request.query_params.get("language", Execution.Language.PYTHON)
+        language = request.query_params.get("language", "python")
+        language = languages.SPELLINGS.get(language, language)
         try:
             code = request.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -218,7 +219,7 @@ class ExecutionListCreateView(AdmissionMixin, TenantScopedMixin, generics.ListAP
         description="Cursor-paginated: follow `next` and `previous`.",
         parameters=[
             OpenApiParameter("status", enum=Execution.Status.values),
-            OpenApiParameter("language", enum=Execution.Language.values),
+            OpenApiParameter("language", enum=languages.NAMES),
             OpenApiParameter(
                 "page_size",
                 {"type": "integer", "minimum": 1, "maximum": ExecutionPagination.max_page_size},
@@ -232,14 +233,12 @@ class ExecutionListCreateView(AdmissionMixin, TenantScopedMixin, generics.ListAP
 
     def get_queryset(self) -> QuerySet[Execution]:
         queryset = self.tenant_executions()
-        for name, choices in (("status", Execution.Status), ("language", Execution.Language)):
+        for name, values in (("status", Execution.Status.values), ("language", languages.NAMES)):
             value = self.request.query_params.get(name)
             if value is None:
                 continue
-            if value not in choices.values:
-                raise BadRequest(
-                    f"Unknown {name} {value!r}; use one of: {', '.join(choices.values)}.", code=f"unknown_{name}"
-                )
+            if value not in values:
+                raise BadRequest(f"Unknown {name} {value!r}; use one of: {', '.join(values)}.", code=f"unknown_{name}")
             queryset = queryset.filter(**{name: value})
         return queryset
 
@@ -283,7 +282,13 @@ class ExecutionBatchView(AdmissionMixin, APIView):
 
 def as_submission(data: dict) -> submissions.Submission:
     return submissions.Submission(
-        data["language"], data["code"], data["stdin"], data.get("timeout_seconds"), data.get("memory_mb")
+        data["language"],
+        data["code"],
+        data["stdin"],
+        data.get("timeout_seconds"),
+        data.get("memory_mb"),
+        files=tuple(data["files"]),
+        args=tuple(data["args"]),
     )
 
 
@@ -348,18 +353,17 @@ class ExecutionCancelView(TenantScopedMixin, APIView):
 
 class LanguagesView(APIView):
     @extend_schema(
-        summary="The languages, their versions and the default limits",
-        description="The limits are the defaults, and the most a request may ask for.",
+        summary="The languages, their versions and limits",
+        description="Each language's default limits and the most a request may ask for; the platform's others.",
         responses={200: LanguagesSerializer, **errors()},
     )
     def get(self, request: Request) -> Response:
-        versions = store.runtime_versions(sandbox_image()).get("versions") or {}
-        maxima = limits.platform_maxima()
+        versions = store.known_versions([images.sandbox_image(family) for family in images.families()])
         body = {
-            "languages": [{"name": name, "version": versions.get(name)} for name in Execution.Language.values],
+            "languages": [describe_language(language, versions.get(language.name)) for language in languages.CATALOG.values()],
             "limits": {
-                "timeout_seconds": maxima.timeout_seconds,
-                "memory_mb": maxima.memory_mb,
+                "timeout_seconds": settings.SANDBOX_TIMEOUT_SECONDS,
+                "memory_mb": settings.SANDBOX_MEMORY_MB,
                 "cpus": settings.SANDBOX_CPUS,
                 "output_limit_bytes": settings.SANDBOX_OUTPUT_LIMIT_BYTES,
                 "max_code_bytes": settings.SANDBOX_MAX_CODE_BYTES,
@@ -367,6 +371,24 @@ class LanguagesView(APIView):
             },
         }
         return Response(LanguagesSerializer(body).data)
+
+
+def describe_language(language: languages.Language, version: str | None) -> dict:
+    defaults, maxima = limits.language_defaults(language), limits.language_maxima(language)
+    compile_limits = language.compile.limits if language.compile else None
+    return {
+        "name": language.name,
+        "label": language.label,
+        "aliases": list(language.aliases),
+        "extensions": list(language.extensions),
+        "source": language.source,
+        "compiled": language.compile is not None,
+        "version": version,
+        "limits": {"timeout_seconds": defaults.timeout_seconds, "memory_mb": defaults.memory_mb},
+        "max_limits": {"timeout_seconds": maxima.timeout_seconds, "memory_mb": maxima.memory_mb},
+        "compile_limits": compile_limits
+        and {"timeout_seconds": compile_limits.timeout_seconds, "memory_mb": compile_limits.memory_mb},
+    }
 
 
 @csrf_exempt

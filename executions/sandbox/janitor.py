@@ -12,6 +12,7 @@ import docker
 import docker.errors
 from django.conf import settings
 
+from executions import limits
 from executions.sandbox.premade import WORKER_LABEL
 from executions.sandbox.runner import CODE_DIR, discard_code_dir, own_sandboxes, remove_container
 
@@ -24,7 +25,7 @@ WORKER_GRACE_SECONDS = 30
 
 
 def max_age_seconds() -> float:
-    return settings.SANDBOX_TIMEOUT_SECONDS + GRACE_SECONDS
+    return limits.longest_execution_seconds() + GRACE_SECONDS
 
 
 def sweep(

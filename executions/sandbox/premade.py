@@ -30,7 +30,7 @@ import docker.errors
 import requests
 from django.conf import settings
 
-from executions.sandbox import runner
+from executions.sandbox import languages, runner
 from executions.sandbox.images import sandbox_image
 from executions.sandbox.runner import Limits, RunResult, SandboxError
 
@@ -74,7 +74,7 @@ def check(api: docker.APIClient, sandbox: Sandbox) -> None:
         raise SandboxError(f"the sandbox made ahead cannot be inspected: {exc}") from exc
     runner.verify_restrictions(inspected, sandbox.limits, sandbox.code_dir)
     state = inspected["State"]
-    launcher = runner.container_command(runner.LAUNCHER, sandbox.limits)
+    launcher = runner.launcher_command(sandbox.limits)
     if not state.get("Running") or state.get("OOMKilled") or inspected["Config"].get("Cmd") != launcher:
         raise SandboxError("the sandbox made ahead is not waiting for its code")
     if sandbox.stream is None or not stream_open(sandbox.stream):
@@ -140,11 +140,11 @@ def run_in(
 ) -> RunResult:
     """Deliver the script to a checked sandbox and run it, the deadline counting from delivery.
     The sandbox is used up whatever happens: never deliver anything to it again."""
-    filename, _ = runner.COMMANDS[language]
+    program = runner.Program.of(languages.CATALOG[language], code)
     if cancelled():
         # Cancelled while the sandbox was being checked: the script never arrives.
         return RunResult("cancelled", None, b"", b"", False, False, 0, sandbox.container_id)
-    runner.fill_code_dir(sandbox.code_dir, filename, code, stdin)
+    runner.fill_code_dir(sandbox.code_dir, program, stdin)
     started = time.monotonic()
     stream, sandbox.stream = sandbox.stream, None
     try:
@@ -230,14 +230,26 @@ def run(
     code: str,
     stdin: str = "",
     *,
+    files: list[tuple[str, bytes]] | None = None,
+    args: tuple[str, ...] | list[str] = (),
     limits: Limits,
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """runner.run's contract, in this process's sandbox made ahead when it is sound and fits."""
-    if language not in runner.COMMANDS:
+    """runner.run's contract, in this process's sandbox made ahead when it is sound and fits.
+
+    Only the default image's interpreted languages are made ahead, for programs of one file and no
+    arguments (the launcher takes none); everything else takes the cold path.
+    """
+    if languages.get(language) is None:
         raise SandboxError(f"unsupported language {language!r}")
+    language = languages.get(language).name
+    if language not in runner.MADE_AHEAD_LANGUAGES or files or args:
+        return runner.run(
+            language, code, stdin, files=files, args=args, limits=limits, labels=labels, on_created=on_created,
+            cancelled=cancelled,
+        )
     api = runner.docker_api()
     sandbox = take(api, limits)
     if sandbox is None:

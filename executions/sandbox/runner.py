@@ -24,7 +24,9 @@ import docker.errors
 import requests
 from django.conf import settings
 
-from executions.sandbox.images import RELAY, sandbox_image
+from executions.sandbox import languages
+from executions.sandbox.images import DEFAULT_FAMILY, RELAY, image_for, sandbox_image
+from executions.sandbox.languages import OUT_DIR, Language, StageLimits, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -42,30 +44,45 @@ def uses_docker_init(limits: Limits) -> bool:
     return limits.runtime == "runsc"
 SANDBOX_UID = 65534
 
+
 # The script is a file and its stdin is another file: the script never travels on a command line
 # and never is the interpreter's stdin (a `read` in a Bash script must not swallow the script).
-COMMANDS = {
-    "python": ("main.py", "exec python3 -u /code/main.py < /code/stdin"),
-    "bash": ("main.sh", "exec bash /code/main.sh < /code/stdin"),
-}
+# Arguments are the shell's positional parameters, "$@": they are never parsed by a shell.
+def run_command(language: Language) -> str:
+    return f'exec {language.run} "$@" < {CODE_DIR}/stdin'
+
+
+# A compile stage's diagnostics go to stderr; its stdout is a tar of what it made, and nothing else.
+def compile_command(language: Language) -> str:
+    return f"mkdir {OUT_DIR} && {{ {language.compile.command}\n}} >&2 && exec tar -cf - -C {OUT_DIR} ."
+
+
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
 # It reads one line naming the language from its stdin, which the worker writes once the files are
 # in /code, and becomes that interpreter: nothing of it remains beside the script, whose own stdin is
 # the file. Its stdin closes as the worker lets go of it (StdinOnce), so nothing more can come that way.
+# Only the default image's interpreted languages are made ahead.
+MADE_AHEAD_LANGUAGES = tuple(
+    language.name for language in languages.of_image(DEFAULT_FAMILY) if language.compile is None
+)
 LAUNCHER = (
     "IFS= read -r language || exit 97; case \"$language\" in "
-    + " ".join(f"{language}) {command};;" for language, (_, command) in COMMANDS.items())
+    + " ".join(f"{name}) {run_command(languages.CATALOG[name])};;" for name in MADE_AHEAD_LANGUAGES)
     + " esac; exit 97"
 )
 
 
-def container_command(shell_command: str, limits: Limits) -> list[str]:
+def container_command(command: list[str], limits: Limits) -> list[str]:
     """What runs under the init. Under gVisor, through the image's relay: a large write to the
     container's own stdout returns short there, and Python's unbuffered streams drop the rest."""
-    command = ["/bin/sh", "-c", shell_command]
     if limits.runtime == "runsc":
         return ["/usr/bin/python3", "-I", "-S", RELAY, *command]
     return command
+
+
+def launcher_command(limits: Limits) -> list[str]:
+    """What a sandbox made ahead runs while it waits for its code."""
+    return container_command(["/bin/sh", "-c", LAUNCHER], limits)
 
 
 # gVisor applies Docker's seccomp profile only when runsc runs with this flag; without it a script
@@ -105,6 +122,24 @@ def runtime_problem(registered: dict[str, dict], runtime: str) -> str | None:
             "reload the engine (systemctl reload docker, or SIGHUP to dockerd)"
         )
     return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What one container runs: a fixed shell command in an image, with the program's arguments."""
+
+    image: str
+    command: str
+    args: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+
+
+def run_stage_of(language: Language, args: tuple[str, ...] = ()) -> Stage:
+    return Stage(image_for(language.name), run_command(language), tuple(args), tuple(language.environment.items()))
+
+
+def compile_stage_of(language: Language) -> Stage:
+    return Stage(image_for(language.name), compile_command(language), (), tuple(language.environment.items()))
 
 
 # Nothing from the worker's environment reaches the container: this is the whole environment.
@@ -156,6 +191,22 @@ class Limits:
             runtime=runtime,
         )
 
+    @classmethod
+    def for_stage(cls, stage: StageLimits, runtime: str | None = None) -> Limits:
+        """A stage's limits from the catalog, the platform's settings where it names none."""
+        base = cls.from_settings(runtime)
+        pids = stage.pids or base.pids
+        return cls(
+            timeout_seconds=stage.timeout_seconds or base.timeout_seconds,
+            memory_mb=stage.memory_mb or base.memory_mb,
+            cpus=stage.cpus or base.cpus,
+            # gVisor's own threads count against the limit: never below the platform's for runsc.
+            pids=max(pids, base.pids) if base.runtime == "runsc" else pids,
+            tmpfs_mb=stage.tmpfs_mb or base.tmpfs_mb,
+            output_limit_bytes=stage.output_limit_bytes or base.output_limit_bytes,
+            runtime=base.runtime,
+        )
+
 
 @dataclass
 class RunResult:
@@ -167,6 +218,9 @@ class RunResult:
     stderr_truncated: bool
     duration_ms: int
     container_id: str
+    # A compiled language's compile stage: its diagnostics (stderr) and its duration.
+    compile_output: bytes = b""
+    compile_duration_ms: int | None = None
 
 
 _client: docker.APIClient | None = None
@@ -270,15 +324,33 @@ def mounts_as_expected(mounts: list[dict], code_source: str | None) -> bool:
     return mount.get("Type") == "bind" and mount.get("Source") == code_source and mount.get("RW") is False
 
 
-def write_code_dir(filename: str, code: str, stdin: str) -> str:
-    """A fresh host directory holding the script and its stdin, for a read-only bind mount at /code.
+@dataclass(frozen=True)
+class Program:
+    """A program's files for /code: relative path -> content, the entry point under the language's
+    source name. `executables` are the paths a compile stage made executable."""
+
+    files: dict[str, bytes]
+    executables: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, language: Language, code: str, files: list[tuple[str, bytes]] | None = None) -> Program:
+        """The entry point `code` as the language's source, beside the program's other files."""
+        return cls({**dict(files or ()), language.source: code.encode()})
+
+    def with_stdin(self, stdin: str | bytes) -> dict[str, bytes]:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        return {**self.files, "stdin": data}
+
+
+def write_code_dir(program: Program, stdin: str | bytes) -> str:
+    """A fresh host directory holding the program and its stdin, for a read-only bind mount at /code.
 
     The directory and files are the worker's, read-only for everyone: inside the container the
     script can read them and change nothing. SANDBOX_CODE_ROOT itself is private to the worker's user.
     """
     path = new_code_dir()
     try:
-        fill_code_dir(path, filename, code, stdin)
+        fill_code_dir(path, program, stdin)
     except SandboxError:
         discard_code_dir(path)
         raise
@@ -300,12 +372,23 @@ def new_code_dir() -> str:
         raise SandboxError(f"could not write the script for the sandbox: {exc}") from exc
 
 
-def fill_code_dir(path: str, filename: str, code: str, stdin: str) -> None:
+def fill_code_dir(path: str, program: Program, stdin: str | bytes) -> None:
+    made: list[str] = []
     try:
-        for name, text in ((filename, code), ("stdin", stdin)):
-            fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        for name, data in program.with_stdin(stdin).items():
+            if not safe_name(name):
+                raise SandboxError(f"unsafe file name {name!r}")
+            directory = os.path.dirname(name)
+            if directory:
+                # O_EXCL and fresh directories: a name can never lead out of the code directory.
+                os.makedirs(os.path.join(path, directory), mode=0o755, exist_ok=True)
+                made.extend(sorted({os.path.join(path, *name.split("/")[:depth]) for depth in range(1, name.count("/") + 1)}))
+            mode = 0o555 if name in program.executables else 0o444
+            fd = os.open(os.path.join(path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
             with os.fdopen(fd, "wb") as file:
-                file.write(text.encode())
+                file.write(data)
+        for directory in sorted(set(made), reverse=True):
+            os.chmod(directory, 0o555)
         os.chmod(path, 0o555)
     except OSError as exc:
         raise SandboxError(f"could not write the script for the sandbox: {exc}") from exc
@@ -315,6 +398,9 @@ def discard_code_dir(path: str) -> None:
     try:
         # Read-only, so its files cannot be unlinked by a worker that is not root.
         os.chmod(path, 0o700)
+        for directory, subdirectories, _ in os.walk(path):
+            for name in subdirectories:
+                os.chmod(os.path.join(directory, name), 0o700)
         shutil.rmtree(path)
     except FileNotFoundError:
         pass
@@ -323,18 +409,44 @@ def discard_code_dir(path: str) -> None:
         log.exception("could not remove the code directory %s", path)
 
 
-def code_archive(filename: str, code: str, stdin: str) -> bytes:
+def code_archive(program: Program, stdin: str | bytes) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in ((filename, code), ("stdin", stdin)):
-            data = text.encode()
+        for name, data in program.with_stdin(stdin).items():
+            if not safe_name(name):
+                raise SandboxError(f"unsafe file name {name!r}")
             info = tarfile.TarInfo(name)
             info.size = len(data)
             # Owned by root and read-only: the script can read its files but not change them.
-            info.mode = 0o444
+            info.mode = 0o555 if name in program.executables else 0o444
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def compiled_program(archive: bytes, limit: int) -> Program:
+    """The files a compile stage wrote, from its tar on stdout. The archive is the untrusted
+    program's own output: only regular files with safe names are taken, within `limit` bytes."""
+    files: dict[str, bytes] = {}
+    executables = set()
+    total = 0
+    try:
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if member.isdir() or name in ("", "."):
+                    continue
+                if not member.isreg() or not safe_name(name) or name == "stdin" or name in files:
+                    raise SandboxError(f"the compiler wrote an unexpected file {member.name!r}")
+                total += member.size
+                if total > limit or len(files) >= 1000:
+                    raise SandboxError("the compiler's output is too large")
+                files[name] = tar.extractfile(member).read()
+                if member.mode & 0o111:
+                    executables.add(name)
+    except (tarfile.TarError, EOFError) as exc:
+        raise SandboxError(f"the compiler's output could not be read: {exc}") from exc
+    return Program(files, frozenset(executables))
 
 
 @dataclass
@@ -387,25 +499,81 @@ def run(
     code: str,
     stdin: str = "",
     *,
+    files: list[tuple[str, bytes]] | None = None,
+    args: tuple[str, ...] | list[str] = (),
     limits: Limits | None = None,
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """`cancelled` is polled every CANCEL_POLL_SECONDS: when it says yes, the container is killed."""
-    limits = limits or Limits.from_settings()
-    if language not in COMMANDS:
+    """Compile the program if its language needs it, then run it; each stage in its own sandbox.
+
+    `cancelled` is polled every CANCEL_POLL_SECONDS: when it says yes, the container is killed.
+    A compile that fails in any way is the status `compilation_error`, with the compiler's output.
+    """
+    spec = languages.get(language)
+    if spec is None:
         raise SandboxError(f"unsupported language {language!r}")
-    filename, _ = COMMANDS[language]
+    limits = limits or Limits.for_stage(spec.limits)
+    program = Program.of(spec, code, files)
+    compiled: RunResult | None = None
+    if spec.compile:
+        compile_limits = Limits.for_stage(spec.compile.limits, limits.runtime)
+        compiled = run_stage(compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created, cancelled)
+        if compiled.status != "completed":
+            return compile_failure(compiled, compile_limits)
+        program = compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
+    result = run_stage(run_stage_of(spec, tuple(args)), program.with_stdin(stdin), program.executables, limits, labels, on_created, cancelled)
+    if compiled is not None:
+        result.compile_output, result.compile_duration_ms = compiled.stderr, compiled.duration_ms
+    return result
+
+
+def compile_failure(compiled: RunResult, limits: Limits) -> RunResult:
+    """A compile that did not complete: the run never starts."""
+    if compiled.status == "cancelled":
+        return compiled
+    why = {
+        "timed_out": f"the compiler was stopped at its time limit of {limits.timeout_seconds:g} s",
+        "oom_killed": f"the compiler ran out of memory (its limit is {limits.memory_mb} MiB)",
+        "output_limit_exceeded": f"the compiler's output went over {limits.output_limit_bytes} bytes",
+    }.get(compiled.status)
+    output = compiled.stderr + (f"\n[{why}]\n".encode() if why else b"")
+    return RunResult(
+        status="compilation_error",
+        exit_code=compiled.exit_code,
+        stdout=b"",
+        stderr=b"",
+        stdout_truncated=False,
+        stderr_truncated=False,
+        duration_ms=0,
+        container_id=compiled.container_id,
+        compile_output=output,
+        compile_duration_ms=compiled.duration_ms,
+    )
+
+
+def run_stage(
+    stage: Stage,
+    files: dict[str, bytes],
+    executables: frozenset[str],
+    limits: Limits,
+    labels: dict[str, str] | None = None,
+    on_created: Callable[[str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> RunResult:
+    """One stage in a fresh sandbox with `files` in /code (stdin among them), always removed after."""
+    program = Program({name: data for name, data in files.items() if name != "stdin"}, executables)
+    stdin = files.get("stdin", b"")
     api = docker_api()
-    code_source = write_code_dir(filename, code, stdin) if settings.SANDBOX_CODE_DELIVERY == "bind" else None
+    code_source = write_code_dir(program, stdin) if settings.SANDBOX_CODE_DELIVERY == "bind" else None
     try:
-        container_id = create_container(api, language, limits, labels or {}, code_source)
+        container_id = create_container(api, stage, limits, labels or {}, code_source)
         try:
             if on_created:
                 on_created(container_id)
             if code_source is None:
-                copy_code(api, container_id, filename, code, stdin)
+                copy_code(api, container_id, program, stdin)
             return start_and_collect(api, container_id, limits, cancelled or never)
         finally:
             remove_container(api, container_id)
@@ -414,20 +582,20 @@ def run(
             discard_code_dir(code_source)
 
 
-def copy_code(api: docker.APIClient, container_id: str, filename: str, code: str, stdin: str) -> None:
+def copy_code(api: docker.APIClient, container_id: str, program: Program, stdin: str | bytes) -> None:
     try:
-        api.put_archive(container_id, CODE_DIR, code_archive(filename, code, stdin))
+        api.put_archive(container_id, CODE_DIR, code_archive(program, stdin))
     except docker.errors.APIError as exc:
         raise SandboxError(f"could not copy the script into the sandbox: {exc.explanation}") from exc
 
 
 def create_container(
-    api: docker.APIClient, language: str | None, limits: Limits, labels: dict[str, str], code_source: str | None = None
+    api: docker.APIClient, stage: Stage | None, limits: Limits, labels: dict[str, str], code_source: str | None = None
 ) -> str:
-    """A created, verified, not yet started sandbox; for `language` None, one that waits for its
-    language on stdin (LAUNCHER)."""
-    image = sandbox_image()
-    shell_command = COMMANDS[language][1] if language else LAUNCHER
+    """A created, verified, not yet started sandbox; for `stage` None, one of the default image
+    that waits for its language on stdin (LAUNCHER)."""
+    image = stage.image if stage else sandbox_image(DEFAULT_FAMILY)
+    command = ["/bin/sh", "-c", stage.command, "sh", *stage.args] if stage else None
     try:
         api.inspect_image(image)
     except docker.errors.ImageNotFound as exc:
@@ -441,13 +609,13 @@ def create_container(
         created = api.create_container(
             image,
             entrypoint=[] if uses_docker_init(limits) else [INIT, "--"],
-            command=container_command(shell_command, limits),
+            command=container_command(command, limits) if command else launcher_command(limits),
             user=f"{SANDBOX_UID}:{SANDBOX_UID}",
             working_dir="/tmp",
             hostname="sandbox",
-            environment=ENVIRONMENT,
+            environment={**dict(stage.environment if stage else ()), **ENVIRONMENT},
             network_disabled=True,
-            stdin_open=language is None,
+            stdin_open=stage is None,
             # A volume for the archive API to copy into; a bind mount needs none.
             volumes=None if code_source else [CODE_DIR],
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},

@@ -1,9 +1,10 @@
-"""The interpreters' versions in the sandbox image, read by a worker and kept in Redis for the API.
+"""The languages' versions in the sandbox images, read by a worker and kept in Redis for the API.
 
-A worker asks the image itself, with one run of a fixed script through the same locked-down runner
-as any user's script, whenever the image it would run differs from the one last asked (at start,
-then on each maintenance pass). The API only reads the Redis key (executions.store): a request never waits on a
-container, and while no worker has answered yet the versions are simply unknown (null).
+A worker asks each image itself, with one run of a fixed script (the catalog's version probes)
+through the same locked-down runner as any user's program, whenever an image it would run differs
+from the one last asked (at start, then on each maintenance pass, one image per pass). The API only
+reads the Redis keys (executions.store): a request never waits on a container, and while no worker
+has answered yet the versions are simply unknown (null).
 """
 
 from __future__ import annotations
@@ -16,35 +17,41 @@ import docker.errors
 import redis
 
 from executions import store
-from executions.sandbox import runner
-from executions.sandbox.images import sandbox_image
+from executions.sandbox import languages, runner
+from executions.sandbox.images import families, image_exists, sandbox_image
+from executions.sandbox.languages import StageLimits
 
 log = logging.getLogger(__name__)
 
-LANGUAGES = ("python", "bash")
-# Runs as Bash in the sandbox; prints one `language=version` line each.
-PROBE = """\
-echo "python=$(python3 -c 'import platform; print(platform.python_version())')"
-echo "bash=${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}.${BASH_VERSINFO[2]}"
-"""
 VERSION = re.compile(r"^[0-9][0-9A-Za-z.+~-]{0,31}$")
+# Virtual machines start to print their version: more than an interpreter's defaults.
+RETRY_SECONDS = 600
+PROBE_LIMITS = StageLimits(timeout_seconds=20.0, memory_mb=512, pids=128, cpus=1.0)
 
 
-def parse(output: str) -> dict[str, str]:
+def script(family: str) -> str:
+    """Bash that prints one `language=version` line for each language of the family's image."""
+    return "".join(f'echo "{language.name}=$({language.version})"\n' for language in languages.of_image(family))
+
+
+def parse(output: str, family: str | None = None) -> dict[str, str]:
     """The versions in the probe's output; anything unexpected is left out, never passed on."""
+    known = {language.name for language in languages.of_image(family)} if family else set(languages.NAMES)
     versions = {}
     for line in output.splitlines():
         name, _, version = line.partition("=")
-        if name in LANGUAGES and VERSION.match(version):
+        if name in known and VERSION.match(version):
             versions[name] = version
     return versions
 
 
-def probe() -> dict[str, str]:
-    result = runner.run("bash", PROBE, labels={"rce.probe": "runtimes"})
+def probe(family: str = "python") -> dict[str, str]:
+    stage = runner.Stage(sandbox_image(family), "exec bash /code/main.sh")
+    limits = runner.Limits.for_stage(PROBE_LIMITS)
+    result = runner.run_stage(stage, {"main.sh": script(family).encode()}, frozenset(), limits, {"rce.probe": "runtimes"})
     if result.status != "completed":
         raise runner.SandboxError(f"the version probe ended {result.status}")
-    return parse(result.stdout.decode("utf-8", errors="replace"))
+    return parse(result.stdout.decode("utf-8", errors="replace"), family)
 
 
 def image_id(image: str) -> str:
@@ -52,25 +59,34 @@ def image_id(image: str) -> str:
 
 
 def record(connection: redis.Redis) -> dict | None:
-    """Probe the image unless its versions are already known; return what is stored, or None."""
-    image = sandbox_image()
-    try:
-        current = image_id(image)
-    except docker.errors.DockerException as exc:
-        log.warning("runtime versions: cannot inspect %s: %s", image, exc)
-        return None
-    known = stored(connection, image)
-    if known and known.get("image_id") == current:
-        return known
-    try:
-        versions = probe()
-    except runner.SandboxError as exc:
-        log.warning("runtime versions: the probe failed: %s", exc)
-        return None
-    entry = {"image_id": current, "versions": versions}
-    connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
-    log.info("runtime versions of %s: %s", image, versions)
-    return entry
+    """Probe the first image whose versions are not known yet; what is stored for it, or None
+    when every image is known (or cannot be probed now)."""
+    for family in families():
+        image = sandbox_image(family)
+        try:
+            if not image_exists(runner.docker_api(), image):
+                continue
+            current = image_id(image)
+        except docker.errors.DockerException as exc:
+            log.warning("runtime versions: cannot inspect %s: %s", image, exc)
+            return None
+        known = stored(connection, image)
+        if known and known.get("image_id") == current:
+            continue
+        try:
+            versions = probe(family)
+        except runner.SandboxError as exc:
+            # Not asked again until RETRY_SECONDS have passed: a failing image must not cost a
+            # sandbox on every maintenance pass, nor keep the images after it from being asked.
+            log.warning("runtime versions: the probe of %s failed: %s", image, exc)
+            failed = {"image_id": current, "versions": {}, "failed": True}
+            connection.set(store.RUNTIMES_KEY.format(image), json.dumps(failed), ex=RETRY_SECONDS)
+            return failed
+        entry = {"image_id": current, "versions": versions}
+        connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
+        log.info("runtime versions of %s: %s", image, versions)
+        return entry
+    return None
 
 
 def stored(connection: redis.Redis, image: str) -> dict | None:

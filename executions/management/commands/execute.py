@@ -10,14 +10,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from executions import submissions
 from executions.models import Execution, Tenant
+from executions.sandbox import languages
 
-LANGUAGE_BY_SUFFIX = {".py": "python", ".sh": "bash", ".bash": "bash"}
 # Exit codes for runs that ended without an exit code of their own, after coreutils' timeout(1).
 EXIT_CODES = {
     Execution.Status.TIMED_OUT: 124,
     Execution.Status.OUTPUT_LIMIT_EXCEEDED: 125,
     Execution.Status.OOM_KILLED: 137,
     Execution.Status.ERROR: 126,
+    Execution.Status.COMPILATION_ERROR: 1,
 }
 # Exit codes when nothing ran, after sysexits.h: the submission is wrong (65), it may be sent again
 # later (75: a quota, the rate, a full queue), the platform cannot take it (69).
@@ -40,9 +41,11 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="The script to run; - reads it from standard input.")
+        parser.add_argument("file", help="The program to run; - reads it from standard input.")
+        # Not "args": Django passes an option of that name on as positional arguments.
+        parser.add_argument("program_args", nargs="*", metavar="args", help="Arguments for the program (after --).")
         parser.add_argument(
-            "--language", choices=Execution.Language.values, help="Default: from the suffix (python for -)."
+            "--language", choices=languages.NAMES, help="Default: from the file's extension (python for -)."
         )
         parser.add_argument("--stdin", help="A file whose contents are the program's stdin (- for standard input).")
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
@@ -52,23 +55,25 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="Print the task id (or --json) and exit at once.")
 
     def handle(
-        self, *args, file: str, language: str | None, stdin: str | None, tenant: str, wait: float,
+        self, *args, file: str, program_args: list[str], language: str | None, stdin: str | None, tenant: str, wait: float,
         timeout: float | None, as_json: bool, no_wait: bool, **options,
     ):
         # The program's stderr is ours to print: keep the platform's own log lines out of it.
         logging.getLogger("executions").setLevel(logging.WARNING)
         if file == "-" and stdin == "-":
             raise CommandError("the script and its stdin cannot both come from standard input")
-        language = language or ("python" if file == "-" else LANGUAGE_BY_SUFFIX.get(Path(file).suffix))
-        if language is None:
-            raise CommandError(f"cannot tell the language of {file}; pass --language python or bash")
+        if language is None and file != "-":
+            language = getattr(languages.by_extension(Path(file).name), "name", None)
+            if language is None:
+                raise CommandError(f"cannot tell the language of {file}; pass --language (one of {', '.join(languages.NAMES)})")
+        language = language or "python"
         code = self.read_text(file)
         stdin_text = self.read_text(stdin) if stdin else ""
         try:
             owner = Tenant.objects.get(name=tenant)
         except Tenant.DoesNotExist:
             raise CommandError(f"no tenant {tenant!r}; create it with create_tenant") from None
-        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout)
+        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout, args=tuple(program_args))
         try:
             execution, _ = submissions.submit(owner, submission)
         except submissions.AdmissionError as exc:
@@ -87,6 +92,7 @@ class Command(BaseCommand):
         sys.exit(code if code is not None else 1)
 
     def print_streams(self, execution: Execution) -> None:
+        sys.stderr.write(execution.compile_output)
         sys.stdout.write(execution.stdout)
         sys.stdout.flush()
         sys.stderr.write(execution.stderr)

@@ -1,0 +1,78 @@
+"""What a program's files and arguments may be: checked at admission, refused with a clear error,
+nothing created."""
+
+from __future__ import annotations
+
+import pytest
+
+from executions.sandbox import languages
+from tests.conftest import assert_nothing_created
+from tests.helpers import assert_error
+
+
+def post(persona, body: dict):
+    return persona.client.post("/api/v1/executions", body, format="json")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../escape.py", "/etc/passwd", "a/../../b.py", ".hidden", "dir/.git/config", "", "a//b.py", "stdin", "a\\b.py", "a/b/c/d/e.py"],
+)
+def test_it_refuses_an_unsafe_file_name(alice, name):
+    response = post(alice, {"language": "python", "code": "print(1)", "files": [{"name": name, "content": "x"}]})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] in {"invalid_file_name", "blank"}
+    assert_nothing_created()
+
+
+def test_it_refuses_two_files_of_one_name(alice):
+    body = {"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}
+    assert_error(post(alice, body), 400, "duplicate_file")
+    clash = {"language": "python", "code": "print(1)", "files": [{"name": "main.py", "content": ""}]}
+    assert_error(post(alice, clash), 400, "duplicate_file")
+    assert_nothing_created()
+
+
+def test_it_refuses_a_file_that_is_also_a_directory(alice):
+    body = {"language": "python", "code": "print(1)", "files": [{"name": "a", "content": ""}, {"name": "a/b.py", "content": ""}]}
+    assert_error(post(alice, body), 400, "duplicate_file")
+
+
+def test_it_bounds_the_number_and_size_of_the_files(alice, settings):
+    many = [{"name": f"f{i}.py", "content": ""} for i in range(languages.MAX_FILES + 1)]
+    assert post(alice, {"language": "python", "code": "print(1)", "files": many}).status_code == 400
+    settings.SANDBOX_MAX_CODE_BYTES = 1000
+    big = [{"name": "big.txt", "content": "x" * 600}, {"name": "big2.txt", "content": "x" * 600}]
+    assert_error(post(alice, {"language": "python", "code": "print(1)", "files": big}), 413, "payload_too_large")
+    assert_nothing_created()
+
+
+def test_it_refuses_content_that_is_not_base64(alice):
+    body = {"language": "python", "code": "print(1)", "files": [{"name": "a.bin", "content": "not base64!", "encoding": "base64"}]}
+    assert_error(post(alice, body), 400, "invalid_encoding")
+
+
+def test_it_refuses_bad_arguments(alice):
+    assert_error(post(alice, {"language": "python", "code": "print(1)", "args": ["a\x00b"]}), 400, "nul_character")
+    assert post(alice, {"language": "python", "code": "print(1)", "args": "a b"}).status_code == 400
+    assert post(alice, {"language": "python", "code": "print(1)", "args": [1]}).status_code == 400
+    too_many = ["x"] * (languages.MAX_ARGS + 1)
+    assert post(alice, {"language": "python", "code": "print(1)", "args": too_many}).status_code == 400
+    assert_nothing_created()
+
+
+def test_the_entry_point_is_the_file_named_like_the_languages_source_else_the_first(alice):
+    named = post(alice, {"language": "python", "files": [{"name": "lib.py", "content": "X = 1"}, {"name": "main.py", "content": "import lib"}]})
+    assert named.status_code == 202
+    first = post(alice, {"language": "python", "files": [{"name": "app.py", "content": "print(2)"}]})
+    assert first.status_code == 202
+    from executions.models import Execution
+
+    assert Execution.objects.get(id=named.json()["task_id"]).code == "import lib"
+    assert Execution.objects.get(id=first.json()["task_id"]).code == "print(2)"
+
+
+def test_a_program_needs_code_or_files(alice):
+    assert post(alice, {"language": "python"}).status_code == 400
+    assert post(alice, {"language": "python", "files": []}).status_code == 400
+    assert_nothing_created()
