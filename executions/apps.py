@@ -7,3 +7,7 @@ class ExecutionsConfig(AppConfig):
 
     def ready(self) -> None:
         from executions import checks  # noqa: F401  (registers the system checks)
+        from executions import webhooks
+        from executions.models import Execution, execution_ended
+
+        execution_ended.connect(webhooks.on_execution_ended, sender=Execution, dispatch_uid="webhooks")

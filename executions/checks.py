@@ -92,3 +92,37 @@ def check_sandbox_slots(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_webhooks(app_configs, **kwargs):
+    from executions.destinations import invalid_networks
+
+    errors = []
+    bad = invalid_networks(settings.WEBHOOK_ALLOWED_NETWORKS)
+    if bad:
+        errors.append(
+            Error(
+                f"WEBHOOK_ALLOWED_NETWORKS has entries that are not networks: {', '.join(bad)}.",
+                hint="Give comma-separated CIDRs, e.g. 10.1.2.0/24,fd12::/64.",
+                id="executions.E009",
+            )
+        )
+    positive = {
+        "WEBHOOK_TIMEOUT_SECONDS": settings.WEBHOOK_TIMEOUT_SECONDS,
+        "WEBHOOK_MAX_RESPONSE_BYTES": settings.WEBHOOK_MAX_RESPONSE_BYTES,
+        "WEBHOOK_RETRY_BASE_SECONDS": settings.WEBHOOK_RETRY_BASE_SECONDS,
+        "WEBHOOK_RETRY_MAX_DELAY_SECONDS": settings.WEBHOOK_RETRY_MAX_DELAY_SECONDS,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            errors.append(Error(f"{name} must be positive, not {value}.", id="executions.E010"))
+    if settings.WEBHOOK_WORKERS < 0 or settings.WEBHOOK_RETRY_SECONDS < 0:
+        errors.append(
+            Error(
+                "WEBHOOK_WORKERS and WEBHOOK_RETRY_SECONDS must not be negative, not "
+                f"{settings.WEBHOOK_WORKERS} and {settings.WEBHOOK_RETRY_SECONDS}.",
+                id="executions.E010",
+            )
+        )
+    return errors

@@ -30,6 +30,7 @@ from executions.api.errors import (
 )
 from executions.api.serializers import (
     BatchAcceptedSerializer,
+    DeliverySerializer,
     ExecutionBatchSerializer,
     ExecutionCreateSerializer,
     ExecutionSerializer,
@@ -37,7 +38,7 @@ from executions.api.serializers import (
     RawQuerySerializer,
     WaitQuerySerializer,
 )
-from executions.models import Execution, NotCancellable, Tenant
+from executions.models import Delivery, Execution, NotCancellable, Tenant
 from executions.sandbox.images import sandbox_image
 
 
@@ -276,14 +277,23 @@ class ExecutionBatchView(AdmissionMixin, APIView):
             raise serializers.ValidationError(by_item_index(serializer.errors))
         items = [as_submission(item) for item in serializer.validated_data["executions"]]
         with admission_errors():
-            executions = submissions.submit_batch(request.user, items)
+            executions = submissions.submit_batch(
+                request.user, items, serializer.validated_data.get("callback_url", "")
+            )
         body = {"task_ids": [str(execution.id) for execution in executions]}
+        if executions[0].batch_id:
+            body["batch_id"] = str(executions[0].batch_id)
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 def as_submission(data: dict) -> submissions.Submission:
     return submissions.Submission(
-        data["language"], data["code"], data["stdin"], data.get("timeout_seconds"), data.get("memory_mb")
+        data["language"],
+        data["code"],
+        data["stdin"],
+        data.get("timeout_seconds"),
+        data.get("memory_mb"),
+        data.get("callback_url", ""),
     )
 
 
@@ -344,6 +354,18 @@ class ExecutionCancelView(TenantScopedMixin, APIView):
         except NotCancellable as exc:
             raise AlreadyFinished(f"The execution has already finished with status {exc.status!r}.") from None
         return Response(execution.to_dict())
+
+
+class ExecutionDeliveriesView(TenantScopedMixin, APIView):
+    @extend_schema(
+        summary="The webhook deliveries of an execution",
+        description="Oldest first, with their attempts so far. Another tenant's execution is a 404.",
+        responses={200: DeliverySerializer(many=True), **errors(404)},
+    )
+    def get(self, request: Request, execution_id) -> Response:
+        execution = get_object_or_404(self.tenant_executions(), id=execution_id)
+        deliveries = Delivery.objects.owned_by(request.user).filter(execution=execution).order_by("created_at")
+        return Response([delivery.to_dict() for delivery in deliveries])
 
 
 class LanguagesView(APIView):

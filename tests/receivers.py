@@ -1,0 +1,91 @@
+"""Real webhook receivers for the tests: an HTTP server on a loopback address, in a thread."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """Records every request; answers each with the next of `answers` (the last one repeats).
+
+    An answer is a status code, or ("sleep", seconds, status), or ("redirect", location), or
+    ("hold", status): wait until release() before answering.
+    """
+
+    def __init__(self, answers=(200,), host: str = "127.0.0.1", port: int = 0):
+        self.answers = list(answers)
+        self.received: list[Received] = []
+        self.arrived = threading.Condition()
+        self.released = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with receiver.arrived:
+                    receiver.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    index = len(receiver.received) - 1
+                    receiver.arrived.notify_all()
+                answer = receiver.answers[min(index, len(receiver.answers) - 1)]
+                self.answer(answer)
+
+            def answer(self, answer):
+                location = None
+                if isinstance(answer, tuple) and answer[0] == "sleep":
+                    time.sleep(answer[1])
+                    answer = answer[2]
+                elif isinstance(answer, tuple) and answer[0] == "hold":
+                    receiver.released.wait(60)
+                    answer = answer[1]
+                elif isinstance(answer, tuple) and answer[0] == "redirect":
+                    answer, location = 302, answer[1]
+                try:
+                    self.send_response(answer)
+                    if location:
+                        self.send_header("Location", location)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    # The platform gave up waiting and closed the connection.
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.host, self.port = host, self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/hook"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.received) >= count, timeout):
+                raise AssertionError(f"{len(self.received)} requests arrived, not {count}, in {timeout}s")
+            return list(self.received)
