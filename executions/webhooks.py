@@ -223,11 +223,11 @@ def read_capped(response) -> bytes:
 
 
 def describe(exc: Exception) -> str:
+    # NewConnectionError is a ConnectTimeoutError in urllib3, whatever the connection's fault was.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return str(exc).rpartition("] ")[2] or str(exc)
     if isinstance(exc, (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.ReadTimeoutError)):
         return "timed out"
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        reason = str(exc).rpartition("] ")[2] or str(exc)
-        return reason
     return f"{type(exc).__name__}: {exc}"[:ERROR_EXCERPT_CHARS]
 
 
@@ -261,7 +261,8 @@ class WebhookWorker(SimpleWorker):
         super().__init__(queues, *args, **kwargs)
 
     def work(self, *args, **kwargs):
-        kwargs.setdefault("with_scheduler", True)
+        # The retries are scheduled jobs: some worker on the queue must move them when due.
+        kwargs["with_scheduler"] = True
         return super().work(*args, **kwargs)
 
     def run_maintenance_tasks(self):
