@@ -89,7 +89,9 @@ class TenantAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if not change or form.cleaned_data.get("rotate_webhook_secret") or not obj.webhook_secret:
+        # A new tenant gets one, and so does one given a default callback without one.
+        wanted = not change or form.cleaned_data.get("rotate_webhook_secret")
+        if wanted or (obj.callback_url and not obj.webhook_secret):
             plain = obj.rotate_webhook_secret()
             messages.warning(
                 request, f"New webhook secret for {obj}: {plain} (copy it now: it is never shown again)"

@@ -26,6 +26,8 @@ ROUTES = {
     "executions/<uuid:execution_id>/": True,
     "executions/<uuid:execution_id>/cancel": True,
     "executions/<uuid:execution_id>/cancel/": True,
+    "executions/<uuid:execution_id>/deliveries": True,
+    "executions/<uuid:execution_id>/deliveries/": True,
     "^": False,
 }
 ID_URLS = [
@@ -33,6 +35,8 @@ ID_URLS = [
     "/api/v1/executions/{}/",
     "/api/v1/executions/{}/cancel",
     "/api/v1/executions/{}/cancel/",
+    "/api/v1/executions/{}/deliveries",
+    "/api/v1/executions/{}/deliveries/",
 ]
 METHODS = ["get", "post", "put", "patch", "delete", "head", "options"]
 
