@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
@@ -123,6 +125,14 @@ def check_webhooks(app_configs, **kwargs):
                 "WEBHOOK_WORKERS and WEBHOOK_RETRY_SECONDS must not be negative, not "
                 f"{settings.WEBHOOK_WORKERS} and {settings.WEBHOOK_RETRY_SECONDS}.",
                 id="executions.E010",
+            )
+        )
+    if settings.WEBHOOK_CA_FILE and not os.path.isfile(settings.WEBHOOK_CA_FILE):
+        errors.append(
+            Error(
+                f"WEBHOOK_CA_FILE {settings.WEBHOOK_CA_FILE!r} is not a file.",
+                hint="Name a PEM file of CA certificates, or leave it empty for the system's.",
+                id="executions.E011",
             )
         )
     return errors

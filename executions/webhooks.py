@@ -188,6 +188,8 @@ def connection_pool(destination: destinations.Destination, address: str, timeout
             retries=False,
             maxsize=1,
             cert_reqs="CERT_REQUIRED",
+            # None: the system's trusted CAs.
+            ca_certs=settings.WEBHOOK_CA_FILE or None,
             server_hostname=destination.host,
             assert_hostname=destination.host,
         )

@@ -280,6 +280,8 @@ WEBHOOK_MAX_RESPONSE_BYTES = envint("WEBHOOK_MAX_RESPONSE_BYTES", 65536)
 WEBHOOK_RETRY_BASE_SECONDS = envfloat("WEBHOOK_RETRY_BASE_SECONDS", 10)
 WEBHOOK_RETRY_MAX_DELAY_SECONDS = envfloat("WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600)
 WEBHOOK_RETRY_SECONDS = envint("WEBHOOK_RETRY_SECONDS", 24 * 3600)
+# The CAs an https callback's certificate must chain to (a PEM file); empty: the system's.
+WEBHOOK_CA_FILE = envstr("WEBHOOK_CA_FILE", "")
 # After a rotation, deliveries carry a signature with the previous secret too for this long.
 WEBHOOK_SECRET_OVERLAP_SECONDS = envint("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600)
 # Callback addresses are refused if they are not public (loopback, private, link-local, metadata...):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -22,8 +23,11 @@ class Receiver:
     ("hold", status): wait until release() before answering.
     """
 
-    def __init__(self, answers=(200,), host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, answers=(200,), host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None):
         self.answers = list(answers)
+        self.tls = tls
+        # The names TLS clients asked for (SNI).
+        self.server_names: list[str | None] = []
         self.received: list[Received] = []
         self.arrived = threading.Condition()
         self.released = threading.Event()
@@ -68,12 +72,17 @@ class Receiver:
 
         self.server = http.server.ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.host, self.port = host, self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hook"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/hook"
 
     def __enter__(self) -> Receiver:
         self.thread.start()

@@ -367,3 +367,50 @@ def test_a_lost_delivery_job_is_queued_again(alice, secret):
         assert webhooks.requeue_lost() == 1
         drain_webhooks(ended(task_id))
         assert len(receiver.received) == 1
+
+
+@pytest.fixture
+def certificate(tmp_path) -> tuple[str, str]:
+    """A self-signed certificate for hooks.test, and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=hooks.test",
+         "-addext", "subjectAltName=DNS:hooks.test"],
+        check=True, capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+def test_https_goes_to_the_checked_address_with_the_names_host_sni_and_certificate(
+    alice, secret, hooks, certificate, monkeypatch
+):
+    monkeypatch.setattr(destinations, "resolver", lambda host, port, **kw: [(2, 1, 6, "", ("127.0.0.1", port))])
+    hooks.WEBHOOK_CA_FILE = certificate[0]
+    with Receiver(tls=certificate) as receiver:
+        task_id = submitted(alice, f"https://hooks.test:{receiver.port}/in")
+        run_worker()
+        drain_webhooks(ended(task_id))
+        (request,) = receiver.received
+    assert delivery_of(task_id).status == "delivered"
+    assert receiver.server_names == ["hooks.test"]
+    assert request.headers["host"] == f"hooks.test:{receiver.port}"
+    assert readme_verify()(secret, request.headers, request.body)
+
+
+@pytest.mark.parametrize(
+    "trusted, error", [(True, "hostname '127.0.0.1' doesn't match 'hooks.test'"), (False, "CERTIFICATE_VERIFY_FAILED")]
+)
+def test_https_refuses_a_certificate_that_is_not_trusted_for_the_name(
+    alice, secret, hooks, certificate, trusted, error
+):
+    # The certificate names hooks.test, not 127.0.0.1; or it is signed by no trusted CA.
+    hooks.WEBHOOK_CA_FILE = certificate[0] if trusted else ""
+    with Receiver(tls=certificate) as receiver:
+        task_id = submitted(alice, receiver.url)
+        run_worker()
+        drain_webhooks(lambda: delivery_of(task_id).attempts >= 1)
+        assert receiver.received == []
+    delivery = delivery_of(task_id)
+    assert delivery.status == "pending" and delivery.last_status_code is None
+    assert error in delivery.last_error
