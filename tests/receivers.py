@@ -28,6 +28,7 @@ class Receiver:
         self.tls = tls
         # The names TLS clients asked for (SNI).
         self.server_names: list[str | None] = []
+        self.streamed = 0
         self.received: list[Received] = []
         self.arrived = threading.Condition()
         self.released = threading.Event()
@@ -56,6 +57,8 @@ class Receiver:
                     answer = answer[1]
                 elif isinstance(answer, tuple) and answer[0] == "redirect":
                     answer, location = 302, answer[1]
+                elif isinstance(answer, tuple) and answer[0] == "stream":
+                    return self.stream(answer[1])
                 try:
                     self.send_response(answer)
                     if location:
@@ -65,6 +68,18 @@ class Receiver:
                     self.wfile.write(b"ok")
                 except OSError:
                     # The platform gave up waiting and closed the connection.
+                    pass
+
+            def stream(self, status):
+                """An answer without end, until the client hangs up; receiver.streamed counts its bytes."""
+                self.send_response(status)
+                self.end_headers()
+                chunk = b"x" * 65536
+                try:
+                    while receiver.streamed < 1 << 30:
+                        self.wfile.write(chunk)
+                        receiver.streamed += len(chunk)
+                except OSError:
                     pass
 
             def log_message(self, *args):

@@ -414,3 +414,32 @@ def test_https_refuses_a_certificate_that_is_not_trusted_for_the_name(
     delivery = delivery_of(task_id)
     assert delivery.status == "pending" and delivery.last_status_code is None
     assert error in delivery.last_error
+
+
+def test_it_reads_no_more_of_an_answer_than_the_cap(alice, secret, hooks):
+    # An answer without end: the attempt stops reading at the cap, long before its timeout.
+    hooks.WEBHOOK_TIMEOUT_SECONDS = 60
+    hooks.WEBHOOK_MAX_RESPONSE_BYTES = 100_000
+    with Receiver(answers=[("stream", 500)]) as receiver:
+        task_id = submitted(alice, receiver.url)
+        run_worker()
+        drain_webhooks(lambda: delivery_of(task_id).attempts >= 1)
+        attempt = delivery_of(task_id).attempt_log.first()
+    assert attempt.status_code == 500
+    # What the socket buffers took besides: far from the gigabyte the receiver would send.
+    assert receiver.streamed < 64 << 20
+    assert attempt.error == "HTTP 500: " + "x" * webhooks.ERROR_EXCERPT_CHARS
+
+
+def test_an_idempotent_retry_must_name_the_same_callback(alice, secret):
+    with Receiver() as receiver, Receiver() as other:
+        headers = {"HTTP_IDEMPOTENCY_KEY": "k1"}
+        body = {"language": "python", "code": "print(1)", "callback_url": receiver.url}
+        first = alice.client.post("/api/v1/executions", body, format="json", **headers)
+        again = alice.client.post("/api/v1/executions", body, format="json", **headers)
+        assert first.status_code == again.status_code == 202
+        assert first.json()["task_id"] == again.json()["task_id"]
+        changed = alice.client.post(
+            "/api/v1/executions", {**body, "callback_url": other.url}, format="json", **headers
+        )
+        assert_error(changed, 409, "idempotency_key_reused")
