@@ -5,8 +5,8 @@ a Delivery row and queues a job on the webhooks queue, which its own workers dra
 under `manage.py sandbox_workers`). A slow or dead receiver so never holds a sandbox worker.
 
 Each attempt checks the URL again (executions/destinations.py), connects to the exact addresses it
-checked, follows no redirect, reads at most WEBHOOK_MAX_RESPONSE_BYTES of the answer and gives up
-after WEBHOOK_TIMEOUT_SECONDS without progress. Only a 2xx is delivered; anything else is tried
+checked, follows no redirect, reads at most WEBHOOK_MAX_RESPONSE_BYTES of the answer, gives up
+after WEBHOOK_TIMEOUT_SECONDS without progress and after attempt_seconds() in all. Only a 2xx is delivered; anything else is tried
 again later, doubling the pause (with jitter), until WEBHOOK_RETRY_SECONDS after the delivery began.
 
 Signatures follow Standard Webhooks (standardwebhooks.com), whose libraries verify them:
@@ -70,8 +70,9 @@ def job_id(delivery: Delivery) -> str:
 def enqueue(delivery: Delivery, delay: float = 0) -> None:
     options = {
         "job_id": job_id(delivery),
-        # An attempt is cut off well before this (attempt_timeout); this is the backstop.
-        "job_timeout": int(2 * settings.WEBHOOK_TIMEOUT_SECONDS) + 30,
+        # The cap on a whole attempt: a receiver that answers a byte at a time never trips the
+        # timeouts between reads, but rq's job timeout interrupts it (attempt() records it).
+        "job_timeout": attempt_seconds(),
         "result_ttl": 0,
         "failure_ttl": 24 * 3600,
     }
@@ -79,6 +80,10 @@ def enqueue(delivery: Delivery, delay: float = 0) -> None:
         queue().enqueue_in(timedelta(seconds=delay), deliver, str(delivery.id), **options)
     else:
         queue().enqueue(deliver, str(delivery.id), **options)
+
+
+def attempt_seconds() -> int:
+    return int(2 * settings.WEBHOOK_TIMEOUT_SECONDS) + 5
 
 
 def retry_delay(attempts: int) -> float:
@@ -123,7 +128,7 @@ def attempt(delivery: Delivery) -> tuple[int | None, str]:
     try:
         return post(destination, body, headers)
     except JobTimeoutException:
-        return None, "timed out (the attempt took too long)"
+        return None, f"timed out (the attempt took more than {attempt_seconds()} s)"
 
 
 def signed_headers(tenant: Tenant, delivery_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:

@@ -59,6 +59,8 @@ class Receiver:
                     answer, location = 302, answer[1]
                 elif isinstance(answer, tuple) and answer[0] == "stream":
                     return self.stream(answer[1])
+                elif isinstance(answer, tuple) and answer[0] == "drip":
+                    return self.drip(answer[1])
                 try:
                     self.send_response(answer)
                     if location:
@@ -79,6 +81,17 @@ class Receiver:
                     while receiver.streamed < 1 << 30:
                         self.wfile.write(chunk)
                         receiver.streamed += len(chunk)
+                except OSError:
+                    pass
+
+            def drip(self, interval):
+                """Headers without end, one byte every `interval` seconds, until the client hangs up."""
+                try:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    for _ in range(int(120 / interval)):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(interval)
                 except OSError:
                     pass
 

@@ -443,3 +443,15 @@ def test_an_idempotent_retry_must_name_the_same_callback(alice, secret):
             "/api/v1/executions", {**body, "callback_url": other.url}, format="json", **headers
         )
         assert_error(changed, 409, "idempotency_key_reused")
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off(alice, secret, hooks):
+    # Each byte comes well within the timeout between reads; the attempt as a whole is capped.
+    hooks.WEBHOOK_TIMEOUT_SECONDS = 1
+    with Receiver(answers=[("drip", 0.2), 200]) as receiver:
+        task_id = submitted(alice, receiver.url)
+        run_worker()
+        drain_webhooks(ended(task_id))
+    first, second = delivery_of(task_id).attempt_log.all()
+    assert (first.status_code, first.error) == (None, "timed out (the attempt took more than 7 s)")
+    assert second.status_code == 200
