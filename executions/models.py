@@ -26,6 +26,8 @@ API_KEY_PREFIX = "rce_"
 key_revoked = Signal()
 # Sent with `execution_id` by every transition to a terminal status, once, by the one that won it.
 execution_ended = Signal()
+# Sent with `execution_id` and `status` by the other transitions that won: to running, back to queued.
+status_changed = Signal()
 # A tenant's webhook secrets start with this (as Standard Webhooks' do): the rest is base64.
 WEBHOOK_SECRET_PREFIX = "whsec_"
 
@@ -211,11 +213,12 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
 
     def claim(self, execution_id, worker_name: str) -> bool:
         """queued -> running, for the worker that will run it."""
-        return bool(
-            self.filter(id=execution_id, status=Execution.Status.QUEUED).update(
-                status=Execution.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name
-            )
+        claimed = self.filter(id=execution_id, status=Execution.Status.QUEUED).update(
+            status=Execution.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name
         )
+        if claimed:
+            status_changed.send_robust(sender=Execution, execution_id=execution_id, status=Execution.Status.RUNNING)
+        return bool(claimed)
 
     def finish(self, execution_id, fields: dict) -> bool:
         """running -> terminal: `fields` hold the status and the run's outcome."""
@@ -235,6 +238,7 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         )
         if updated:
             execution.status, execution.attempts = Execution.Status.QUEUED, execution.attempts + 1
+            status_changed.send_robust(sender=Execution, execution_id=execution.id, status=Execution.Status.QUEUED)
         return bool(updated)
 
     def fail(self, execution_id, expected: str, message: str) -> bool:

@@ -28,6 +28,8 @@ ROUTES = {
     "executions/<uuid:execution_id>/cancel/": True,
     "executions/<uuid:execution_id>/deliveries": True,
     "executions/<uuid:execution_id>/deliveries/": True,
+    "executions/<uuid:execution_id>/events": True,
+    "executions/<uuid:execution_id>/events/": True,
     "^": False,
 }
 ID_URLS = [
@@ -37,6 +39,8 @@ ID_URLS = [
     "/api/v1/executions/{}/cancel/",
     "/api/v1/executions/{}/deliveries",
     "/api/v1/executions/{}/deliveries/",
+    "/api/v1/executions/{}/events",
+    "/api/v1/executions/{}/events/",
 ]
 METHODS = ["get", "post", "put", "patch", "delete", "head", "options"]
 
