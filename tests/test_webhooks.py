@@ -455,3 +455,17 @@ def test_a_receiver_dripping_its_answer_is_cut_off(alice, secret, hooks):
     first, second = delivery_of(task_id).attempt_log.all()
     assert (first.status_code, first.error) == (None, "timed out (the attempt took more than 7 s)")
     assert second.status_code == 200
+
+
+def test_the_fast_lanes_group_commit_takes_the_tenant_default_callback(alice, secret):
+    from executions import submissions
+
+    with Receiver() as receiver:
+        alice.tenant.callback_url = receiver.url
+        alice.tenant.save()
+        (execution,) = submissions.submit_group([submissions.checked(alice.tenant, submissions.Submission("python", "print(8)"))])
+        assert execution.callback_url == receiver.url
+        run_worker()
+        drain_webhooks(ended(str(execution.id)))
+        (request,) = receiver.received
+    assert json.loads(request.body)["stdout"] == "8\n"
