@@ -57,10 +57,8 @@ def on_status_changed(sender, execution_id, status: str, **kwargs) -> None:
     record(execution_id, status)
 
 
-def on_execution_ended(sender, execution_id, **kwargs) -> None:
-    status = Execution.objects.filter(id=execution_id).values_list("status", flat=True).first()
-    if status is not None:
-        record(execution_id, status)
+def on_execution_ended(sender, execution_id, status: str, **kwargs) -> None:
+    record(execution_id, status)
 
 
 def handoff(execution: Execution, last_event_id: str) -> str:

@@ -24,7 +24,8 @@ log = logging.getLogger("executions.state")
 API_KEY_PREFIX = "rce_"
 # Sent with `key` when ApiKey.revoke() revokes it: revoking is an UPDATE, which sends no post_save.
 key_revoked = Signal()
-# Sent with `execution_id` by every transition to a terminal status, once, by the one that won it.
+# Sent with `execution_id` and `status` by every transition to a terminal status, once, by the one
+# that won it.
 execution_ended = Signal()
 # Sent with `execution_id` and `status` by the other transitions that won: to running, back to queued.
 status_changed = Signal()
@@ -224,7 +225,8 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         """running -> terminal: `fields` hold the status and the run's outcome."""
         if fields["status"] not in Execution.TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {fields['status']!r}")
-        return ended(execution_id, self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields))
+        updated = self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields)
+        return ended(execution_id, updated, fields["status"])
 
     def keep_cancelled_output(self, execution_id, output: dict) -> bool:
         """A cancelled run keeps what it printed until then; never a status or finish time."""
@@ -246,10 +248,10 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         updated = self.filter(id=execution_id, status=expected).update(
             status=Execution.Status.ERROR, finished_at=timezone.now(), error=message
         )
-        return ended(execution_id, updated)
+        return ended(execution_id, updated, Execution.Status.ERROR)
 
 
-def ended(execution_id, updated: int) -> bool:
+def ended(execution_id, updated: int, status: str) -> bool:
     """Whether a transition to a terminal status won; if it did, tell execution_ended's receivers.
 
     They (webhooks) only enqueue work for other processes, and a fault of theirs never undoes or
@@ -257,7 +259,7 @@ def ended(execution_id, updated: int) -> bool:
     """
     if updated:
         # send_robust logs a receiver's exception (logger django.dispatch) and goes on.
-        execution_ended.send_robust(sender=Execution, execution_id=execution_id)
+        execution_ended.send_robust(sender=Execution, execution_id=execution_id, status=status)
     return bool(updated)
 
 
@@ -364,7 +366,7 @@ class Execution(models.Model):
             updated = Execution.objects.filter(id=self.id, status=previous).update(
                 status=self.Status.CANCELLED, finished_at=now
             )
-            if ended(self.id, updated):
+            if ended(self.id, updated, self.Status.CANCELLED):
                 self.status, self.finished_at = self.Status.CANCELLED, now
                 return previous
             self.refresh_from_db(fields=["status", "attempts"])
