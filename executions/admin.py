@@ -14,8 +14,8 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from executions import submissions
-from executions.models import ApiKey, Execution, Membership, NotCancellable, Tenant
+from executions import destinations, submissions, webhooks
+from executions.models import ApiKey, Delivery, DeliveryAttempt, Execution, Membership, NotCancellable, Tenant
 from executions.signin import AdminSignInForm
 
 # The admin's sign-in is limited like the browser page's (executions.signin).
@@ -49,12 +49,57 @@ class ApiKeyInline(admin.TabularInline):
         return str(api_key) if api_key.pk else "-"
 
 
+class TenantForm(forms.ModelForm):
+    rotate_webhook_secret = forms.BooleanField(
+        required=False,
+        label="New webhook secret",
+        help_text=(
+            "Make a new secret to sign this tenant's webhooks with; it is shown once, at the top of the page. "
+            "The previous one also signs them for WEBHOOK_SECRET_OVERLAP_SECONDS. A tenant gets one when it "
+            "is created."
+        ),
+    )
+
+    class Meta:
+        model = Tenant
+        fields = "__all__"
+
+    def clean_callback_url(self) -> str:
+        url = self.cleaned_data.get("callback_url", "").strip()
+        if url:
+            try:
+                destinations.check(url)
+            except destinations.Refused as exc:
+                raise forms.ValidationError(exc.message, code=exc.code) from None
+        return url
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = ["name", "is_active", "executions", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name"]
+    readonly_fields = ["webhook_secret_shown"]
     inlines = [ApiKeyInline]
+
+    @admin.display(description="webhook secret")
+    def webhook_secret_shown(self, tenant: Tenant) -> str:
+        # Only where it comes from: the secret itself was shown once, when it was made.
+        if not tenant.webhook_secret:
+            return "-"
+        made = tenant.webhook_secret_rotated_at
+        return f"{tenant.webhook_secret[:10]}… (made {made:%Y-%m-%d %H:%M} UTC)" if made else "set"
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: TenantForm, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        # A new tenant gets one, and so does one given a default callback without one.
+        wanted = not change or form.cleaned_data.get("rotate_webhook_secret")
+        if wanted or (obj.callback_url and not obj.webhook_secret):
+            plain = obj.rotate_webhook_secret()
+            messages.warning(
+                request, f"New webhook secret for {obj}: {plain} (copy it now: it is never shown again)"
+            )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         # A counting subquery per listed tenant, on the (tenant, created_at) index: no N+1, and no
@@ -264,3 +309,78 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ["user", "tenant"]
     search_fields = ["user__username", "tenant__name"]
     fields = ["user", "tenant"]
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ["at", "status_code", "error", "duration_ms"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    """Every webhook with its attempts; an operator re-sends failed (or delivered) ones."""
+
+    list_display = ["id", "tenant", "subject", "status", "attempts", "last_status_code", "next_attempt_at", "created_at"]
+    list_filter = ["status", "tenant"]
+    list_select_related = ["tenant"]
+    search_fields = ["id"]
+    search_help_text = "A delivery's exact id (its webhook-id header)."
+    ordering = ["-created_at"]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    actions = ["resend"]
+    fields = [
+        "id", "tenant", "execution", "batch", "url", "status", "attempts", "last_status_code", "last_error",
+        "created_at", "next_attempt_at", "give_up_at", "delivered_at", "body_block",
+    ]
+    readonly_fields = fields
+    inlines = [DeliveryAttemptInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("executions.change_delivery")
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            return queryset.none(), False
+
+    @admin.display(description="for")
+    def subject(self, delivery: Delivery) -> str:
+        return f"execution {delivery.execution_id}" if delivery.execution_id else f"batch {delivery.batch_id}"
+
+    @admin.display(description="body")
+    def body_block(self, delivery: Delivery):
+        return block(delivery.body)
+
+    @admin.action(description="Re-send the selected deliveries", permissions=["resend"])
+    def resend(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        if queryset.count() > RERUN_LIMIT:
+            self.message_user(request, f"Select at most {RERUN_LIMIT} deliveries to re-send.", messages.ERROR)
+            return
+        sent = pending = 0
+        for delivery in queryset:
+            if delivery.resend():
+                webhooks.enqueue(delivery)
+                sent += 1
+            else:
+                pending += 1
+        self.message_user(request, f"Re-sending {sent}; {pending} were still pending (they are tried anyway).")

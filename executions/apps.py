@@ -7,3 +7,9 @@ class ExecutionsConfig(AppConfig):
 
     def ready(self) -> None:
         from executions import checks  # noqa: F401  (registers the system checks)
+        from executions import events, webhooks
+        from executions.models import Execution, execution_ended, status_changed
+
+        execution_ended.connect(webhooks.on_execution_ended, sender=Execution, dispatch_uid="webhooks")
+        execution_ended.connect(events.on_execution_ended, sender=Execution, dispatch_uid="events")
+        status_changed.connect(events.on_status_changed, sender=Execution, dispatch_uid="events")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
@@ -127,3 +129,45 @@ def check_log_format(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@register()
+def check_webhooks(app_configs, **kwargs):
+    from executions.destinations import invalid_networks
+
+    errors = []
+    bad = invalid_networks(settings.WEBHOOK_ALLOWED_NETWORKS)
+    if bad:
+        errors.append(
+            Error(
+                f"WEBHOOK_ALLOWED_NETWORKS has entries that are not networks: {', '.join(bad)}.",
+                hint="Give comma-separated CIDRs, e.g. 10.1.2.0/24,fd12::/64.",
+                id="executions.E011",
+            )
+        )
+    positive = {
+        "WEBHOOK_TIMEOUT_SECONDS": settings.WEBHOOK_TIMEOUT_SECONDS,
+        "WEBHOOK_MAX_RESPONSE_BYTES": settings.WEBHOOK_MAX_RESPONSE_BYTES,
+        "WEBHOOK_RETRY_BASE_SECONDS": settings.WEBHOOK_RETRY_BASE_SECONDS,
+        "WEBHOOK_RETRY_MAX_DELAY_SECONDS": settings.WEBHOOK_RETRY_MAX_DELAY_SECONDS,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            errors.append(Error(f"{name} must be positive, not {value}.", id="executions.E012"))
+    if settings.WEBHOOK_WORKERS < 0 or settings.WEBHOOK_RETRY_SECONDS < 0:
+        errors.append(
+            Error(
+                "WEBHOOK_WORKERS and WEBHOOK_RETRY_SECONDS must not be negative, not "
+                f"{settings.WEBHOOK_WORKERS} and {settings.WEBHOOK_RETRY_SECONDS}.",
+                id="executions.E012",
+            )
+        )
+    if settings.WEBHOOK_CA_FILE and not os.path.isfile(settings.WEBHOOK_CA_FILE):
+        errors.append(
+            Error(
+                f"WEBHOOK_CA_FILE {settings.WEBHOOK_CA_FILE!r} is not a file.",
+                hint="Name a PEM file of CA certificates, or leave it empty for the system's.",
+                id="executions.E013",
+            )
+        )
+    return errors

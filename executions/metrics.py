@@ -52,6 +52,16 @@ REJECTED_REQUESTS = Counter("engine_rejected_requests", "Submissions refused, by
 CANCELLATIONS = Counter(
     "engine_cancellations", "Executions cancelled, by the status they had then.", ["previous_status"]
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "engine_webhook_attempts",
+    "Webhook delivery attempts, by what followed: delivered, pending (to be retried) or failed (given up).",
+    ["outcome"],
+)
+WEBHOOK_ATTEMPT_LATENCY = Histogram(
+    "engine_webhook_attempt_seconds",
+    "Time a webhook delivery attempt took, answered or not.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30),
+)
 ACTIVE_WORKERS = Gauge(
     "engine_active_workers_count", "Workers running a sandbox now.", multiprocess_mode="livesum"
 )
@@ -64,6 +74,8 @@ for _language in languages.NAMES:
         EXECUTIONS.labels(language=_language, status=_status)
 for _reason in ("unauthorized", "rate_limit", "queue_quota", "overloaded", "unavailable", "bad_input"):
     REJECTED_REQUESTS.labels(reason=_reason)
+for _outcome in ("delivered", "pending", "failed"):
+    WEBHOOK_ATTEMPTS.labels(outcome=_outcome)
 for _status in Execution.CANCELLABLE_STATUSES:
     CANCELLATIONS.labels(previous_status=_status)
 
@@ -142,6 +154,11 @@ def record_cancelled(language: str, previous_status: str) -> None:
     # Counted where the cancel happens (web or admin): a cancelled run's worker drops its result.
     EXECUTIONS.labels(language=language, status="cancelled").inc()
     CANCELLATIONS.labels(previous_status=previous_status).inc()
+
+
+def record_delivery(outcome: str, seconds: float) -> None:
+    WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
+    WEBHOOK_ATTEMPT_LATENCY.observe(seconds)
 
 
 def registry() -> CollectorRegistry:

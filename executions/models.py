@@ -4,10 +4,12 @@ import base64
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
@@ -24,6 +26,13 @@ log = logging.getLogger("executions.state")
 API_KEY_PREFIX = "rce_"
 # Sent with `key` when ApiKey.revoke() revokes it: revoking is an UPDATE, which sends no post_save.
 key_revoked = Signal()
+# Sent with `execution_id` and `status` by every transition to a terminal status, once, by the one
+# that won it.
+execution_ended = Signal()
+# Sent with `execution_id` and `status` by the other transitions that won: to running, back to queued.
+status_changed = Signal()
+# A tenant's webhook secrets start with this (as Standard Webhooks' do): the rest is base64.
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 def key_digest(key: str) -> str:
@@ -80,6 +89,17 @@ class Tenant(models.Model):
         help_text="Comma-separated, e.g. python,bash. Empty: the global default.",
     )
     retention_days = _limit_field("Days a finished execution is kept (prune_executions); 0: for ever.")
+    callback_url = models.CharField(
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text="Where an execution's result is POSTed when it ends, if its submission names no callback_url.",
+    )
+    # The key of every webhook this tenant receives. It has to be kept in the clear to sign with it,
+    # so it is shown once (when made) and never again; a rotation keeps the previous one for a while.
+    webhook_secret = models.CharField(max_length=100, blank=True, default="", editable=False)
+    previous_webhook_secret = models.CharField(max_length=100, blank=True, default="", editable=False)
+    webhook_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return self.name
@@ -102,6 +122,25 @@ class Tenant(models.Model):
 
     # DRF treats the authenticated principal as a user; a tenant is always authenticated.
     is_authenticated = True
+
+    def rotate_webhook_secret(self) -> str:
+        """A new webhook secret, returned in the clear this one time. Deliveries are signed with the
+        previous one too for WEBHOOK_SECRET_OVERLAP_SECONDS, so that receivers can switch unhurried."""
+        plain = WEBHOOK_SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+        self.previous_webhook_secret, self.webhook_secret = self.webhook_secret, plain
+        self.webhook_secret_rotated_at = timezone.now()
+        self.save(update_fields=["webhook_secret", "previous_webhook_secret", "webhook_secret_rotated_at"])
+        return plain
+
+    def webhook_secrets(self, now=None) -> list[str]:
+        """The secrets a delivery is signed with now: the current one, and the previous one while it overlaps."""
+        now = now or timezone.now()
+        found = [self.webhook_secret] if self.webhook_secret else []
+        overlap = timedelta(seconds=settings.WEBHOOK_SECRET_OVERLAP_SECONDS)
+        rotated = self.webhook_secret_rotated_at
+        if self.previous_webhook_secret and rotated is not None and now - rotated < overlap:
+            found.append(self.previous_webhook_secret)
+        return found
 
     def create_api_key(self, name: str = "") -> tuple[ApiKey, str]:
         """Create a key and return it with its plain text, which is never stored and never shown again."""
@@ -182,17 +221,19 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
 
     def claim(self, execution_id, worker_name: str) -> bool:
         """queued -> running, for the worker that will run it."""
-        return bool(
-            self.filter(id=execution_id, status=Execution.Status.QUEUED).update(
-                status=Execution.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name
-            )
+        claimed = self.filter(id=execution_id, status=Execution.Status.QUEUED).update(
+            status=Execution.Status.RUNNING, started_at=timezone.now(), worker_name=worker_name
         )
+        if claimed:
+            status_changed.send_robust(sender=Execution, execution_id=execution_id, status=Execution.Status.RUNNING)
+        return bool(claimed)
 
     def finish(self, execution_id, fields: dict) -> bool:
         """running -> terminal: `fields` hold the status and the run's outcome."""
         if fields["status"] not in Execution.TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {fields['status']!r}")
-        return bool(self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields))
+        updated = self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields)
+        return ended(execution_id, updated, fields["status"])
 
     def keep_cancelled_output(self, execution_id, output: dict) -> bool:
         """A cancelled run keeps what it printed until then; never a status or finish time."""
@@ -206,15 +247,27 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         )
         if updated:
             execution.status, execution.attempts = Execution.Status.QUEUED, execution.attempts + 1
+            status_changed.send_robust(sender=Execution, execution_id=execution.id, status=Execution.Status.QUEUED)
         return bool(updated)
 
     def fail(self, execution_id, expected: str, message: str) -> bool:
         """`expected` -> error, for an execution the platform could not run to its end."""
-        return bool(
-            self.filter(id=execution_id, status=expected).update(
-                status=Execution.Status.ERROR, finished_at=timezone.now(), error=message
-            )
+        updated = self.filter(id=execution_id, status=expected).update(
+            status=Execution.Status.ERROR, finished_at=timezone.now(), error=message
         )
+        return ended(execution_id, updated, Execution.Status.ERROR)
+
+
+def ended(execution_id, updated: int, status: str) -> bool:
+    """Whether a transition to a terminal status won; if it did, tell execution_ended's receivers.
+
+    They (webhooks) only enqueue work for other processes, and a fault of theirs never undoes or
+    fails the transition, which is committed already.
+    """
+    if updated:
+        # send_robust logs a receiver's exception (logger django.dispatch) and goes on.
+        execution_ended.send_robust(sender=Execution, execution_id=execution_id, status=status)
+    return bool(updated)
 
 
 class Execution(models.Model):
@@ -278,6 +331,10 @@ class Execution(models.Model):
     # platform's settings at run time.
     timeout_seconds = models.FloatField(null=True, blank=True)
     memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    # Where its result is POSTed when it ends: its submission's, else its tenant's default then.
+    callback_url = models.CharField(max_length=2000, blank=True, default="")
+    # The batch that asked for one callback when all of its executions have ended.
+    batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -322,7 +379,10 @@ class Execution(models.Model):
             if self.status not in self.CANCELLABLE_STATUSES:
                 raise NotCancellable(self.status)
             previous, now = self.status, timezone.now()
-            if Execution.objects.filter(id=self.id, status=previous).update(status=self.Status.CANCELLED, finished_at=now):
+            updated = Execution.objects.filter(id=self.id, status=previous).update(
+                status=self.Status.CANCELLED, finished_at=now
+            )
+            if ended(self.id, updated, self.Status.CANCELLED):
                 self.status, self.finished_at = self.Status.CANCELLED, now
                 return previous
             self.refresh_from_db(fields=["status", "attempts"])
@@ -443,3 +503,166 @@ class Membership(models.Model):
             if chosen is not None:
                 return chosen
         return memberships.first()
+
+
+class Batch(models.Model):
+    """A batch that asked for one callback when all of its executions have ended."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="batches")
+    callback_url = models.CharField(max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantOwnedQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"batch {self.id}"
+
+    def end_if_done(self) -> bool:
+        """True once, for the caller that sees the last of its executions end.
+
+        Each execution's own transition has committed before this runs, so the last two to end
+        both see every execution ended, and the conditional UPDATE picks one of them.
+        """
+        if self.executions.exclude(status__in=Execution.TERMINAL_STATUSES).exists():
+            return False
+        return bool(Batch.objects.filter(id=self.id, ended_at=None).update(ended_at=timezone.now()))
+
+    def to_dict(self) -> dict:
+        executions = self.executions.order_by("created_at", "id")
+        return {"batch_id": str(self.id), "executions": [execution.to_dict() for execution in executions]}
+
+
+class DeliveryQuerySet(TenantOwnedQuerySet):
+    def due(self, now=None) -> DeliveryQuerySet:
+        """Pending deliveries whose next attempt is overdue (their queued job was lost)."""
+        return self.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=now or timezone.now())
+
+
+class Delivery(models.Model):
+    """One webhook: the result of an execution (or of a batch) POSTed to a callback URL until a 2xx."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    # Sent as the webhook-id header: the same on every attempt, so that receivers can deduplicate.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="deliveries")
+    execution = models.ForeignKey(
+        Execution, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    url = models.CharField(max_length=2000)
+    # The JSON body, written at the first attempt: every attempt sends the same bytes.
+    body = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Retries stop after this: WEBHOOK_RETRY_SECONDS after it was made, or re-sent.
+    give_up_at = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="delivery_tenant_created"),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_next"),
+            models.Index(fields=["-created_at"], name="delivery_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"delivery {self.id} ({self.status})"
+
+    @classmethod
+    def make(cls, tenant_id: int, url: str, execution_id=None, batch_id=None) -> Delivery:
+        now = timezone.now()
+        return cls.objects.create(
+            tenant_id=tenant_id,
+            url=url,
+            execution_id=execution_id,
+            batch_id=batch_id,
+            created_at=now,
+            next_attempt_at=now,
+            give_up_at=now + timedelta(seconds=settings.WEBHOOK_RETRY_SECONDS),
+        )
+
+    def payload(self) -> str:
+        """The body to send, the same on every attempt; written on the first one."""
+        if not self.body:
+            source = self.execution if self.execution_id else self.batch
+            self.body = json.dumps(source.to_dict(), separators=(",", ":"))
+            Delivery.objects.filter(id=self.id, body="").update(body=self.body)
+        return self.body
+
+    def record(self, status_code: int | None, error: str, seconds: float, delay: float | None) -> str:
+        """Record an attempt and what follows it: delivered (a 2xx), pending for another attempt in
+        `delay` seconds, or failed when the next would come after give_up_at. The new status."""
+        now = timezone.now()
+        DeliveryAttempt.objects.create(
+            delivery=self, at=now, status_code=status_code, error=error[:2000], duration_ms=int(seconds * 1000)
+        )
+        self.attempts += 1
+        self.last_status_code, self.last_error = status_code, error[:2000]
+        if status_code is not None and 200 <= status_code < 300:
+            self.status, self.delivered_at, self.next_attempt_at = self.Status.DELIVERED, now, None
+        elif delay is not None and now + timedelta(seconds=delay) <= self.give_up_at:
+            self.status, self.next_attempt_at = self.Status.PENDING, now + timedelta(seconds=delay)
+        else:
+            self.status, self.next_attempt_at = self.Status.FAILED, None
+        fields = ["attempts", "last_status_code", "last_error", "status", "delivered_at", "next_attempt_at"]
+        # Conditional: a re-send from the admin meanwhile is not overwritten by a late attempt.
+        Delivery.objects.filter(id=self.id, status=self.Status.PENDING).update(
+            **{name: getattr(self, name) for name in fields}
+        )
+        return self.status
+
+    def resend(self) -> bool:
+        """Send it again now, retrying for another WEBHOOK_RETRY_SECONDS; False if it is still pending."""
+        now = timezone.now()
+        return bool(
+            Delivery.objects.filter(id=self.id)
+            .exclude(status=self.Status.PENDING)
+            .update(
+                status=self.Status.PENDING,
+                next_attempt_at=now,
+                give_up_at=now + timedelta(seconds=settings.WEBHOOK_RETRY_SECONDS),
+            )
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "delivery_id": str(self.id),
+            "task_id": str(self.execution_id) if self.execution_id else None,
+            "batch_id": str(self.batch_id) if self.batch_id else None,
+            "url": self.url,
+            "status": self.status,
+            "attempts": self.attempts,
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error or None,
+            "created_at": iso_time(self.created_at),
+            "next_attempt_at": iso_time(self.next_attempt_at),
+            "delivered_at": iso_time(self.delivered_at),
+        }
+
+
+class DeliveryAttempt(models.Model):
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    at = models.DateTimeField(default=timezone.now)
+    # None: no HTTP answer (refused address, connection refused, timeout).
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code or '-'}"

@@ -336,7 +336,7 @@ def admit(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int
     """
     now = time.time()
     keys, args = admission(tenant_id, quotas, executions, now)
-    return refusal(run(ADMIT, keys, args), now)
+    return admission_refusal(run(ADMIT, keys, args), now)
 
 
 def admit_each(requests: list[tuple[int, Quotas, list[tuple[str, int]]]]) -> list[Refusal | None]:
@@ -354,7 +354,7 @@ def admit_each(requests: list[tuple[int, Quotas, list[tuple[str, int]]]]) -> lis
             keys, args = admission(tenant_id, quotas, executions, now)
             admit_script(keys=keys, args=args, client=pipe)
         replies = pipe.execute()
-    return [refusal(reply, now) for reply in replies]
+    return [admission_refusal(reply, now) for reply in replies]
 
 
 def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int]], now: float) -> tuple[list, list]:
@@ -382,7 +382,7 @@ def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str,
     return keys, args
 
 
-def refusal(reply: list, now: float) -> Refusal | None:
+def admission_refusal(reply: list, now: float) -> Refusal | None:
     reason, value = reply
     if reason == ADMITTED:
         return None

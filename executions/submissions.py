@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from executions import limits, metrics, scheduler, store
-from executions.models import Execution, Limits, Tenant, file_content, log_state
+from executions import destinations, limits, metrics, scheduler, store
+from executions.models import Batch, Execution, Limits, Tenant, file_content, log_state
 from executions.sandbox import languages
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,8 @@ class Submission:
     # The program's other files, each {"name", "content", "encoding"} (utf-8 or base64), and its arguments.
     files: tuple[dict, ...] = ()
     args: tuple[str, ...] = ()
+    # Where to POST the result when it ends; "": the tenant's default callback_url, if it has one.
+    callback_url: str = ""
 
 
 def check_files(language: languages.Language, code: str, files: tuple[dict, ...]) -> None:
@@ -188,6 +190,8 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
             f"Language {submission.language!r} is not allowed for this tenant; it may use: {', '.join(sorted(allowed))}.",
             code="language_not_allowed",
         )
+    if submission.callback_url:
+        check_callback_url(tenant, submission.callback_url)
     try:
         return limits.check_limits(
             submission.timeout_seconds,
@@ -197,6 +201,28 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
         )
     except limits.LimitExceeded as exc:
         raise Invalid(exc.message, code="invalid_limit", field=exc.field) from None
+
+
+def check_callback_url(tenant: Tenant, url: str, field: str = "callback_url") -> None:
+    """Invalid unless `url` may receive this tenant's webhooks now (it is checked again at delivery)."""
+    if not tenant.webhook_secret:
+        raise Invalid(
+            "This tenant has no webhook secret to sign callbacks with; an operator makes one in the admin.",
+            code="webhook_secret_missing",
+            field=field,
+        )
+    try:
+        destinations.check(url)
+    except destinations.Refused as exc:
+        raise Invalid(exc.message, code=exc.code, field=field) from None
+
+
+def callback_url(tenant: Tenant, submission: Submission, batch: bool = False) -> str:
+    """Where this execution's result goes: its own callback_url, else its tenant's default (not
+    for the items of a batch that asked for one callback of its own)."""
+    if submission.callback_url or batch:
+        return submission.callback_url
+    return tenant.callback_url
 
 
 def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") -> tuple[Execution, bool]:
@@ -215,6 +241,7 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
         run_limits.memory_mb,
         list(submission.files),
         list(submission.args),
+        callback_url(tenant, submission),
     )
     if idempotency_key:
         previous = replay(tenant, idempotency_key, fingerprint)
@@ -306,9 +333,15 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     return results
 
 
-def submit_batch(tenant: Tenant, submissions: list[Submission]) -> list[Execution]:
-    """The queued executions, all or none; an error names the first item at fault by its index."""
+def submit_batch(tenant: Tenant, submissions: list[Submission], batch_callback_url: str = "") -> list[Execution]:
+    """The queued executions, all or none; an error names the first item at fault by its index.
+
+    With `batch_callback_url`, one more webhook goes there when all of them have ended (the
+    executions' `batch`), and the items get no default callback of their tenant's.
+    """
     quotas = tenant.limits()
+    if batch_callback_url:
+        check_callback_url(tenant, batch_callback_url)
     checked = []
     for index, submission in enumerate(submissions):
         try:
@@ -317,10 +350,17 @@ def submit_batch(tenant: Tenant, submissions: list[Submission]) -> list[Executio
             exc.item = index
             raise
     with transaction.atomic():
+        batch = Batch.objects.create(tenant=tenant, callback_url=batch_callback_url) if batch_callback_url else None
         executions = Execution.objects.bulk_create(
-            new_execution(tenant, submission, run_limits) for submission, run_limits in zip(submissions, checked)
+            new_execution(tenant, submission, run_limits, batch=batch)
+            for submission, run_limits in zip(submissions, checked)
         )
-    enqueue(tenant, executions, quotas)
+    try:
+        enqueue(tenant, executions, quotas)
+    except AdmissionError:
+        if batch is not None:
+            batch.delete()
+        raise
     for execution in executions:
         log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
     return executions
@@ -358,7 +398,11 @@ def refusal_error(refusal: scheduler.Refusal, quotas: Limits) -> Refused:
 
 
 def new_execution(
-    tenant: Tenant, submission: Submission, run_limits: limits.ExecutionLimits, idempotency_key: str = ""
+    tenant: Tenant,
+    submission: Submission,
+    run_limits: limits.ExecutionLimits,
+    idempotency_key: str = "",
+    batch: Batch | None = None,
 ) -> Execution:
     return Execution(
         tenant=tenant,
@@ -370,6 +414,8 @@ def new_execution(
         idempotency_key=idempotency_key,
         timeout_seconds=run_limits.timeout_seconds,
         memory_mb=run_limits.memory_mb,
+        callback_url=callback_url(tenant, submission, batch=batch is not None),
+        batch=batch,
     )
 
 
@@ -382,7 +428,7 @@ def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
         # The window is over: the key is free again.
         Execution.objects.filter(pk=previous.pk, idempotency_key=key).update(idempotency_key="")
         return None
-    if (
+    seen = (
         previous.language,
         previous.code,
         previous.stdin,
@@ -390,7 +436,9 @@ def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
         previous.memory_mb,
         previous.files,
         previous.args,
-    ) != fingerprint:
+        previous.callback_url,
+    )
+    if seen != fingerprint:
         raise IdempotencyConflict()
     return previous
 

@@ -56,6 +56,9 @@ class Supervisor:
     # pid -> (worker name, start time on self.clock)
     workers: dict[int, tuple[str, float]] = field(default_factory=dict)
     reserves: set[int] = field(default_factory=set)
+    # Processes that deliver webhooks (executions.webhooks.WebhookWorker): never a sandbox worker.
+    webhook_workers: int = 0
+    webhook_pids: set[int] = field(default_factory=set)
     crashes: int = 0
     next_start: float = 0.0
     stop_requests: int = 0
@@ -94,8 +97,12 @@ class Supervisor:
                 pass
 
     def fill(self) -> None:
-        while len(self.workers) < self.slots + self.reserve and self.clock() >= self.next_start:
+        wanted = self.slots + self.reserve + self.webhook_workers
+        while len(self.workers) < wanted and self.clock() >= self.next_start:
             try:
+                if len(self.webhook_pids) < self.webhook_workers:
+                    self.start_worker(webhooks=True)
+                    continue
                 self.start_worker(reserve=len(self.reserves) < self.reserve)
             except OSError:
                 # Out of processes or memory for the moment: try again after a pause.
@@ -103,7 +110,7 @@ class Supervisor:
                 self.crashes += 1
                 self.next_start = self.clock() + backoff_seconds(self.crashes)
 
-    def start_worker(self, reserve: bool = False) -> None:
+    def start_worker(self, reserve: bool = False, webhooks: bool = False) -> None:
         name = uuid.uuid4().hex
         parent = os.getpid()
         # A database connection must not be shared across a fork; Redis' client reconnects by itself.
@@ -112,7 +119,7 @@ class Supervisor:
         if pid == 0:
             code = 1
             try:
-                work(name, parent, reserve)
+                (work_webhooks if webhooks else work)(name, parent, reserve)
                 code = 0
             except BaseException:
                 log.exception("sandbox worker %s failed", name)
@@ -122,6 +129,10 @@ class Supervisor:
         self.workers[pid] = (name, self.clock())
         if reserve:
             self.reserves.add(pid)
+        if webhooks:
+            self.webhook_pids.add(pid)
+            log.info("started webhook worker %s (pid %d)", name, pid)
+            return
         log.info("started sandbox worker %s (pid %d%s)", name, pid, ", in reserve" if reserve else "")
 
     def reap(self) -> None:
@@ -135,18 +146,24 @@ class Supervisor:
             if pid in self.workers:
                 name, started = self.workers.pop(pid)
                 self.reserves.discard(pid)
-                self.bury(pid, name, started, status)
+                if pid in self.webhook_pids:
+                    self.webhook_pids.discard(pid)
+                    self.bury(pid, name, started, status, kind="webhook")
+                else:
+                    self.bury(pid, name, started, status)
 
-    def bury(self, pid: int, name: str, started: float, status: int) -> None:
+    def bury(self, pid: int, name: str, started: float, status: int, kind: str = "sandbox") -> None:
         lived = self.clock() - started
         self.crashes = self.crashes + 1 if lived < STABLE_SECONDS else 0
         self.next_start = self.clock() + backoff_seconds(self.crashes)
         level = logging.INFO if self.stop_requests else logging.WARNING
-        log.log(level, "sandbox worker %s (pid %d) %s after %.1f s", name, pid, describe(status), lived)
+        log.log(level, "%s worker %s (pid %d) %s after %.1f s", kind, name, pid, describe(status), lived)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Its live gauges must leave the sum (as gunicorn.py does for the web's processes).
             multiprocess.mark_process_dead(pid)
-        self.release(name)
+        if kind == "sandbox":
+            # A webhook worker holds no execution: its deliveries' jobs are queued again by the next.
+            self.release(name)
         if self.crashes and not self.stop_requests:
             log.warning("replacing it in %.0f s (%d in a row died young)", self.next_start - self.clock(), self.crashes)
 
@@ -179,4 +196,19 @@ def work(name: str, parent: int, reserve: bool = False) -> None:
     queue = django_rq.get_queue(settings.SANDBOX_EXPRESS_QUEUE if reserve else settings.SANDBOX_QUEUE)
     # rqworker's default TTL, which SandboxWorker shortens to fit its maintenance interval.
     worker = SandboxWorker([queue], connection=queue.connection, name=name, worker_ttl=420, serve_metrics=False)
+    worker.work(logging_level=logging.getLevelName(logging.getLogger().level))
+
+
+def work_webhooks(name: str, parent: int, reserve: bool = False) -> None:
+    """A forked child's life as a webhook worker: the webhooks queue and its retries' scheduler."""
+    from executions.webhooks import WebhookWorker
+
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        return
+    queue = django_rq.get_queue(settings.WEBHOOK_QUEUE)
+    worker = WebhookWorker([queue], connection=queue.connection, name=name)
     worker.work(logging_level=logging.getLevelName(logging.getLogger().level))

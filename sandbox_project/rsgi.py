@@ -25,6 +25,10 @@ from granian.rsgi import ProtocolClosed, ProtocolError
 
 from sandbox_project.wsgi import application as django_application
 
+# After the WSGI application, which sets Django up.
+from executions import events  # noqa: E402
+from executions.api import waiting  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 
@@ -156,7 +160,34 @@ class DjangoOverRSGI:
             self.__rsgi_init__(None)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.executor, call_django, self.app, environ_for(scope, body))
+        handoff = [value for name, value in headers if name.lower() == events.HANDOFF_HEADER.lower()]
+        if handoff:
+            headers = [(name, value) for name, value in headers if name.lower() != events.HANDOFF_HEADER.lower()]
+            return await self.stream_events(protocol, headers, json.loads(handoff[0]))
         protocol.response_bytes(status, headers, content)
+
+    async def stream_events(self, protocol, headers: list, handoff: dict) -> None:
+        """A view's event stream (executions/events.py), on this loop: a waiting client holds no thread."""
+        headers = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        headers += [("cache-control", "no-cache"), ("x-accel-buffering", "no")]
+        transport = protocol.response_stream(200, headers)
+        disconnected = asyncio.ensure_future(protocol.client_disconnect())
+        loop = asyncio.get_running_loop()
+
+        async def final() -> dict:
+            found = await loop.run_in_executor(
+                self.executor, waiting.finished, handoff["execution_id"], handoff["tenant_id"]
+            )
+            return found or {"task_id": handoff["execution_id"], "status": handoff["current"]}
+
+        try:
+            await events.stream(transport.send_str, disconnected, handoff, final)
+        except (ProtocolClosed, ProtocolError, OSError):
+            pass
+        except Exception:
+            log.exception("execution %s: event stream failed", handoff["execution_id"])
+        finally:
+            disconnected.cancel()
 
     async def read_body(self, scope, protocol) -> bytes:
         try:

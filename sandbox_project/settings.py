@@ -262,9 +262,32 @@ RQ_QUEUES = {
     }
     for name in (SANDBOX_QUEUE, SANDBOX_EXPRESS_QUEUE)
 }
+# Webhook deliveries: their own queue and workers, never a sandbox worker's (executions/webhooks.py).
+WEBHOOK_QUEUE = "webhooks"
+RQ_QUEUES[WEBHOOK_QUEUE] = {"URL": REDIS_URL, "SERIALIZER": "rq.serializers.JSONSerializer", "DEFAULT_TIMEOUT": 60}
 RQ = {"WORKER_CLASS": "executions.worker.SandboxWorker"}
 # Seconds between a worker's maintenance passes (janitor and reconciler).
 WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 30)
+
+# --- Webhooks (README, "Webhooks") ---------------------------------------------------------------
+# Processes that deliver webhooks, under `manage.py sandbox_workers` beside the sandbox workers.
+WEBHOOK_WORKERS = envint("WEBHOOK_WORKERS", 1)
+# Each attempt's connect and read timeouts; the whole attempt is cut off at about twice this.
+WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Only this much of a receiver's answer is read (for the delivery log); the rest is dropped.
+WEBHOOK_MAX_RESPONSE_BYTES = envint("WEBHOOK_MAX_RESPONSE_BYTES", 65536)
+# Failed attempts are retried after WEBHOOK_RETRY_BASE_SECONDS, doubling (with jitter) up to
+# WEBHOOK_RETRY_MAX_DELAY_SECONDS between attempts, for WEBHOOK_RETRY_SECONDS in all.
+WEBHOOK_RETRY_BASE_SECONDS = envfloat("WEBHOOK_RETRY_BASE_SECONDS", 10)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = envfloat("WEBHOOK_RETRY_MAX_DELAY_SECONDS", 3600)
+WEBHOOK_RETRY_SECONDS = envint("WEBHOOK_RETRY_SECONDS", 24 * 3600)
+# The CAs an https callback's certificate must chain to (a PEM file); empty: the system's.
+WEBHOOK_CA_FILE = envstr("WEBHOOK_CA_FILE", "")
+# After a rotation, deliveries carry a signature with the previous secret too for this long.
+WEBHOOK_SECRET_OVERLAP_SECONDS = envint("WEBHOOK_SECRET_OVERLAP_SECONDS", 24 * 3600)
+# Callback addresses are refused if they are not public (loopback, private, link-local, metadata...):
+# these CIDRs (comma-separated) open specific ones, e.g. a receiver on the operator's own network.
+WEBHOOK_ALLOWED_NETWORKS = [c.strip() for c in envstr("WEBHOOK_ALLOWED_NETWORKS", "").split(",") if c.strip()]
 
 # --- Metrics --------------------------------------------------------------------------------
 # If set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.

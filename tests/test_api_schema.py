@@ -48,6 +48,8 @@ def test_it_documents_each_path_once_without_a_trailing_slash(schema):
         "/api/v1/executions/batch",
         "/api/v1/executions/{execution_id}",
         "/api/v1/executions/{execution_id}/cancel",
+        "/api/v1/executions/{execution_id}/deliveries",
+        "/api/v1/executions/{execution_id}/events",
         "/api/v1/languages",
     ]
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 
 from django.core.management import call_command
 from django.utils import timezone
 
-from executions.models import Execution, Tenant
+from executions.models import Delivery, DeliveryAttempt, Execution, Tenant
 
 
 def execution(persona, days_old: float, status: str = "completed") -> str:
@@ -67,3 +68,15 @@ def test_a_retention_of_zero_keeps_everything(alice):
     ids = {execution(alice, 4000)}
     prune()
     assert remaining() == ids
+
+
+def test_an_executions_webhook_deliveries_go_with_it(alice, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    old, young = execution(alice, 31), execution(alice, 1)
+    for task_id in (old, young):
+        delivery = Delivery.make(alice.tenant.id, "https://hooks.example/in", execution_id=task_id)
+        delivery.record(500, "HTTP 500", 0.01, None)
+    output = prune()
+    assert "alice: deleted 1" in output
+    assert list(Delivery.objects.values_list("execution_id", flat=True)) == [uuid.UUID(young)]
+    assert DeliveryAttempt.objects.count() == 1

@@ -87,3 +87,27 @@ def test_it_rejects_a_nonsense_overcommit_or_overhead(settings):
 def test_it_rejects_a_negative_reserve(settings):
     settings.SANDBOX_RESERVE_SLOTS = -1
     assert ids(checks.check_sandbox_slots(None)) == ["executions.E008"]
+
+
+def test_it_accepts_the_webhook_defaults(settings):
+    assert checks.check_webhooks(None) == []
+
+
+def test_it_rejects_an_allow_list_entry_that_is_not_a_network(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["10.0.0.0/8", "localhost", "300.1.2.3/32"]
+    [error] = checks.check_webhooks(None)
+    assert error.id == "executions.E011" and "localhost, 300.1.2.3/32" in error.msg
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("WEBHOOK_TIMEOUT_SECONDS", 0), ("WEBHOOK_RETRY_BASE_SECONDS", -1), ("WEBHOOK_WORKERS", -1), ("WEBHOOK_RETRY_SECONDS", -5)],
+)
+def test_it_rejects_webhook_settings_out_of_range(settings, name, value):
+    setattr(settings, name, value)
+    assert ids(checks.check_webhooks(None)) == ["executions.E012"]
+
+
+def test_it_rejects_a_missing_webhook_ca_file(settings, tmp_path):
+    settings.WEBHOOK_CA_FILE = str(tmp_path / "missing.pem")
+    assert ids(checks.check_webhooks(None)) == ["executions.E013"]

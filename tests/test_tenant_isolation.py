@@ -26,6 +26,10 @@ ROUTES = {
     "executions/<uuid:execution_id>/": True,
     "executions/<uuid:execution_id>/cancel": True,
     "executions/<uuid:execution_id>/cancel/": True,
+    "executions/<uuid:execution_id>/deliveries": True,
+    "executions/<uuid:execution_id>/deliveries/": True,
+    "executions/<uuid:execution_id>/events": True,
+    "executions/<uuid:execution_id>/events/": True,
     "^": False,
 }
 ID_URLS = [
@@ -33,6 +37,10 @@ ID_URLS = [
     "/api/v1/executions/{}/",
     "/api/v1/executions/{}/cancel",
     "/api/v1/executions/{}/cancel/",
+    "/api/v1/executions/{}/deliveries",
+    "/api/v1/executions/{}/deliveries/",
+    "/api/v1/executions/{}/events",
+    "/api/v1/executions/{}/events/",
 ]
 METHODS = ["get", "post", "put", "patch", "delete", "head", "options"]
 

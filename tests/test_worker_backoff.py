@@ -76,3 +76,30 @@ def test_it_keeps_its_reserve_workers_apart(monkeypatch):
     supervisor.bury(reserve_pid, name, born - STABLE_SECONDS, KILLED)
     supervisor.fill()
     assert started[-1] is True and len(supervisor.reserves) == 1
+
+
+def test_it_keeps_its_webhook_workers_apart(monkeypatch):
+    supervisor = Supervisor(slots=2, webhook_workers=1, clock=Clock())
+    started, released = [], []
+
+    def start_worker(reserve=False, webhooks=False):
+        pid = 100 + len(started)
+        started.append("webhooks" if webhooks else "sandbox")
+        supervisor.workers[pid] = (f"w{pid}", supervisor.clock())
+        if webhooks:
+            supervisor.webhook_pids.add(pid)
+
+    monkeypatch.setattr(supervisor, "start_worker", start_worker)
+    monkeypatch.setattr(supervisor, "release", released.append)
+    supervisor.fill()
+    assert sorted(started) == ["sandbox", "sandbox", "webhooks"]
+    # A dead webhook worker is replaced by a webhook worker, and held no execution to settle.
+    webhook_pid = next(iter(supervisor.webhook_pids))
+    monkeypatch.setattr(
+        "os.waitpid", lambda pid, options: (webhook_pid, KILLED) if webhook_pid in supervisor.workers else (0, 0)
+    )
+    supervisor.reap()
+    assert released == [] and not supervisor.webhook_pids
+    supervisor.clock.now += backoff_seconds(supervisor.crashes)
+    supervisor.fill()
+    assert started[-1] == "webhooks" and len(started) == 4 and len(supervisor.webhook_pids) == 1

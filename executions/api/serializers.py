@@ -44,6 +44,14 @@ class StdinField(StrictCharField):
         return super().run_validation(data)
 
 
+@extend_schema_field({"type": "string", "format": "uri", "maxLength": 2000, "pattern": "^https?://[^\\x00-\\x20]+$"})
+class CallbackUrlField(StrictCharField):
+    """A URL, checked (and its host resolved) by admission, not here."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=2000, trim_whitespace=False, **kwargs)
+
+
 class TimeoutField(serializers.FloatField):
     """timeout_seconds; its bounds are checked by executions.limits.check_limits, not here."""
 
@@ -116,6 +124,13 @@ class ExecutionCreateSerializer(serializers.Serializer):
     )
     timeout_seconds = JsonTimeoutField(required=False, help_text="The wall-clock limit for this run.")
     memory_mb = JsonMemoryField(required=False, help_text="The memory limit (MiB) for this run.")
+    callback_url = CallbackUrlField(
+        required=False,
+        help_text=(
+            "POST the execution here, signed, when it ends (README: Webhooks). Default: the tenant's, if any. "
+            "Public http(s) addresses only."
+        ),
+    )
 
     def to_internal_value(self, data):
         reject_unknown_fields(self, data)
@@ -153,6 +168,13 @@ MAX_BATCH = 20
 
 class ExecutionBatchSerializer(serializers.Serializer):
     executions = ExecutionCreateSerializer(many=True, allow_empty=False, max_length=MAX_BATCH)
+    callback_url = CallbackUrlField(
+        required=False,
+        help_text=(
+            "POST the whole batch here, signed, once all its executions have ended. Its items then get no "
+            "default callback of the tenant's (each may still name its own)."
+        ),
+    )
 
     def to_internal_value(self, data):
         reject_unknown_fields(self, data)
@@ -161,6 +183,23 @@ class ExecutionBatchSerializer(serializers.Serializer):
 
 class BatchAcceptedSerializer(serializers.Serializer):
     task_ids = serializers.ListField(child=serializers.UUIDField(), help_text="In the order of the request.")
+    batch_id = serializers.UUIDField(required=False, help_text="With a callback_url: the id its webhook carries.")
+
+
+class DeliverySerializer(serializers.Serializer):
+    """A webhook delivery, as Delivery.to_dict() writes it."""
+
+    delivery_id = serializers.UUIDField(help_text="Sent as the webhook-id header.")
+    task_id = serializers.UUIDField(allow_null=True)
+    batch_id = serializers.UUIDField(allow_null=True)
+    url = serializers.CharField()
+    status = serializers.ChoiceField(choices=["pending", "delivered", "failed"])
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    next_attempt_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
 
 
 MAX_WAIT_SECONDS = 30

@@ -12,6 +12,14 @@ urlpatterns = [
     path("executions/<uuid:execution_id>/", views.ExecutionDetailView.as_view()),
     path("executions/<uuid:execution_id>/cancel", views.ExecutionCancelView.as_view(), name="execution-cancel"),
     path("executions/<uuid:execution_id>/cancel/", views.ExecutionCancelView.as_view()),
+    path(
+        "executions/<uuid:execution_id>/deliveries",
+        views.ExecutionDeliveriesView.as_view(),
+        name="execution-deliveries",
+    ),
+    path("executions/<uuid:execution_id>/deliveries/", views.ExecutionDeliveriesView.as_view()),
+    path("executions/<uuid:execution_id>/events", views.ExecutionEventsView.as_view(), name="execution-events"),
+    path("executions/<uuid:execution_id>/events/", views.ExecutionEventsView.as_view()),
 ]
 
 # Anything else under /api/v1/ is a JSON 404, in DEBUG too (Django's debug page is HTML).

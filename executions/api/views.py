@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import APIException, ErrorDetail, Throttled
@@ -15,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import limits, store, submissions
+from executions import events, limits, store, submissions
 from executions.api import throttles, waiting
 from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMPOTENCY_KEY, ErrorSerializer, errors
 from executions.api.errors import (
@@ -30,6 +31,7 @@ from executions.api.errors import (
 )
 from executions.api.serializers import (
     BatchAcceptedSerializer,
+    DeliverySerializer,
     ExecutionBatchSerializer,
     ExecutionCreateSerializer,
     ExecutionSerializer,
@@ -37,7 +39,7 @@ from executions.api.serializers import (
     RawQuerySerializer,
     WaitQuerySerializer,
 )
-from executions.models import Execution, NotCancellable, Tenant
+from executions.models import Delivery, Execution, NotCancellable, Tenant
 from executions.sandbox import images, languages
 
 
@@ -275,8 +277,12 @@ class ExecutionBatchView(AdmissionMixin, APIView):
             raise serializers.ValidationError(by_item_index(serializer.errors))
         items = [as_submission(item) for item in serializer.validated_data["executions"]]
         with admission_errors():
-            executions = submissions.submit_batch(request.user, items)
+            executions = submissions.submit_batch(
+                request.user, items, serializer.validated_data.get("callback_url", "")
+            )
         body = {"task_ids": [str(execution.id) for execution in executions]}
+        if executions[0].batch_id:
+            body["batch_id"] = str(executions[0].batch_id)
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
@@ -289,6 +295,7 @@ def as_submission(data: dict) -> submissions.Submission:
         data.get("memory_mb"),
         files=tuple(data["files"]),
         args=tuple(data["args"]),
+        callback_url=data.get("callback_url", ""),
     )
 
 
@@ -349,6 +356,42 @@ class ExecutionCancelView(TenantScopedMixin, APIView):
         except NotCancellable as exc:
             raise AlreadyFinished(f"The execution has already finished with status {exc.status!r}.") from None
         return Response(execution.to_dict())
+
+
+class ExecutionEventsView(TenantScopedMixin, APIView):
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # Clients send Accept: text/event-stream; the stream is not DRF's to render, and errors are JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        summary="Follow an execution as server-sent events",
+        description=(
+            "`status` events (`{\"status\": …}`) as the execution's status changes, the first one being "
+            "its status now, then one `execution` event with the execution (as GET returns it) once it "
+            "has ended, and the end of the stream. Reconnecting with `Last-Event-ID` resumes after that "
+            "event. Needs the project's web server (`python -m sandbox_project.serve`), which streams "
+            "on its event loop. Another tenant's execution is a 404."
+        ),
+        responses={(200, "text/event-stream"): OpenApiTypes.STR, **errors(404)},
+    )
+    def get(self, request: Request, execution_id) -> Response:
+        execution = get_object_or_404(self.tenant_executions().only("id", "tenant_id", "status"), id=execution_id)
+        # The web server (sandbox_project/rsgi.py) streams the events; this only says what to stream.
+        response = HttpResponse(content_type="text/event-stream")
+        response[events.HANDOFF_HEADER] = events.handoff(execution, request.headers.get("Last-Event-ID", ""))
+        return response
+
+
+class ExecutionDeliveriesView(TenantScopedMixin, APIView):
+    @extend_schema(
+        summary="The webhook deliveries of an execution",
+        description="Oldest first, with their attempts so far. Another tenant's execution is a 404.",
+        responses={200: DeliverySerializer(many=True), **errors(404)},
+    )
+    def get(self, request: Request, execution_id) -> Response:
+        execution = get_object_or_404(self.tenant_executions(), id=execution_id)
+        deliveries = Delivery.objects.owned_by(request.user).filter(execution=execution).order_by("created_at")
+        return Response([delivery.to_dict() for delivery in deliveries])
 
 
 class LanguagesView(APIView):

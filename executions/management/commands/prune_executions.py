@@ -51,7 +51,8 @@ class Command(BaseCommand):
             if not ids:
                 return deleted
             # The conditions again, so that a row changed since it was read is left alone.
-            count, _ = expired.filter(id__in=ids).delete()
-            deleted += count
+            # Their webhook deliveries go with them; only the executions are counted.
+            _, by_model = expired.filter(id__in=ids).delete()
+            deleted += by_model.get(Execution._meta.label, 0)
             if pause:
                 time.sleep(pause)

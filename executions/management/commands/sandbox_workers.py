@@ -9,8 +9,8 @@ from executions.supervisor import Supervisor
 class Command(BaseCommand):
     help = (
         "Run SANDBOX_SLOTS sandbox workers (rq workers on the sandbox queues) and SANDBOX_RESERVE_SLOTS more "
-        "for tenants' first runs, replace any that dies and settle what it held; SIGTERM or Ctrl-C stops "
-        "them after the execution in hand."
+        "for tenants' first runs, and WEBHOOK_WORKERS webhook workers; replace any that dies and settle what "
+        "it held; SIGTERM or Ctrl-C stops them after the execution in hand."
     )
 
     def add_arguments(self, parser):
@@ -19,4 +19,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, slots: int | None = None, reserve: int | None = None, **options):
         reserve = settings.SANDBOX_RESERVE_SLOTS if reserve is None else reserve
-        Supervisor(slots or settings.SANDBOX_SLOTS, reserve).run()
+        Supervisor(slots or settings.SANDBOX_SLOTS, reserve, webhook_workers=settings.WEBHOOK_WORKERS).run()

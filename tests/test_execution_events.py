@@ -1,0 +1,155 @@
+"""GET /api/v1/executions/<id>/events: status changes as server-sent events, from the real web server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from tests.conftest import run_worker, start_web_server, stop_web_server
+from tests.helpers import assert_error
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+@pytest.fixture
+def server():
+    process, port = start_web_server(WEB_WORKERS="1", WEB_THREADS="2")
+    yield port
+    stop_web_server(process)
+
+
+class EventStream:
+    """A client of one event stream: its answer, and its events as they come."""
+
+    def __init__(self, port: int, key: str, task_id: str, last_event_id: str | None = None):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.connection.request("GET", f"/api/v1/executions/{task_id}/events", headers=headers)
+        self.response = self.connection.getresponse()
+
+    def next(self) -> dict | None:
+        """The next event as {"id", "event", "data"}; None at the end of the stream. Comments are skipped."""
+        event: dict = {}
+        while True:
+            line = self.response.readline()
+            if not line:
+                return None
+            line = line.decode().rstrip("\n")
+            if not line:
+                if event:
+                    return event
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            event[name] = json.loads(value) if name == "data" else value
+
+    def rest(self) -> list[dict]:
+        events = []
+        while (event := self.next()) is not None:
+            events.append(event)
+        return events
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def test_it_streams_each_status_then_the_execution(alice, server):
+    task_id = alice.submit("print('live')")
+    stream = EventStream(server, alice.key, task_id)
+    assert stream.response.status == 200
+    assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+    assert stream.response.getheader("X-Rce-Event-Stream") is None
+    first = stream.next()
+    assert (first["event"], first["data"]) == ("status", {"status": "queued"})
+    run_worker()
+    running, completed, execution = stream.rest()
+    assert [running["data"], completed["data"]] == [{"status": "running"}, {"status": "completed"}]
+    assert running["id"] < completed["id"] or len(running["id"]) < len(completed["id"])
+    assert execution["event"] == "execution" and "id" not in execution
+    assert execution["data"] == alice.get(task_id)
+    assert execution["data"]["stdout"] == "live\n"
+
+
+def test_reconnecting_with_last_event_id_resumes_without_loss_or_repetition(alice, server):
+    task_id = alice.submit("print(1)")
+    stream = EventStream(server, alice.key, task_id)
+    queued = stream.next()
+    stream.close()
+    run_worker()
+    resumed = EventStream(server, alice.key, task_id, last_event_id=queued["id"]).rest()
+    assert [e["data"].get("status") for e in resumed] == ["running", "completed", "completed"]
+    assert [e["event"] for e in resumed] == ["status", "status", "execution"]
+    after_running = EventStream(server, alice.key, task_id, last_event_id=resumed[0]["id"]).rest()
+    assert [e["event"] for e in after_running] == ["status", "execution"]
+    assert after_running[0]["data"] == {"status": "completed"}
+
+
+def test_a_finished_execution_streams_its_status_and_itself_at_once(alice, server):
+    task_id = alice.submit("print(2)")
+    run_worker()
+    events = EventStream(server, alice.key, task_id).rest()
+    assert [(e["event"], e["data"].get("status")) for e in events] == [("status", "completed"), ("execution", "completed")]
+
+
+def test_a_cancelled_execution_ends_its_stream(alice, server):
+    task_id = alice.submit("print(3)")
+    stream = EventStream(server, alice.key, task_id)
+    assert stream.next()["data"] == {"status": "queued"}
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    assert [e["data"]["status"] for e in stream.rest()] == ["cancelled", "cancelled"]
+
+
+def test_waiting_streams_hold_no_request_thread(alice, server):
+    # Two request threads, and more streams than that waiting: requests are still answered.
+    task_id = alice.submit("print(4)")
+    streams = [EventStream(server, alice.key, task_id) for _ in range(20)]
+    assert all(s.next()["data"] == {"status": "queued"} for s in streams)
+    connection = http.client.HTTPConnection("127.0.0.1", server, timeout=10)
+    connection.request("GET", f"/api/v1/executions/{task_id}", headers={"Authorization": f"Bearer {alice.key}"})
+    assert connection.getresponse().status == 200
+    run_worker()
+    assert all([e["event"] for e in s.rest()] == ["status", "status", "execution"] for s in streams)
+
+
+def test_another_tenants_execution_is_a_404(alice, bob, server):
+    task_id = bob.submit("print('bob-secret')")
+    stream = EventStream(server, alice.key, task_id)
+    assert stream.response.status == 404
+    assert json.loads(stream.response.read())["error"]["code"] == "not_found"
+    assert_error(alice.client.get(f"/api/v1/executions/{task_id}/events"), 404, "not_found")
+    assert_error(alice.client.get("/api/v1/executions/00000000-0000-0000-0000-000000000000/events"), 404, "not_found")
+
+
+def test_it_needs_a_key(alice, anonymous):
+    task_id = alice.submit("print(5)")
+    assert_error(anonymous.get(f"/api/v1/executions/{task_id}/events"), 401, "missing_api_key")
+
+
+def test_a_client_resuming_after_the_events_expired_still_gets_the_end(alice, server, redis_conn):
+    task_id = alice.submit("print(6)")
+    stream = EventStream(server, alice.key, task_id)
+    queued = stream.next()
+    stream.close()
+    run_worker()
+    redis_conn.delete(f"rce:events:{task_id}")
+    (execution,) = EventStream(server, alice.key, task_id, last_event_id=queued["id"]).rest()
+    assert execution["event"] == "execution" and execution["data"]["status"] == "completed"
+
+
+def test_a_requeued_execution_streams_queued_again(alice, server):
+    from executions import reconciler
+    from executions.models import Execution
+
+    task_id = alice.submit("print(7)")
+    stream = EventStream(server, alice.key, task_id)
+    assert stream.next()["data"] == {"status": "queued"}
+    # Claimed by a worker that then vanished: the reconciler puts it back in the queue.
+    assert Execution.objects.claim(task_id, "gone")
+    assert reconciler.requeue(Execution.objects.get(id=task_id))
+    run_worker()
+    assert [e["data"]["status"] for e in stream.rest()] == ["running", "queued", "running", "completed", "completed"]
