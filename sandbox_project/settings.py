@@ -185,6 +185,9 @@ SANDBOX_INSTANCE = envstr("SANDBOX_INSTANCE", instance_name(REDIS_URL))
 # --- Sandbox limits -------------------------------------------------------------------------
 SANDBOX_IMAGE = envstr("SANDBOX_IMAGE", "")  # empty: the image built by build_sandbox_images
 SANDBOX_RUNTIME = envstr("SANDBOX_RUNTIME", "")  # empty: the engine's default (runc); or "runsc"
+# Docker's default seccomp profile as a file (scripts/dev.sh fetches it from Debian): under runsc,
+# runs get it with one change, clone3 left to gVisor (see the runner's runsc_seccomp_profile).
+SANDBOX_SECCOMP_PROFILE = envstr("SANDBOX_SECCOMP_PROFILE", str(BASE_DIR / "var" / "seccomp" / "docker-default.json"))
 # How the script and its stdin reach the container, as read-only root-owned files in /code:
 # "bind" (default) writes them to a fresh directory under SANDBOX_CODE_ROOT and bind-mounts it
 # read-only: the engine must see that path as the worker does (same host, or the same host path

@@ -81,6 +81,25 @@ configure_engine() {
   echo "$config" | $SUDO tee "$DAEMON_JSON" >/dev/null
 }
 
+# Docker's default seccomp profile as a file, for runs under gVisor (see README, "gVisor"): Debian
+# ships it in golang-github-docker-docker-dev, whose 250 Go dependencies we do not want; we take
+# only the file. The engine's own copy is compiled in and cannot be read.
+SECCOMP_PROFILE="$ROOT/var/seccomp/docker-default.json"
+seccomp_profile() {
+  [ -s "$SECCOMP_PROFILE" ] && return 0
+  say "fetching Docker's default seccomp profile (Debian's golang-github-docker-docker-dev) for gVisor"
+  local tmp
+  tmp=$(mktemp -d)
+  chmod 0755 "$tmp"
+  (cd "$tmp" && apt-get download -q golang-github-docker-docker-dev >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q && apt-get download -q golang-github-docker-docker-dev; })
+  mkdir -p "$(dirname "$SECCOMP_PROFILE")"
+  dpkg-deb --fsys-tarfile "$tmp"/golang-github-docker-docker-dev_*.deb \
+    | tar -xO ./usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json >"$SECCOMP_PROFILE.tmp"
+  mv "$SECCOMP_PROFILE.tmp" "$SECCOMP_PROFILE"
+  rm -rf "$tmp"
+}
+
 check_engine() {
   local runtimes
   runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null) || return 0
@@ -200,11 +219,12 @@ run() {
 
 for step in "$@"; do
   case "$step" in
-    packages|run) "$step" ;;
+    packages) packages; ! command -v runsc >/dev/null 2>&1 || seccomp_profile ;;
+    run) run ;;
     venv) venv requirements.txt ;;
     venv-test) venv requirements-test.txt ;;
     venv-bench) venv requirements-test.txt bench/requirements.txt ;;
-    packages-test) packages postgresql docker-compose runsc chromium chromium-driver ;;
+    packages-test) packages postgresql docker-compose runsc chromium chromium-driver; seccomp_profile ;;
     packages-bench) packages hey ;;
     services) services ;;
     services-postgres) services --postgres ;;

@@ -1,6 +1,5 @@
 # expect: completed
-# expect-runsc: completed|oom_killed|timed_out  (each thread costs gVisor host memory and time; with Docker's
-# seccomp profile applied (--oci-seccomp) this gVisor answers clone3 with EPERM, not ENOSYS, so no thread starts)
+# expect-runsc: completed|oom_killed|timed_out  (each thread costs gVisor host memory and time)
 # must-contain: thread limit reached
 # must-not-contain: LEAK
 import threading
