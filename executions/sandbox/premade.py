@@ -32,7 +32,7 @@ from django.conf import settings
 
 from executions.sandbox import runner
 from executions.sandbox.images import sandbox_image
-from executions.sandbox.runner import Limits, RunResult, SandboxError
+from executions.sandbox.runner import EngineUnavailable, Limits, RunResult, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,11 @@ def run_in(
     stream, sandbox.stream = sandbox.stream, None
     try:
         stream.sendall(f"{language}\n".encode())
+    except OSError as exc:
+        stream.close()
+        # The launcher starts nothing without the whole line, its newline last: the script did not run.
+        raise EngineUnavailable(f"the sandbox made ahead lost its stream before the script arrived: {exc}") from exc
+    try:
         # Its stdin closes (StdinOnce): nothing more can reach the script that way.
         stream.shutdown(socket.SHUT_WR)
     except OSError as exc:
@@ -158,12 +163,12 @@ def run_in(
     return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled)
 
 
-def destroy(api: docker.APIClient, sandbox: Sandbox) -> None:
+def destroy(api: docker.APIClient, sandbox: Sandbox, patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
     if sandbox.stream is not None:
         sandbox.stream.close()
         sandbox.stream = None
     if sandbox.container_id:
-        runner.remove_container(api, sandbox.container_id)
+        runner.remove_container(api, sandbox.container_id, patience)
     runner.discard_code_dir(sandbox.code_dir)
 
 
@@ -247,6 +252,10 @@ def run(
         if on_created:
             on_created(sandbox.container_id)
         result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never)
+    except runner.EngineLost:
+        # As runner.run: the run already waited for the engine; the janitor removes it once it is back.
+        destroy(api, sandbox, patience=0)
+        raise
     except BaseException:
         destroy(api, sandbox)
         raise
