@@ -4,8 +4,11 @@ test's Redis and database, as deploy/worker-host sets them up. Then one host's e
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,7 +39,18 @@ class Host:
         """The names of this host's live sandbox workers."""
         return {name for name, pid in worker_pids(redis_conn).items() if parent_of(pid) == self.process.pid}
 
+    def freeze(self, redis_conn) -> None:
+        """The host is lost at once, as far as Redis and the database can tell: its processes stop,
+        and their connections stay open."""
+        workers = [pid for pid in worker_pids(redis_conn).values() if parent_of(pid) == self.process.pid]
+        self.frozen = [self.process.pid, *workers]
+        for pid in self.frozen:
+            os.kill(pid, signal.SIGSTOP)
+
     def stop(self) -> None:
+        # A stopped process never handles its SIGTERM.
+        for pid in getattr(self, "frozen", []):
+            os.kill(pid, signal.SIGKILL)
         stop_workers([self.process])
         self.log.close()
 
@@ -52,13 +66,20 @@ def parent_of(pid: int) -> int | None:
 def hosts(transactional_db, redis_conn, tmp_path):
     engines, running = [], []
     try:
-        for name in ("host-a", "host-b"):
-            engines.append(started_engine())
+        # Loading the image is most of an engine's start: both at once.
+        with ThreadPoolExecutor(2) as pool:
+            for engine in pool.map(lambda _: started_engine(), range(2)):
+                engines.append(engine)
+        for name, engine in zip(("host-a", "host-b"), engines):
             (tmp_path / name).mkdir()
-            running.append(Host(name, engines[-1], tmp_path / name))
+            running.append(Host(name, engine, tmp_path / name))
         wait_until(lambda: all(len(host.workers(redis_conn)) == SLOTS for host in running), 60, "both hosts up")
         yield running
     finally:
+        for engine in engines:
+            # A worker waits for a lost engine before it gives up removing its sandbox made ahead.
+            if not engine.running:
+                engine.start()
         for host in running:
             host.stop()
         for engine in engines:
@@ -131,3 +152,21 @@ def test_two_hosts_share_one_queue_and_losing_an_engine_loses_no_execution(alice
     assert len(errors) <= SLOTS
     assert all("engine" in row.error for row in errors), [row.error for row in errors]
     assert all(row.status == "completed" for row in rows if row not in errors)
+
+
+def test_the_other_hosts_reconciler_settles_what_a_lost_host_was_running(alice, hosts, redis_conn):
+    a, b = hosts
+    task_ids = submit_batch(alice, 8, 3)
+    lost = wait_until(lambda: running_on(b, redis_conn), 30, "a script running on host b")
+    b.freeze(redis_conn)
+    frozen = time.monotonic()
+
+    rows = all_terminal(task_ids, 90)
+    settled = time.monotonic() - frozen
+    errors = [row for row in rows if row.status == "error"]
+    print(f"the lost host's {len(errors)} executions settled {settled:.1f} s after it stopped")
+    assert {str(row.id) for row in lost} <= {str(row.id) for row in errors}
+    assert len(errors) <= SLOTS
+    assert all("worker" in row.error for row in errors), [row.error for row in errors]
+    assert all(row.status == "completed" for row in rows if row not in errors)
+    assert set(hosts_that_ran([row for row in rows if row not in errors], hosts, redis_conn)) == {"host-a"}
