@@ -138,7 +138,7 @@ def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
     """The engine failed before the script arrived, so it never ran: a platform fault, retried. The
     execution goes back to the queue as its next attempt, for any worker; this one takes no job until
     its engine answers again (executions.worker)."""
-    log.warning("execution %s: the container engine failed before the script arrived (%s); queued again", execution.id, exc)
+    log.warning("execution %s: the engine failed before the script arrived (%s); queued again", execution.id, exc)
     if not Execution.objects.requeue(execution):
         # Cancelled meanwhile: nothing ran, nothing to keep.
         return "skipped"

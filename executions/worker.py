@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
 from executions import metrics, reconciler, store
-from executions.sandbox import janitor, premade, runtimes
+from executions.sandbox import janitor, premade, runner, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ class SandboxWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             try:
-                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
-                self.maintain("sandbox removal", premade.discard)
+                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one,
+                # which is also what happens to them if the engine is gone (no wait for it then).
+                patience = runner.ENGINE_RECOVERY_SECONDS if engine_health() == "ok" else 0
+                self.maintain("sandbox removal", lambda: premade.discard(patience))
             finally:
                 stop.set()
                 beat.join(ALIVE_EVERY + 1)

@@ -12,7 +12,7 @@ import docker
 import pytest
 from django.conf import settings
 
-from executions import runs
+from executions import runs, worker
 from executions.models import Execution
 from executions.sandbox import premade, runner
 from executions.sandbox.runner import EngineUnavailable, Limits
@@ -20,11 +20,14 @@ from executions.worker import SandboxWorker
 from tests.conftest import listed_jobs
 
 
+def gone(tmp_path) -> docker.APIClient:
+    """A client of a socket nobody listens on, as after the engine stopped."""
+    return docker.APIClient(base_url=f"unix://{tmp_path}/gone.sock", version="1.41", timeout=5)
+
+
 @pytest.fixture
 def engine_gone(monkeypatch, tmp_path):
-    """This process's engine client points at a socket nobody listens on, as after the engine stopped."""
-    client = docker.APIClient(base_url=f"unix://{tmp_path}/gone.sock", version="1.41", timeout=5)
-    monkeypatch.setattr(runner, "_client", client)
+    monkeypatch.setattr(runner, "_client", gone(tmp_path))
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +63,19 @@ def test_it_ends_error_once_no_engine_could_take_it_five_times(alice, engine_gon
     assert runs.run(task_id) == "error"
     execution = Execution.objects.get(id=task_id)
     assert execution.status == "error" and "no container engine could run it" in execution.error
+
+
+def test_a_sandbox_made_ahead_does_not_hide_the_loss_of_its_engine(monkeypatch, tmp_path):
+    premade.prepare("test-worker")
+    assert premade.ready() is not None
+    try:
+        with monkeypatch.context() as engine_lost:
+            engine_lost.setattr(runner, "_client", gone(tmp_path))
+            assert worker.engine_health().startswith("unreachable")
+            with pytest.raises(EngineUnavailable):
+                premade.run("python", "print(1)", limits=Limits.from_settings())
+    finally:
+        premade.discard()
 
 
 def test_a_made_ahead_sandbox_whose_stream_broke_before_delivery_never_runs_the_script():

@@ -4,6 +4,7 @@ Checked as Compose reads the files (`docker compose config`)."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 from functools import cache
@@ -93,3 +94,15 @@ def test_the_main_host_publishes_redis_and_postgres_on_its_private_address_only(
         published = port if isinstance(port, str) else f"{port['host_ip']}:{port['published']}:{port['target']}"
         assert published.split("/")[0] == f"10.0.0.1:{target}:{target}"
     assert config("docker-compose.yml", "deploy/worker-host/main-host.yml").returncode != 0
+
+
+def test_the_systemd_unit_stops_the_workers_warmly_and_restarts_them():
+    unit = configparser.ConfigParser(interpolation=None)
+    unit.optionxform = str
+    unit.read(WORKER_HOST / "rce-workers.service")
+    service_section = unit["Service"]
+    assert service_section["ExecStart"].split()[-2:] == ["manage.py", "sandbox_workers"]
+    # One SIGTERM to the supervisor, which passes one on: a second one would abandon the runs in hand.
+    assert service_section["KillMode"] == "mixed"
+    assert service_section["Restart"] == "always"
+    assert "EnvironmentFile" in service_section and "docker.service" in unit["Unit"]["Requires"]

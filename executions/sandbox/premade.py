@@ -264,17 +264,17 @@ def run(
     return result
 
 
-def tidy() -> None:
-    """Remove the sandboxes set aside."""
+def tidy(patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
+    """Remove the sandboxes set aside, waiting up to `patience` seconds for an unreachable engine."""
     api = runner.docker_api()
     while _set_aside:
-        destroy(api, _set_aside.pop())
+        destroy(api, _set_aside.pop(), patience)
 
 
-def discard() -> None:
+def discard(patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
     """Remove every sandbox of this process: the worker stops."""
     global _ready
     if _ready is not None:
         _set_aside.append(_ready)
         _ready = None
-    tidy()
+    tidy(patience)
