@@ -273,7 +273,8 @@ class Stack:
         return sum(cpu_seconds(p) for p in [self.web.pid, *children(self.web.pid)])
 
     def worker_rss(self) -> list[float]:
-        return [rss_mib(w.pid) for w in self.workers]
+        """Each worker's RSS; under sandbox_workers, each of its workers' (the supervisor's children)."""
+        return [rss_mib(pid) for w in self.workers for pid in (children(w.pid) or [w.pid])]
 
     def query(self, sql: str) -> list[tuple]:
         if self.database == "postgres":
@@ -339,3 +340,10 @@ def load_note(data: dict) -> str:
         f"{data['date']}, commit {data['commit']}, {data['cpus']} CPUs, Python {data['python']}; "
         f"load average {start} at the start, {end} at the end."
     )
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []

@@ -1,8 +1,9 @@
 """Lifecycle: a trivial Python execution from submission to terminal status, through the whole platform.
 
-    .venv/bin/python bench/lifecycle.py [--light 50] [--saturation 600] [--workers 3] [--database postgres]
+    .venv/bin/python bench/lifecycle.py [--light 50] [--saturation 600] [--workers N] [--database postgres]
 
-Starts the production web server and WORKERS rq workers on a private database and Redis database.
+Starts the production web server and the sandbox workers as `make run` does (`manage.py
+sandbox_workers`; `--workers N`: N plain rq workers instead) on a private database and Redis database.
 Light load: one `print(1)` at a time, POSTed to /api/v1/execute and then read back every 10 ms
 until it is terminal (p50 and p95 of that, and of the server's own created_at -> finished_at).
 Saturation: SATURATION executions submitted at once, so the queue never runs dry; executions per
@@ -163,7 +164,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--light", type=int, default=50, help="executions run one at a time")
     parser.add_argument("--saturation", type=int, default=600, help="executions submitted at once")
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="plain rq workers; 0 (the default): manage.py sandbox_workers, as make run starts it")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--name", default="lifecycle", help="report name: bench/results/NAME.md, .json, .png")
@@ -171,7 +173,10 @@ def main() -> None:
     context = machine()
     with Stack("lifecycle", args.database, args.port) as stack:
         stack.start_web()
-        stack.start_workers(args.workers)
+        if args.workers:
+            stack.start_workers(args.workers)
+        else:
+            args.workers = stack.start_supervisor()
         print(f"-- light load: {args.light} executions, one at a time", file=sys.stderr)
         result = {"light": light(stack, args.light)}
         before = {"workers": stack.worker_rss(), "web": stack.web_rss()}

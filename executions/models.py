@@ -11,7 +11,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, models, router
+from django.db import connections, models, router, transaction
 from django.db.models.sql import InsertQuery
 from django.dispatch import Signal
 from django.utils import timezone
@@ -331,6 +331,23 @@ class Execution(models.Model):
             cursor.execute(insert_statement(using, connection.vendor), params)
         self._state.adding = False
         self._state.db = using
+
+    @classmethod
+    def insert_all(cls, executions: list[Execution]) -> None:
+        """insert() for several new executions: one statement run for each, in one transaction.
+
+        All are in the database when it returns, or none is (the error is Django's).
+        """
+        using = router.db_for_write(Execution)
+        connection = connections[using]
+        fields = cls._meta.local_concrete_fields
+        rows = [[field.get_db_prep_save(field.pre_save(execution, True), connection) for field in fields]
+                for execution in executions]
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.executemany(insert_statement(using, connection.vendor), rows)
+        for execution in executions:
+            execution._state.adding = False
+            execution._state.db = using
 
     def to_dict(self) -> dict:
         """The one representation of an execution: the API's, the cache's and the CLI's."""

@@ -121,24 +121,36 @@ class DjangoOverRSGI:
         self.body_seconds = body_seconds
         self.max_body = max_body
         self.executor: ThreadPoolExecutor | None = None
+        # The busiest requests, answered on the event loop (executions/api/fastlane.py).
+        self.fast_lane = None
 
     def __rsgi_init__(self, loop) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
+        if settings.FAST_LANE:
+            from executions.api.fastlane import FastLane
+
+            self.fast_lane = FastLane()
 
     def __rsgi_del__(self, loop) -> None:
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.fast_lane is not None:
+            self.fast_lane.close()
 
     async def __rsgi__(self, scope, protocol) -> None:
         if scope.proto != "http":
             return
         try:
-            body = await asyncio.wait_for(self.read_body(scope, protocol), self.body_seconds or None)
+            # A timer, not asyncio.wait_for(): that would make a task of every request's read.
+            async with asyncio.timeout(self.body_seconds or None):
+                body = await self.read_body(scope, protocol)
         except TimeoutError:
             return error(protocol, 408, "request_timeout", "The request body did not arrive in time; nothing was created.")
         except Refused as refused:
             return error(protocol, refused.status, refused.code, refused.message)
         except ClientGone:
+            return
+        if self.fast_lane is not None and await self.fast_lane.answer(scope, body, protocol):
             return
         if self.executor is None:
             self.__rsgi_init__(None)

@@ -278,6 +278,12 @@ READYZ_CHECKS = [c.strip() for c in envstr("READYZ_CHECKS", "database,redis,dock
 # How long a web process reuses an API key it looked up (and its tenant): a revoked key or a
 # disabled tenant is refused everywhere within this many seconds. 0: look the key up every time.
 API_KEY_CACHE_SECONDS = envfloat("API_KEY_CACHE_SECONDS", 1.0)
+# Raw submissions and reads of finished executions answered on the web server's event loop, with
+# submissions written in groups (executions/api/fastlane.py); 0: every request through Django.
+FAST_LANE = envbool("FAST_LANE", True)
+# Groups of submissions a web process writes at once: while one waits for its commit, the next is
+# written (PostgreSQL's commit waits for its disk).
+FAST_LANE_FLUSHES = max(1, envint("FAST_LANE_FLUSHES", 2))
 # The web server's request threads per process (sandbox_project/serve.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay

@@ -60,6 +60,20 @@ def test_rqs_own_worker_runs_what_the_script_writes(alice, transactional_db):
     assert dispatched(alice.tenant.id) == set()
 
 
+def test_the_job_fields_written_are_the_ones_rq_makes(settings):
+    for timeout in (10, 30):
+        settings.SANDBOX_TIMEOUT_SECONDS = timeout
+        identifier, key, count, *pairs = scheduler.job_args("0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11", 42, 3)
+        written = dict(zip(pairs[0::2], pairs[1::2]))
+        made = scheduler.rq_job_fields("0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11", 42, 3)
+        assert (identifier, key, count) == ("execution-0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11-3", Job.key_for(identifier), len(made))
+        times = ("created_at", "enqueued_at")
+        assert {name: value for name, value in written.items() if name not in times} == {
+            name: value for name, value in made.items() if name not in times
+        }
+        assert all(written[name][:16] == made[name][:16] for name in times)
+
+
 def express() -> list[str]:
     return scheduler.express_queue().job_ids
 

@@ -51,6 +51,13 @@ class KeyCache:
         self.entries[digest] = (now + seconds, key)
         return copy_key(key)
 
+    def recent(self, plain: str) -> ApiKey | None:
+        """The key if find() found it within API_KEY_CACHE_SECONDS; never a query (the fast lane's)."""
+        entry = self.entries.get(key_digest(plain))
+        if entry is None or entry[0] <= self.clock():
+            return None
+        return copy_key(entry[1])
+
     def touched(self, plain: str, when) -> None:
         """Note a write of last_used_at, so that the cached key does not write it again."""
         entry = self.entries.get(key_digest(plain))

@@ -1,0 +1,289 @@
+"""The fast lane: the two busiest requests, answered on the web server's event loop.
+
+A raw submission (`POST /api/v1/execute`, with at most `?language=`) and a read of an execution
+(`GET /api/v1/executions/<id>`) are most of what clients send. Through Django each cost
+about 1 ms of CPU served, most of it Django's and DRF's request cycle around a few microseconds of
+work. Here (called by sandbox_project.rsgi) they skip that cycle, not its rules:
+
+- the API key must be one this process authenticated in the last API_KEY_CACHE_SECONDS, through
+  Django (KeyCache.recent), with its tenant active and its last use recorded recently enough;
+- a submission goes through admission's own check() and then submissions.submit_group(): group
+  commit. Submissions that arrive while FAST_LANE_FLUSHES groups are being written wait for the
+  next one; each group is one INSERT transaction and one Redis round trip of admission scripts (one per submission, each
+  as atomic as a lone one). Every 202 is sent after its own row was committed and its job queued;
+- reads are grouped the same way: one Redis round trip counts each against its tenant's rate and
+  reads the cached results of finished executions; the others (queued or running, mostly) come from
+  one query for the whole group.
+
+Anything else (no key in the cache, an Idempotency-Key, query options, an invalid script, a
+database error before a group was written, Redis unreachable for a read) goes to Django unchanged, which
+answers, counts and logs it as it always has: the fast lane only ever answers what Django would
+have answered the same way. tests/test_fast_lane.py holds the two to the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl
+
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.urls import resolve
+from django.utils import timezone
+from rest_framework.exceptions import NotFound, Throttled
+
+from executions import metrics, scheduler, store, submissions
+from executions.api import errors, views
+from executions.api.auth import KEYS, LAST_USED_RESOLUTION_SECONDS
+from executions.models import Execution
+
+log = logging.getLogger(__name__)
+
+SUBMIT_PATHS = frozenset(("/api/v1/execute", "/api/v1/execute/"))
+# Django's <uuid:> converter: lowercase, with dashes; anything else is Django's 404.
+READ_PATH = re.compile(r"/api/v1/executions/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/?")
+# A group waits for the one before it, so under load it holds what arrived meanwhile; this bounds
+# how long the last of a group waits for the first.
+MAX_GROUP = 128
+# The headers Django's path sends with these answers (SecurityMiddleware's and DRF's), which the
+# fast lane must match.
+SUBMIT_ALLOW = "POST, OPTIONS"
+READ_ALLOW = "GET, HEAD, OPTIONS"
+SECURITY_HEADERS = [
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "same-origin"),
+    ("cross-origin-opener-policy", "same-origin"),
+]
+
+class Fallback(Exception):
+    """Django answers this request."""
+
+
+# What a read found instead of an execution.
+NOT_FOUND, DATABASE_DOWN = object(), object()
+
+
+class Group:
+    """Items handed to `flush` (in a thread; at most `parallel` at once) together: what arrives while
+    every flush is busy goes into the next. `flush` returns one result per item, which its caller gets (an exception,
+    but for an AdmissionError, is raised in it); if `flush` raises, every item's caller gets that.
+    """
+
+    def __init__(self, flush: Callable[[list], list], name: str, parallel: int = 1):
+        self.flush = flush
+        self.parallel = parallel
+        self.executor = ThreadPoolExecutor(parallel, thread_name_prefix=name)
+        self.pending: list[tuple[object, asyncio.Future]] = []
+        self.flushing = 0
+
+    async def add(self, item):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((item, future))
+        if self.flushing < self.parallel:
+            self.start(loop)
+        return await future
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        group, self.pending = self.pending[:MAX_GROUP], self.pending[MAX_GROUP:]
+        self.flushing += 1
+        done = loop.run_in_executor(self.executor, self.flush, [item for item, _ in group])
+        done.add_done_callback(lambda outcome: self.finished(loop, group, outcome))
+
+    def finished(self, loop, group, outcome: asyncio.Future) -> None:
+        self.flushing -= 1
+        error = outcome.exception()
+        results = [error] * len(group) if error else outcome.result()
+        for (_, future), result in zip(group, results):
+            if future.done():
+                continue
+            if isinstance(result, (Fallback, BaseException)) and not isinstance(result, submissions.AdmissionError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+        if self.pending:
+            self.start(loop)
+
+
+def write_group(group: list[submissions.Checked]) -> list:
+    # Django does this around each request; a flush is this thread's request.
+    close_old_connections()
+    try:
+        return submissions.submit_group(group)
+    except submissions.NothingCreated as exc:
+        # Each request goes through Django, which answers it (a 503 if the database is down).
+        log.warning("fast lane: a group of %d submission(s) goes to Django: %r", len(group), exc.__cause__)
+        close_old_connections()
+        return [Fallback()] * len(group)
+    except Exception:
+        # Its rows were removed again if they could be: not sent to Django, which would make them twice.
+        log.exception("fast lane: a group of %d submission(s) failed", len(group))
+        close_old_connections()
+        return [submissions.QueueUnavailable()] * len(group)
+
+
+def read_group(group: list[tuple[int, str]]) -> list:
+    """For each (tenant id, execution id): the request's count in its tenant's rate window and the
+    execution's JSON, from the cache or else from one query for the whole group; NOT_FOUND if it is
+    not the tenant's, DATABASE_DOWN if the query failed."""
+    window = int(time.time() // 60)
+    try:
+        with store.connection().pipeline(transaction=False) as pipe:
+            for tenant_id, execution_id in group:
+                rate = scheduler.RATE_KEY.format(tenant_id, window)
+                pipe.incr(rate)
+                pipe.expire(rate, 120)
+                pipe.get(store.RESULT_KEY.format(execution_id))
+            replies = pipe.execute()
+    except redis.RedisError:
+        # Django reads without Redis.
+        return [Fallback()] * len(group)
+    counts = replies[0::3]
+    found = [store.owned_json(raw, tenant_id) for (tenant_id, _), raw in zip(group, replies[2::3])]
+    misses = [execution_id for (_, execution_id), data in zip(group, found) if data is None]
+    if misses:
+        rows = queued_or_running(misses)
+        for index, ((tenant_id, execution_id), data) in enumerate(zip(group, found)):
+            if data is None:
+                row = rows.get(execution_id, NOT_FOUND) if rows is not None else DATABASE_DOWN
+                found[index] = NOT_FOUND if isinstance(row, Execution) and row.tenant_id != tenant_id else row
+    return list(zip(counts, found))
+
+
+def queued_or_running(ids: list[str]) -> dict[str, bytes | Execution] | None:
+    """The executions the cache does not hold (mostly queued or running), by id; None if the database failed."""
+    close_old_connections()
+    try:
+        rows = list(Execution.objects.filter(id__in=ids).defer("code", "stdin"))
+    except DatabaseError:
+        log.warning("fast lane: %d read(s) failed: database unavailable", len(ids), exc_info=True)
+        close_old_connections()
+        return None
+    return {str(row.id): row for row in rows}
+
+
+class FastLane:
+    def close(self) -> None:
+        """Finish the groups being written: their requests' rows are committed, their jobs queued."""
+        for group in (self.submits, self.reads):
+            group.executor.shutdown(wait=True)
+
+    def __init__(self):
+        self.submits = Group(write_group, "fast-submit", settings.FAST_LANE_FLUSHES)
+        self.reads = Group(read_group, "fast-read")
+        self.submit_view = resolve("/api/v1/execute").view_name
+        self.read_view = resolve("/api/v1/executions/00000000-0000-0000-0000-000000000000").view_name
+
+    async def answer(self, scope, body: bytes, protocol) -> bool:
+        """Answer the request here, or return False for Django to."""
+        if settings.SECURE_SSL_REDIRECT or settings.API_KEY_CACHE_SECONDS <= 0:
+            # Django's SecurityMiddleware decides on redirects and HSTS per request.
+            return False
+        started = time.perf_counter()
+        try:
+            if scope.method == "POST" and scope.path in SUBMIT_PATHS:
+                view = self.submit_view
+                status, headers, content = await self.submit(scope, body)
+            elif scope.method == "GET" and (match := READ_PATH.fullmatch(scope.path)):
+                view = self.read_view
+                status, headers, content = await self.read(scope, match[1])
+            else:
+                return False
+        except Fallback:
+            return False
+        protocol.response_bytes(status, headers, content)
+        metrics.record_api_request(status, view, scope.method, time.perf_counter() - started)
+        return True
+
+    async def submit(self, scope, body: bytes) -> tuple[int, list, bytes]:
+        key = cached_key(scope.headers, extra=("idempotency-key",))
+        language = language_of(scope.query_string)
+        try:
+            code = body.decode("utf-8")
+            checked = submissions.checked(key.tenant, submissions.Submission(language, code))
+        except (UnicodeDecodeError, submissions.AdmissionError):
+            raise Fallback() from None
+        result = await self.submits.add(checked)
+        if isinstance(result, submissions.AdmissionError):
+            return refusal(views.api_error(result), SUBMIT_ALLOW)
+        headers = [
+            ("content-type", "application/json"),
+            ("location", f"/api/v1/executions/{result.id}"),
+            ("allow", SUBMIT_ALLOW),
+            *SECURITY_HEADERS,
+        ]
+        return 202, headers, b'{"task_id":"%s","status":"queued"}' % str(result.id).encode()
+
+    async def read(self, scope, execution_id: str) -> tuple[int, list, bytes]:
+        if scope.query_string:
+            raise Fallback()
+        tenant = cached_key(scope.headers).tenant
+        count, found = await self.reads.add((tenant.id, execution_id))
+        if count > tenant.limits().rate_per_minute:
+            return refusal(Throttled(60 - int(time.time() % 60)), READ_ALLOW)
+        if found is NOT_FOUND:
+            return refusal(NotFound(), READ_ALLOW)
+        if found is DATABASE_DOWN:
+            return refusal(errors.DatabaseUnavailable(), READ_ALLOW)
+        if isinstance(found, Execution):
+            found = json.dumps(found.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        return 200, [("content-type", "application/json"), ("allow", READ_ALLOW), *SECURITY_HEADERS], found
+
+
+def cached_key(headers, extra: tuple[str, ...] = ()):
+    """The request's API key, if this process authenticated it recently and needs no database for it."""
+    seen: dict[str, str] = {}
+    for name, value in headers.items():
+        if name in ("authorization", "x-api-key", *extra):
+            if name in seen:
+                raise Fallback()
+            seen[name] = value
+    if any(name in seen for name in extra):
+        raise Fallback()
+    authorization = seen.get("authorization", "")
+    if authorization:
+        scheme, _, plain = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            raise Fallback()
+        plain = plain.strip()
+    else:
+        plain = seen.get("x-api-key", "").strip()
+    key = KEYS.recent(plain) if plain else None
+    if key is None or not key.tenant.is_active or key.last_used_at is None:
+        raise Fallback()
+    if (timezone.now() - key.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+        # Django records the key's use.
+        raise Fallback()
+    return key
+
+
+def language_of(query: str) -> str:
+    if not query:
+        return Execution.Language.PYTHON
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if len(pairs) != 1 or pairs[0][0] != "language":
+        raise Fallback()
+    return pairs[0][1]
+
+
+def refusal(exc, allow: str) -> tuple[int, list, bytes]:
+    """An API error as Django's path answers it (errors.exception_handler), counted in the same metric."""
+    reason = errors.rejection_reason(exc)
+    if reason:
+        metrics.REJECTED_REQUESTS.labels(reason=reason).inc()
+    code = errors.CODES.get(type(exc)) or exc.get_codes()
+    body = json.dumps(errors.error_body(code, str(exc.detail)), separators=(",", ":"), ensure_ascii=False)
+    headers = [("content-type", "application/json")]
+    # DRF's handler writes a Throttled's wait with "%d"; errors.exception_handler the others' retry_after.
+    retry_after = getattr(exc, "retry_after", None) or (isinstance(exc, Throttled) and exc.wait)
+    if retry_after:
+        headers.append(("retry-after", "%d" % retry_after))
+    headers += [("allow", allow), *SECURITY_HEADERS]
+    return exc.status_code, headers, body.encode()

@@ -1,0 +1,296 @@
+"""The fast lane (executions/api/fastlane.py): raw submissions and cached reads on the event loop.
+
+In-process against the real database and Redis: what it answers, what it leaves to Django, that
+every 202 has its committed row and its queued job, and that each submission of a group is admitted
+or refused on its own. Then served: the same requests to a server with the fast lane and to one
+without get the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import uuid
+
+import pytest
+import redis
+
+from executions import scheduler, store, submissions
+from executions.api import fastlane
+from executions.api.auth import KEYS
+from executions.models import Execution
+from tests.conftest import queued_job_count, start_web_server, stop_web_server
+
+
+class Headers:
+    def __init__(self, headers: dict[str, str] | list[tuple[str, str]]):
+        self.pairs = [(name.lower(), value) for name, value in (headers.items() if isinstance(headers, dict) else headers)]
+
+    def items(self):
+        return self.pairs
+
+
+class Scope:
+    def __init__(self, method: str, path: str, query: str = "", headers=None):
+        self.method, self.path, self.query_string = method, path, query
+        self.headers = Headers(headers or {})
+
+
+class Protocol:
+    def __init__(self):
+        self.answer = None
+
+    def response_bytes(self, status: int, headers: list, body: bytes) -> None:
+        self.answer = (status, dict(headers), body)
+
+
+def answer(lane, method: str, path: str, body: bytes = b"", query: str = "", **headers: str):
+    """The fast lane's answer, or None where it leaves the request to Django."""
+    protocol = Protocol()
+    handled = asyncio.run(lane.answer(Scope(method, path, query, headers), body, protocol))
+    return protocol.answer if handled else None
+
+
+def answers(lane, count: int, key: str, body: bytes = b"print(1)") -> list:
+    """`count` submissions at once, as concurrent requests on one event loop."""
+
+    async def all_of_them():
+        protocols = [Protocol() for _ in range(count)]
+        scope = Scope("POST", "/api/v1/execute", "", {"authorization": f"Bearer {key}"})
+        handled = await asyncio.gather(*(lane.answer(scope, body, protocol) for protocol in protocols))
+        return [protocol.answer if ok else None for ok, protocol in zip(handled, protocols)]
+
+    return asyncio.run(all_of_them())
+
+
+@pytest.fixture
+def lane(transactional_db, settings):
+    settings.API_KEY_CACHE_SECONDS = 60
+    KEYS.clear()
+    yield fastlane.FastLane()
+    KEYS.clear()
+
+
+def authenticated(persona) -> str:
+    """As Django's authentication leaves it: the key found, its use recorded."""
+    response = persona.client.get("/api/v1/executions")
+    assert response.status_code == 200
+    return persona.key
+
+
+def test_a_key_django_has_not_authenticated_is_left_to_django(lane, alice):
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {alice.key}") is None
+    assert Execution.objects.count() == 0
+
+
+def test_a_raw_submission_is_committed_and_queued_before_its_202(lane, alice):
+    key = authenticated(alice)
+    status, headers, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+    assert status == 202
+    task_id = json.loads(body)["task_id"]
+    assert json.loads(body) == {"task_id": task_id, "status": "queued"}
+    assert headers["location"] == f"/api/v1/executions/{task_id}"
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.tenant_id, execution.language, execution.code) == (alice.tenant.id, "python", "print(1)")
+    assert scheduler.job_id(task_id, execution.attempts) in scheduler.express_queue().job_ids + scheduler.queue().job_ids
+
+
+def test_the_key_may_come_in_x_api_key_and_the_language_in_the_query(lane, alice):
+    key = authenticated(alice)
+    status, _, body = answer(lane, "POST", "/api/v1/execute/", b"echo hi", query="language=bash", **{"x-api-key": key})
+    assert status == 202
+    assert Execution.objects.get(id=json.loads(body)["task_id"]).language == "bash"
+
+
+def test_concurrent_submissions_are_written_in_groups_and_each_gets_its_row_and_job(lane, alice, monkeypatch):
+    key = authenticated(alice)
+    sizes = []
+    flush = lane.submits.flush
+    monkeypatch.setattr(lane.submits, "flush", lambda group: sizes.append(len(group)) or flush(group))
+    results = answers(lane, 60, key)
+    assert [status for status, _, _ in results] == [202] * 60
+    ids = {json.loads(body)["task_id"] for _, _, body in results}
+    assert len(ids) == 60
+    assert set(map(str, Execution.objects.values_list("id", flat=True))) == ids
+    assert queued_job_count() == 60
+    # While the first group was written, the others waited for the next.
+    assert len(sizes) < 60 and sum(sizes) == 60
+
+
+def test_each_submission_of_a_group_is_admitted_or_refused_on_its_own(lane, alice):
+    alice.tenant.max_queued = 4
+    alice.tenant.save()
+    key = authenticated(alice)
+    results = answers(lane, 10, key)
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [202] * 4 + [429] * 6
+    refused = [(headers, json.loads(body)) for status, headers, body in results if status == 429]
+    assert all(body["error"]["code"] == "queue_quota_exceeded" and headers["retry-after"] == "5" for headers, body in refused)
+    # Nothing is left of the refused ones.
+    assert Execution.objects.count() == 4
+    assert queued_job_count() == 4
+
+
+def test_the_rate_is_counted_once_per_submission(lane, alice):
+    alice.tenant.rate_per_minute = 3
+    alice.tenant.save()
+    key = authenticated(alice)  # one request of the three
+    statuses = sorted(status for status, _, _ in answers(lane, 5, key))
+    assert statuses == [202, 202, 429, 429, 429]
+    assert Execution.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    "query, headers, body",
+    [
+        ("timeout_seconds=2", {}, b"print(1)"),
+        ("wait=5", {}, b"print(1)"),
+        ("language=cobol", {}, b"print(1)"),
+        ("", {"idempotency-key": "k1"}, b"print(1)"),
+        ("", {}, b"   "),
+        ("", {}, b"\xff\xfe"),
+        ("", {}, b"print('\x00')"),
+    ],
+    ids=["options", "wait", "unknown-language", "idempotency-key", "empty", "not-utf8", "nul"],
+)
+def test_what_is_not_a_plain_valid_submission_is_left_to_django(lane, alice, query, headers, body):
+    key = authenticated(alice)
+    assert answer(lane, "POST", "/api/v1/execute", body, query=query, authorization=f"Bearer {key}", **headers) is None
+    assert Execution.objects.count() == 0
+
+
+def test_a_disabled_tenant_or_a_wrong_key_is_left_to_django(lane, alice):
+    key = authenticated(alice)
+    alice.tenant.is_active = False
+    alice.tenant.save()  # empties this process's key cache, as it does Django's
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}") is None
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}x") is None
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Basic {key}") is None
+    assert Execution.objects.count() == 0
+
+
+def test_an_unreachable_queue_creates_nothing(lane, alice, monkeypatch):
+    key = authenticated(alice)
+
+    def unreachable(requests):
+        raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(scheduler, "admit_each", unreachable)
+    status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+    assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
+    assert Execution.objects.count() == 0
+
+
+def test_a_group_the_database_refuses_is_left_to_django(lane, alice, monkeypatch):
+    key = authenticated(alice)
+    from django.db import OperationalError
+
+    def refused(executions):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(Execution, "insert_all", refused)
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}") is None
+    assert Execution.objects.count() == 0 and queued_job_count() == 0
+
+
+def test_a_group_that_fails_after_its_rows_were_written_removes_them_and_is_not_sent_to_django(lane, alice, monkeypatch):
+    key = authenticated(alice)
+
+    def broken(requests):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(scheduler, "admit_each", broken)
+    status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+    assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
+    assert Execution.objects.count() == 0 and queued_job_count() == 0
+
+
+def finished(persona) -> str:
+    task_id = str(uuid.uuid4())
+    store.cache_result(task_id, persona.tenant.id, {"task_id": task_id, "status": "completed", "stdout": "1\n"}, "completed")
+    return task_id
+
+
+def test_a_finished_execution_is_read_from_the_cache(lane, alice):
+    key = authenticated(alice)
+    task_id = finished(alice)
+    status, headers, body = answer(lane, "GET", f"/api/v1/executions/{task_id}", authorization=f"Bearer {key}")
+    assert (status, headers["content-type"]) == (200, "application/json")
+    assert json.loads(body) == {"task_id": task_id, "status": "completed", "stdout": "1\n"}
+
+
+def test_a_queued_execution_is_read_from_the_database_as_django_renders_it(lane, alice):
+    key = authenticated(alice)
+    task_id = alice.submit("print(1)")
+    status, _, body = answer(lane, "GET", f"/api/v1/executions/{task_id}", authorization=f"Bearer {key}")
+    assert status == 200
+    assert body == alice.client.get(f"/api/v1/executions/{task_id}").content
+
+
+def test_another_tenants_execution_is_not_found_cached_or_not(lane, alice, bob):
+    key = authenticated(alice)
+    for task_id in (finished(bob), bob.submit("print(1)"), str(uuid.uuid4())):
+        status, _, body = answer(lane, "GET", f"/api/v1/executions/{task_id}", authorization=f"Bearer {key}")
+        assert (status, json.loads(body)["error"]["code"]) == (404, "not_found")
+
+
+def test_ids_django_does_not_route_are_left_to_it(lane, alice):
+    key = authenticated(alice)
+    task_id = finished(alice)
+    for path in (f"/api/v1/executions/{task_id.upper()}", f"/api/v1/executions/{task_id.replace('-', '')}"):
+        assert answer(lane, "GET", path, authorization=f"Bearer {key}") is None, path
+
+
+def test_every_read_answered_here_counts_against_the_rate_once(lane, alice):
+    alice.tenant.rate_per_minute = 4
+    alice.tenant.save()
+    key = authenticated(alice)  # the first of four
+    task_id = finished(alice)
+    paths = [f"/api/v1/executions/{task_id}", f"/api/v1/executions/{uuid.uuid4()}"] * 2
+    statuses = [answer(lane, "GET", path, authorization=f"Bearer {key}")[0] for path in paths]
+    assert statuses == [200, 404, 200, 429]
+
+
+# Served: the same requests to the server with the fast lane and to one without.
+
+@pytest.fixture
+def two_servers(transactional_db):
+    fast, fast_port = start_web_server(WEB_WORKERS="1", API_KEY_CACHE_SECONDS="60")
+    plain, plain_port = start_web_server(WEB_WORKERS="1", API_KEY_CACHE_SECONDS="60", FAST_LANE="0")
+    yield fast_port, plain_port
+    stop_web_server(fast)
+    stop_web_server(plain)
+
+
+def request(port: int, method: str, path: str, key: str, body: bytes | None = None) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(method, path, body, {"Authorization": f"Bearer {key}"})
+    response = connection.getresponse()
+    # What differs between any two answers, whoever gives them.
+    headers = {name.lower(): value for name, value in response.getheaders()
+               if name.lower() not in ("date", "server", "location", "content-length")}
+    return response.status, headers, response.read()
+
+
+def test_both_servers_answer_alike(two_servers, alice):
+    alice.tenant.max_queued = 1
+    alice.tenant.save()
+    answers = []
+    for port in two_servers:
+        # The first request of a key goes through Django in both; the ones after it do not in the first.
+        request(port, "GET", "/api/v1/executions", alice.key)
+        status, headers, body = request(port, "POST", "/api/v1/execute", alice.key, b"print(1)")
+        task_id = json.loads(body)["task_id"]
+        answers.append((status, headers, json.loads(body).keys()))
+        refused = request(port, "POST", "/api/v1/execute", alice.key, b"print(2)")
+        answers.append((refused[0], refused[1], json.loads(refused[2])))
+        store.cache_result(task_id, alice.tenant.id, {"task_id": "same", "status": "completed"}, "completed")
+        answers.append(request(port, "GET", f"/api/v1/executions/{task_id}", alice.key))
+        answers.append(request(port, "GET", f"/api/v1/executions/{uuid.uuid4()}", alice.key)[:2])
+        Execution.objects.all().delete()
+        store.connection().flushdb()
+    fast, plain = answers[:4], answers[4:]
+    for mine, djangos in zip(fast, plain):
+        assert mine == djangos
+    assert [answer[0] for answer in fast] == [202, 429, 200, 404]
