@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -74,7 +75,33 @@ class PrivateEngine:
             for container in self.api().containers(all=True):
                 self.api().remove_container(container["Id"], force=True)
             self.stop()
+        # A container shim (or a container caught starting) that outlived a stop of the engine is no
+        # longer the restarted engine's to remove; nor is the mount the engine made of its data root.
+        for pid in self.leftover_processes():
+            os.kill(pid, signal.SIGKILL)
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(f"{self.directory}/")), reverse=True):
+            subprocess.run(["umount", "--lazy", mount], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def leftover_processes(self) -> list[int]:
+        """Processes started for this engine (their command line names its directory) and their
+        children (a container's init), still running."""
+        marker = str(self.directory).encode()
+        parents: dict[int, int] = {}
+        found = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                if not entry.name.isdigit():
+                    continue
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if marker in (entry / "cmdline").read_bytes():
+                    found.add(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        while children := {pid for pid, parent in parents.items() if parent in found} - found:
+            found |= children
+        return sorted(found)
 
 
 def started_engine(**options) -> PrivateEngine:
