@@ -252,8 +252,8 @@ def run(
         if on_created:
             on_created(sandbox.container_id)
         result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never)
-    except runner.EngineLost:
-        # As runner.run: the run already waited for the engine; the janitor removes it once it is back.
+    except (runner.EngineLost, EngineUnavailable):
+        # As runner.run: no wait for the engine; the janitor removes it once the engine is back.
         destroy(api, sandbox, patience=0)
         raise
     except BaseException:

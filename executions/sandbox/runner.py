@@ -374,9 +374,9 @@ def run(
             if code_source is None:
                 copy_code(api, container_id, filename, code, stdin)
             return start_and_collect(api, container_id, limits, cancelled or never)
-        except EngineLost:
-            # The run already waited for the engine: the result comes first, the janitor removes the
-            # container once the engine is back.
+        except (EngineLost, EngineUnavailable):
+            # No wait for the engine (the run already waited, or the execution goes back to the
+            # queue): the janitor removes the container once the engine is back.
             patience = 0
             raise
         finally:
@@ -440,8 +440,9 @@ def create_container(
         except UNREACHABLE as exc:
             raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
         verify_restrictions(inspected, limits, code_source)
-    except BaseException:
-        remove_container(api, container_id)
+    except BaseException as exc:
+        # Not started: if the engine is gone, the janitor removes it once it is back.
+        remove_container(api, container_id, 0 if isinstance(exc, EngineUnavailable) else ENGINE_RECOVERY_SECONDS)
         raise
     return container_id
 
