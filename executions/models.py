@@ -241,9 +241,13 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         return bool(cancelled.update(**output) if output else cancelled.exists())
 
     def requeue(self, execution: Execution) -> bool:
-        """queued or running (whose sandbox never started) -> queued, as its next attempt."""
+        """queued or running (whose script never arrived in a sandbox) -> queued, as its next attempt."""
         updated = self.filter(id=execution.id, status=execution.status, attempts=execution.attempts).update(
-            status=Execution.Status.QUEUED, started_at=None, worker_name="", attempts=execution.attempts + 1
+            status=Execution.Status.QUEUED,
+            started_at=None,
+            worker_name="",
+            container_id="",
+            attempts=execution.attempts + 1,
         )
         if updated:
             execution.status, execution.attempts = Execution.Status.QUEUED, execution.attempts + 1

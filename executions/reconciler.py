@@ -11,6 +11,7 @@ database was down are written first.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from itertools import islice
 
@@ -42,14 +43,32 @@ LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, Jo
 
 
 def live_jobs(executions: list[Execution]) -> set[str]:
-    """The ids of these executions whose current job is still queued or running: one round trip."""
-    pipeline = store.connection().pipeline(transaction=False)
+    """The ids of these executions whose current job is still queued or running: one round trip.
+
+    A queued job waits in its tenant's backlog or in a list. One dispatched more than QUEUED_GRACE
+    ago that is in neither list and never started was taken by a worker that is gone: Redis hands a
+    blocked pop's job to a connection it has not yet seen die, as a lost host's workers' are, and
+    rq's blocking pop over two lists keeps no copy.
+    """
+    connection = store.connection()
+    pipeline = connection.pipeline(transaction=False)
     for execution in executions:
-        pipeline.hget(Job.key_for(scheduler.job_id(execution.id, execution.attempts)), "status")
+        job = scheduler.job_id(execution.id, execution.attempts)
+        pipeline.hget(Job.key_for(job), "status")
+        pipeline.zscore(scheduler.tenant_key(execution.tenant_id, "dispatched"), job)
+    pipeline.lrange(scheduler.queue().key, 0, -1)
+    pipeline.lrange(scheduler.express_queue().key, 0, -1)
+    *replies, shared, express = pipeline.execute()
+    listed = {job.decode() for job in shared + express}
+    taken_before = time.time() - QUEUED_GRACE.total_seconds()
     live = set()
-    for execution, status in zip(executions, pipeline.execute()):
-        if status is not None and JobStatus(status.decode()) in LIVE_JOB_STATUSES:
-            live.add(str(execution.id))
+    for execution, status, dispatched_at in zip(executions, replies[0::2], replies[1::2]):
+        if status is None or JobStatus(status.decode()) not in LIVE_JOB_STATUSES:
+            continue
+        taken = dispatched_at is not None and scheduler.job_id(execution.id, execution.attempts) not in listed
+        if JobStatus(status.decode()) == JobStatus.QUEUED and taken and dispatched_at < taken_before:
+            continue
+        live.add(str(execution.id))
     return live
 
 

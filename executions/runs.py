@@ -27,6 +27,8 @@ from executions.sandbox import languages, premade, runner
 log = logging.getLogger(__name__)
 
 DATABASE_RETRY_DELAYS = (0.5, 1, 2, 4)
+# An execution queued again this many times because no engine could take it ends `error`.
+MAX_ENGINE_ATTEMPTS = 5
 RESULT_HOLD_SECONDS = 3600
 Status = Execution.Status
 # What a run cancelled midway keeps: its output so far, never its status or finish time.
@@ -76,7 +78,12 @@ def run(execution_id: str) -> str:
     metrics.QUEUE_WAIT.observe(queue_wait)
     log_state(execution_id, Status.RUNNING, tenant, name, queue_wait_s=f"{queue_wait:.3f}")
     with metrics.ACTIVE_WORKERS.track_inprogress():
-        fields = run_in_sandbox(execution)
+        try:
+            fields = run_in_sandbox(execution)
+        except runner.EngineUnavailable as exc:
+            if execution.attempts < MAX_ENGINE_ATTEMPTS:
+                return requeue_unstarted(execution, name, exc)
+            fields = {"status": Status.ERROR, "error": f"no container engine could run it: {exc}"}
     status = finish(execution_id, fields)
     if status == "stale" and keep_cancelled_output(execution_id, fields):
         log_state(execution_id, Status.CANCELLED, tenant, name, duration_ms=fields.get("duration_ms"))
@@ -110,6 +117,8 @@ def run_in_sandbox(execution: Execution) -> dict:
             ),
             cancelled=lambda: store.cancel_requested(execution_id),
         )
+    except runner.EngineUnavailable:
+        raise
     except runner.SandboxError as exc:
         log.error("execution %s: sandbox error: %s", execution_id, exc)
         return {"status": Status.ERROR, "error": str(exc)}
@@ -128,6 +137,24 @@ def run_in_sandbox(execution: Execution) -> dict:
         "compile_output": as_text(result.compile_output),
         "compile_duration_ms": result.compile_duration_ms,
     }
+
+
+def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
+    """The engine failed before the script arrived, so it never ran: a platform fault, retried. The
+    execution goes back to the queue as its next attempt, for any worker; this one takes no job until
+    its engine answers again (executions.worker)."""
+    log.warning("execution %s: the engine failed before the script arrived (%s); queued again", execution.id, exc)
+    if not Execution.objects.requeue(execution):
+        # Cancelled meanwhile: nothing ran, nothing to keep.
+        return "skipped"
+    log_state(execution.id, Status.QUEUED, execution.tenant.name, worker, attempts=execution.attempts)
+    try:
+        # Admitted before, so not counted or checked again.
+        scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
+    except redis.RedisError:
+        # A queued row without its job: the reconciler queues it again (reconciler.requeue_lost).
+        log.warning("execution %s: could not queue it again", execution.id, exc_info=True)
+    return Status.QUEUED
 
 
 def sandbox_limits(execution: Execution) -> runner.Limits:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 
 import django_rq
 import redis
@@ -19,13 +20,15 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
 from executions import metrics, reconciler, scheduler, store
-from executions.sandbox import janitor, premade, runtimes
+from executions.sandbox import janitor, premade, runner, runtimes
 from executions.sandbox.runner import docker_api
 
 log = logging.getLogger(__name__)
 
 ALIVE_TTL = 15
 ALIVE_EVERY = 5
+# How often a worker whose engine is unreachable asks it again.
+ENGINE_POLL_SECONDS = 1
 
 
 class SandboxWorker(SimpleWorker):
@@ -60,11 +63,43 @@ class SandboxWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             try:
-                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one.
-                self.maintain("sandbox removal", premade.discard)
+                # Before the heartbeat stops: a janitor removes the sandboxes of a worker without one,
+                # which is also what happens to them if the engine is gone (no wait for it then).
+                patience = runner.ENGINE_RECOVERY_SECONDS if engine_health() == "ok" else 0
+                self.maintain("sandbox removal", lambda: premade.discard(patience))
             finally:
                 stop.set()
                 beat.join(ALIVE_EVERY + 1)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """Before each job, as rq waits here while workers are suspended: no job while the engine is
+        unreachable."""
+        super().check_for_suspension(burst)
+        self.wait_for_engine(burst)
+
+    def wait_for_engine(self, burst: bool = False) -> None:
+        """Take no job while the container engine does not answer: it could not run it, and another
+        host's worker can. The heartbeat and the maintenance passes (the reconciler's) go on meanwhile.
+        A job taken as the engine went away goes back to the queue (runs.requeue_unstarted)."""
+        health = engine_health()
+        if health == "ok":
+            return
+        log.warning("worker %s takes no job until its container engine answers (%s)", self.name, health)
+        if burst:
+            raise StopRequested
+        state = self.get_state()
+        self.set_state(WorkerStatus.SUSPENDED)
+        try:
+            while engine_health() != "ok":
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                time.sleep(ENGINE_POLL_SECONDS)
+        finally:
+            self.set_state(state)
+        log.warning("worker %s: its container engine answers again; taking jobs", self.name)
+        # A sandbox made before the engine went away is checked, and replaced if it did not survive.
+        self.make_ahead()
 
     def execute_job(self, job, queue):
         try:
@@ -136,16 +171,22 @@ class SandboxWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         close_old_connections()
-        self.maintain("janitor", lambda: janitor.sweep(docker_api(), worker_alive=reconciler.worker_is_alive))
-        self.make_ahead()
-        self.maintain(
-            "code directory janitor", lambda: janitor.sweep_code_dirs(in_use=janitor.mounted_code_dirs(docker_api()))
-        )
+        # Without its engine, a worker still settles what other hosts' dead workers left.
+        engine_up = engine_health() == "ok"
+        if engine_up:
+            self.maintain("janitor", lambda: janitor.sweep(docker_api(), worker_alive=reconciler.worker_is_alive))
+            self.make_ahead()
+            self.maintain(
+                "code directory janitor",
+                lambda: janitor.sweep_code_dirs(in_use=janitor.mounted_code_dirs(docker_api())),
+            )
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
-        self.maintain(
-            "runtime versions", lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection)
-        )
+        if engine_up:
+            self.maintain(
+                "runtime versions",
+                lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection),
+            )
 
     def maintain(self, name: str, task) -> None:
         """One maintenance task: its failure is logged, never fatal; a stop request goes through."""

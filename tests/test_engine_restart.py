@@ -3,77 +3,21 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-import docker
 import pytest
 
 from executions.models import Execution
-from executions.sandbox import janitor
-from executions.sandbox.images import sandbox_image
-from executions.sandbox.runner import LABEL, docker_api
+from executions.sandbox.runner import docker_api
 from tests.conftest import ROOT, manage, stop_workers, subprocess_env, wait_for_status
-
-
-class PrivateEngine:
-    def __init__(self):
-        self.directory = Path(tempfile.mkdtemp(prefix="rce-dockerd-"))
-        self.host = f"unix://{self.directory}/docker.sock"
-        self.config = self.directory / "daemon.json"
-        self.config.write_text(json.dumps({"live-restore": True}))
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        d = self.directory
-        self.process = subprocess.Popen(
-            ["dockerd", "--host", self.host, "--config-file", str(self.config), "--data-root", f"{d}/root",
-             "--exec-root", f"{d}/exec", "--pidfile", f"{d}/docker.pid", "--bridge", "none",
-             "--iptables=false", "--ip6tables=false"],
-            stdout=open(d / "dockerd.log", "ab"), stderr=subprocess.STDOUT,
-        )
-        for _ in range(300):
-            try:
-                self.api().ping()
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise AssertionError(f"the private dockerd did not start; see {d}/dockerd.log")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
-
-    def api(self) -> docker.APIClient:
-        return docker.APIClient(base_url=self.host, timeout=30)
-
-    def load_image(self) -> None:
-        save = subprocess.Popen(["docker", "save", sandbox_image()], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=save.stdout, check=True,
-                       stdout=subprocess.DEVNULL)
-        assert save.wait() == 0
-
-    def remove(self) -> None:
-        if self.process and self.process.poll() is None:
-            for container in self.api().containers(all=True):
-                self.api().remove_container(container["Id"], force=True)
-            self.stop()
-        shutil.rmtree(self.directory, ignore_errors=True)
+from tests.engines import script_running, started_engine
 
 
 @pytest.fixture
 def engine():
-    if shutil.which("dockerd") is None:
-        pytest.fail("the Docker engine is not installed: run the tests with `make test`")
-    engine = PrivateEngine()
+    engine = started_engine()
     try:
-        engine.start()
-        engine.load_image()
         yield engine
     finally:
         engine.remove()
@@ -85,20 +29,6 @@ def engine_worker(engine, transactional_db):
     processes = [subprocess.Popen(manage("rqworker", "sandbox"), env=env, cwd=ROOT)]
     yield processes[0]
     stop_workers(processes)
-
-
-def sandboxes(engine: PrivateEngine, **filters) -> list[dict]:
-    return engine.api().containers(all=True, filters={"label": LABEL, **filters})
-
-
-def script_running(engine: PrivateEngine, task_id: str) -> bool:
-    """Whether the execution's script has reached its sandbox, running on this engine."""
-    container_id = Execution.objects.get(id=task_id).container_id
-    for container in sandboxes(engine, id=container_id, status="running") if container_id else []:
-        source = janitor.code_source(container)
-        if source and os.path.exists(os.path.join(source, "stdin")):
-            return True
-    return False
 
 
 def test_an_engine_restart_ends_the_run_in_error_and_the_worker_recovers(alice, engine, engine_worker):
@@ -118,7 +48,7 @@ def test_an_engine_restart_ends_the_run_in_error_and_the_worker_recovers(alice, 
     assert "engine" in execution.error
     # The sandbox does not outlive its run, on the engine that kept it alive through the restart.
     deadline = time.monotonic() + 30
-    while sandboxes(engine, id=container_id):
+    while engine.sandboxes(id=container_id):
         assert time.monotonic() < deadline, "the sandbox outlived its run"
         time.sleep(0.2)
 

@@ -254,6 +254,18 @@ def test_the_janitor_removes_it_only_once_its_worker_is_gone(ahead, monkeypatch)
 
 
 @pytest.mark.no_database
+def test_the_janitor_removes_one_its_live_worker_let_go_of_without_removing_it(ahead, monkeypatch):
+    api = docker_api()
+    ahead.prepare("test-worker")
+    sandbox = ahead.ready()
+    monkeypatch.setattr(janitor, "WORKER_GRACE_SECONDS", 0)
+    assert janitor.sweep(api, worker_alive=lambda name: True) == []
+    # Destroyed while its engine was away: the directory went, the container stayed.
+    runner.discard_code_dir(sandbox.code_dir)
+    assert janitor.sweep(api, worker_alive=lambda name: True) == [sandbox.container_id]
+
+
+@pytest.mark.no_database
 def test_the_janitor_removes_one_whose_run_outlived_any_deadline(ahead):
     api = docker_api()
     ahead.prepare("test-worker")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.utils import timezone
@@ -39,6 +40,22 @@ def test_it_requeues_a_lost_job_once_then_gives_up(alice, redis_conn):
     execution = Execution.objects.get(id=task_id)
     assert execution.status == "error"
     assert "never ran" in execution.error and execution.finished_at is not None
+
+
+def test_it_requeues_a_job_that_a_lost_worker_took_from_the_list(alice, redis_conn):
+    taken, fresh = alice.submit("print(1)"), alice.submit("print(2)")
+    age(taken, minutes=5)
+    age(fresh, minutes=5)
+    # Both were dispatched; a worker's blocking pop took both, over connections whose hosts are gone.
+    assert listed_jobs() == [f"execution-{taken}-1", f"execution-{fresh}-1"]
+    redis_conn.delete(scheduler.queue().key)
+    dispatched = scheduler.tenant_key(alice.tenant.id, "dispatched")
+    redis_conn.zadd(dispatched, {f"execution-{taken}-1": time.time() - 61})
+    assert reconciler.requeue_lost() == 1
+    assert Execution.objects.get(id=taken).attempts == 2
+    # Taken within the grace: its worker may be about to start it.
+    assert Execution.objects.get(id=fresh).attempts == 1
+    assert f"execution-{taken}-2" in listed_jobs()
 
 
 def running(task_id: str, seconds_ago: float, worker: str = "w1", container: str = "c1") -> None:

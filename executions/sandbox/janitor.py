@@ -46,11 +46,16 @@ def sweep(
 def is_stale(container: dict, now: float, max_age: float, worker_alive: Callable[[str], bool]) -> bool:
     """A sandbox made for a run is stale `max_age` seconds after it was created. One made ahead may
     wait for its code as long as its worker lives, and is stale `max_age` seconds after the code
-    arrived, or as soon as its worker is gone."""
+    arrived, as soon as its worker is gone, or once its worker has discarded its code directory."""
     worker = (container.get("Labels") or {}).get(WORKER_LABEL)
     if worker is None:
         return container["Created"] <= now - max_age
     if container["Created"] <= now - WORKER_GRACE_SECONDS and not worker_alive(worker):
+        return True
+    source = code_source(container)
+    if container["Created"] <= now - WORKER_GRACE_SECONDS and source and not os.path.isdir(source):
+        # Its worker let go of it (its code directory is gone) but could not remove it: the engine
+        # was unreachable then.
         return True
     delivered = code_delivered_at(container)
     return delivered is not None and delivered <= now - max_age

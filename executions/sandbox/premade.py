@@ -32,7 +32,7 @@ from django.conf import settings
 
 from executions.sandbox import languages, runner
 from executions.sandbox.images import sandbox_image
-from executions.sandbox.runner import Limits, RunResult, SandboxError
+from executions.sandbox.runner import EngineUnavailable, Limits, RunResult, SandboxError
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,11 @@ def run_in(
     stream, sandbox.stream = sandbox.stream, None
     try:
         stream.sendall(f"{language}\n".encode())
+    except OSError as exc:
+        stream.close()
+        # The launcher starts nothing without the whole line, its newline last: the script did not run.
+        raise EngineUnavailable(f"the sandbox made ahead lost its stream before the script arrived: {exc}") from exc
+    try:
         # Its stdin closes (StdinOnce): nothing more can reach the script that way.
         stream.shutdown(socket.SHUT_WR)
     except OSError as exc:
@@ -157,12 +162,12 @@ def run_in(
     return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled)
 
 
-def destroy(api: docker.APIClient, sandbox: Sandbox) -> None:
+def destroy(api: docker.APIClient, sandbox: Sandbox, patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
     if sandbox.stream is not None:
         sandbox.stream.close()
         sandbox.stream = None
     if sandbox.container_id:
-        runner.remove_container(api, sandbox.container_id)
+        runner.remove_container(api, sandbox.container_id, patience)
     runner.discard_code_dir(sandbox.code_dir)
 
 
@@ -258,6 +263,10 @@ def run(
         if on_created:
             on_created(sandbox.container_id)
         result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never)
+    except (runner.EngineLost, EngineUnavailable):
+        # As runner.run: no wait for the engine; the janitor removes it once the engine is back.
+        destroy(api, sandbox, patience=0)
+        raise
     except BaseException:
         destroy(api, sandbox)
         raise
@@ -266,17 +275,17 @@ def run(
     return result
 
 
-def tidy() -> None:
-    """Remove the sandboxes set aside."""
+def tidy(patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
+    """Remove the sandboxes set aside, waiting up to `patience` seconds for an unreachable engine."""
     api = runner.docker_api()
     while _set_aside:
-        destroy(api, _set_aside.pop())
+        destroy(api, _set_aside.pop(), patience)
 
 
-def discard() -> None:
+def discard(patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
     """Remove every sandbox of this process: the worker stops."""
     global _ready
     if _ready is not None:
         _set_aside.append(_ready)
         _ready = None
-    tidy()
+    tidy(patience)

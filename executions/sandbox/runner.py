@@ -146,6 +146,8 @@ def check_runtime(api: docker.APIClient, runtime: str) -> None:
         return
     try:
         registered = api.info().get("Runtimes") or {}
+    except UNREACHABLE as exc:
+        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise SandboxError(f"the container engine is unreachable: {exc}") from exc
     problem = runtime_problem(registered, runtime)
@@ -210,6 +212,21 @@ STDOUT, STDERR = 1, 2
 
 class SandboxError(Exception):
     """The platform could not run the script safely. The message is shown to the user."""
+
+
+class EngineUnavailable(SandboxError):
+    """The container engine could not be reached before the script was delivered: the script did
+    not run, so the execution may run elsewhere (executions.runs queues it again)."""
+
+
+class EngineLost(SandboxError):
+    """The container engine went away during the run and did not come back within
+    ENGINE_RECOVERY_SECONDS: the script may have run, and its sandbox is left to the janitor."""
+
+
+# How the Docker SDK fails when its engine is gone (socket removed, connection refused or reset) or
+# does not answer; an APIError is an answer.
+UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
 @dataclass(frozen=True)
@@ -612,14 +629,20 @@ def run_stage(
     code_source = write_code_dir(program, stdin) if settings.SANDBOX_CODE_DELIVERY == "bind" else None
     try:
         container_id = create_container(api, stage, limits, labels or {}, code_source)
+        patience = ENGINE_RECOVERY_SECONDS
         try:
             if on_created:
                 on_created(container_id)
             if code_source is None:
                 copy_code(api, container_id, program, stdin)
             return start_and_collect(api, container_id, limits, cancelled or never)
+        except (EngineLost, EngineUnavailable):
+            # No wait for the engine (the run already waited, or the execution goes back to the
+            # queue): the janitor removes the container once the engine is back.
+            patience = 0
+            raise
         finally:
-            remove_container(api, container_id)
+            remove_container(api, container_id, patience)
     finally:
         if code_source:
             discard_code_dir(code_source)
@@ -645,6 +668,8 @@ def create_container(
         raise SandboxError(
             f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
         ) from exc
+    except UNREACHABLE as exc:
+        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
     except docker.errors.DockerException as exc:
         raise SandboxError(f"the container engine is unreachable: {exc}") from exc
     check_runtime(api, limits.runtime)
@@ -664,6 +689,8 @@ def create_container(
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
             host_config=host_config(api, limits, code_source),
         )
+    except UNREACHABLE as exc:
+        raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
     except docker.errors.DockerException as exc:
         explanation = getattr(exc, "explanation", None) or str(exc)
         raise SandboxError(f"the container engine refused the sandbox: {explanation}") from exc
@@ -671,9 +698,14 @@ def create_container(
     try:
         if created.get("Warnings"):
             raise SandboxError(f"the container engine warned: {'; '.join(created['Warnings'])}")
-        verify_restrictions(api.inspect_container(container_id), limits, code_source)
-    except BaseException:
-        remove_container(api, container_id)
+        try:
+            inspected = api.inspect_container(container_id)
+        except UNREACHABLE as exc:
+            raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
+        verify_restrictions(inspected, limits, code_source)
+    except BaseException as exc:
+        # Not started: if the engine is gone, the janitor removes it once it is back.
+        remove_container(api, container_id, 0 if isinstance(exc, EngineUnavailable) else ENGINE_RECOVERY_SECONDS)
         raise
     return container_id
 
@@ -690,9 +722,19 @@ def start_and_collect(
         return RunResult("cancelled", None, b"", b"", False, False, 0, container_id)
     try:
         raw = attach(api, container_id)
-        api.start(container_id)
+    except UNREACHABLE as exc:
+        raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
     except docker.errors.APIError as exc:
         raise SandboxError(f"the sandbox could not start: {exc.explanation}") from exc
+    try:
+        api.start(container_id)
+    except docker.errors.APIError as exc:
+        raw.close()
+        raise SandboxError(f"the sandbox could not start: {exc.explanation}") from exc
+    except UNREACHABLE as exc:
+        # The engine may have started it before the connection broke: the script may have run.
+        raw.close()
+        raise SandboxError(f"the container engine became unreachable as the sandbox started: {exc}") from exc
     return collect(api, container_id, raw, limits, time.monotonic(), cancelled)
 
 
@@ -813,6 +855,7 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
     still running: that run's output is incomplete, so it is a platform fault, never a result.
     """
     deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
+    waiting = False
     while True:
         try:
             waited = api.wait(container_id, timeout=EXIT_WAIT_SECONDS)
@@ -827,9 +870,11 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
         if running:
             raise SandboxError("the container engine dropped the sandbox's output while it ran (engine restart?)")
         if running is None and time.monotonic() > deadline:
-            raise SandboxError(f"the container engine became unreachable during the run: {failure}")
+            raise EngineLost(f"the container engine became unreachable during the run: {failure}")
         if running is None:
-            log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
+            if not waiting:
+                log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
+            waiting = True
             time.sleep(0.5)
 
 
@@ -841,8 +886,9 @@ def is_running(api: docker.APIClient, container_id: str) -> bool | None:
         return None
 
 
-def remove_container(api: docker.APIClient, container_id: str) -> None:
-    deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
+def remove_container(api: docker.APIClient, container_id: str, patience: float = ENGINE_RECOVERY_SECONDS) -> None:
+    """Remove it, waiting up to `patience` seconds for an unreachable engine."""
+    deadline = time.monotonic() + patience
     while True:
         try:
             api.remove_container(container_id, v=True, force=True)
