@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -342,8 +343,17 @@ def load_note(data: dict) -> str:
     )
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+def serve_at(port: int, env: dict[str, str], stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """`python -m sandbox_project.serve` on 127.0.0.1:PORT with `env`, once it answers /healthz."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox_project.serve"],
+        cwd=ROOT, env={**env, "BIND": f"127.0.0.1:{port}"}, stdout=subprocess.DEVNULL, stderr=stderr,
+    )
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the web server did not start")

@@ -34,6 +34,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 
+from bench.common import serve_at  # noqa: E402
 from executions import runs, store  # noqa: E402
 from executions.models import Execution, Tenant  # noqa: E402
 
@@ -42,18 +43,9 @@ PORT = int(os.environ.get("BENCH_PORT", "18012"))
 
 def start_server() -> subprocess.Popen:
     # Each stream opened is a request counted against the tenant's rate.
-    env = dict(os.environ, BIND=f"127.0.0.1:{PORT}", WEB_WORKERS="1", WEB_THREADS="8", TENANT_RATE_PER_MINUTE="100000")
+    env = dict(os.environ, WEB_WORKERS="1", WEB_THREADS="8", TENANT_RATE_PER_MINUTE="100000")
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE")
-    server = subprocess.Popen([sys.executable, "-m", "sandbox_project.serve"], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"))
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the web server did not start")
+    return serve_at(PORT, env, stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"))
 
 
 def web_process(server: subprocess.Popen) -> int:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +33,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from bench.common import serve_at  # noqa: E402
 from executions import store  # noqa: E402
 from executions.models import Tenant  # noqa: E402
 
@@ -59,20 +59,8 @@ def api_key() -> str:
 
 
 def start_server(workers: int, threads: int, slots: int) -> subprocess.Popen:
-    env = dict(os.environ, BIND=f"127.0.0.1:{PORT}", WEB_WORKERS=str(workers), WEB_THREADS=str(threads),
-               WAIT_SLOTS=str(slots))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sandbox_project.serve"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/healthz", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the web server did not start")
+    env = dict(os.environ, WEB_WORKERS=str(workers), WEB_THREADS=str(threads), WAIT_SLOTS=str(slots))
+    return serve_at(PORT, env)
 
 
 def hey(key: str, clients: int, amount: list[str], query: str = "") -> subprocess.Popen:

@@ -74,6 +74,19 @@ class TenantForm(forms.ModelForm):
         return url
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the platform writes: operators read them, and act on them only through the admin's actions."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     form = TenantForm
@@ -183,7 +196,7 @@ def block(text: str, truncated: bool = False):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdmin):
     list_display = ["id", "tenant", "language", "status", "exit_code", "duration", "created_at"]
     list_filter = ["status", "language", "tenant"]
     list_select_related = ["tenant"]
@@ -205,15 +218,6 @@ class ExecutionAdmin(admin.ModelAdmin):
         ("Output", {"fields": ["compile_output_block", "stdout_block", "stderr_block"]}),
     ]
     readonly_fields = ["code_block", "stdin_block", "compile_output_block", "stdout_block", "stderr_block"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         # Re-run and cancel change things although the rows themselves are read-only here.
@@ -323,7 +327,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
     """Every webhook with its attempts; an operator re-sends failed (or delivered) ones."""
 
     list_display = ["id", "tenant", "subject", "status", "attempts", "last_status_code", "next_attempt_at", "created_at"]
@@ -341,15 +345,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     inlines = [DeliveryAttemptInline]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("executions.change_delivery")
