@@ -86,7 +86,9 @@ def test_the_example_settings_name_every_required_setting():
 
 
 def test_the_main_host_publishes_redis_and_postgres_on_its_private_address_only():
-    result = config("docker-compose.yml", "deploy/worker-host/main-host.yml", PRIVATE_ADDRESS="10.0.0.1")
+    # The main stack's own required settings (docker-compose.yml refuses to start without them).
+    result = config("docker-compose.yml", "deploy/worker-host/main-host.yml", PRIVATE_ADDRESS="10.0.0.1",
+                    REDIS_PASSWORD="0123456789abcdef", SECRET_KEY="fedcba9876543210")
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     for name, target in (("redis", "6379"), ("postgres", "5432")):
