@@ -24,17 +24,20 @@ have answered the same way. tests/test_fast_lane.py holds the two to the same by
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, close_old_connections, connections, router
 from django.urls import resolve
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, Throttled
@@ -158,16 +161,34 @@ def read_group(group: list[tuple[int, str]]) -> list:
     return list(zip(counts, found))
 
 
-def queued_or_running(ids: list[str]) -> dict[str, bytes | Execution] | None:
-    """The executions the cache does not hold (mostly queued or running), by id; None if the database failed."""
+def queued_or_running(ids: list[str]) -> dict[str, Execution] | None:
+    """The executions the cache does not hold (mostly queued or running), by id; None if the database failed.
+
+    One statement per id, compiled once per database: Django compiling the query took 0.36 of a
+    poll's 1.2 ms of CPU, and a poll's group is mostly one read.
+    """
     close_old_connections()
+    using = router.db_for_read(Execution)
+    pk = Execution._meta.pk
     try:
-        rows = list(Execution.objects.filter(id__in=ids).defer("code", "stdin", "files"))
-    except DatabaseError:
-        log.warning("fast lane: %d read(s) failed: database unavailable", len(ids), exc_info=True)
+        rows = [
+            row
+            for execution_id in ids
+            for row in Execution.objects.raw(read_statement(using), [pk.get_db_prep_value(execution_id, connections[using])])
+        ]
+    except (DatabaseError, ValidationError):
+        log.warning("fast lane: %d read(s) failed", len(ids), exc_info=True)
         close_old_connections()
         return None
     return {str(row.id): row for row in rows}
+
+
+@functools.cache
+def read_statement(using: str) -> str:
+    """Django's SELECT of one Execution by id, for this database."""
+    query = Execution.objects.using(using).filter(id=uuid.UUID(int=0)).query
+    sql, _ = query.get_compiler(using=using).as_sql()
+    return sql
 
 
 class FastLane:
