@@ -7,6 +7,7 @@ the web's /metrics too.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import time
@@ -124,13 +125,18 @@ class ApiRequestMetrics:
 
 def record_api_request(status: int, view: str, method: str, seconds: float) -> None:
     """ApiRequestMetrics' two samples, for the fast lane too (executions/api/fastlane.py)."""
-    from django_prometheus.middleware import Metrics
-
-    requests = Metrics.get_instance()
+    requests = django_request_metrics()
     # As django-prometheus does: a label's values must stay few.
     method = method if method in ApiRequestMetrics.METHODS else "<invalid method>"
     requests.responses_by_status_view_method.labels(status=str(status), view=view, method=method).inc()
     requests.requests_latency_by_view_method.labels(view=view, method=method).observe(seconds)
+
+
+@functools.cache
+def django_request_metrics():
+    from django_prometheus.middleware import Metrics
+
+    return Metrics.get_instance()
 
 
 def record_finished(language: str, status: str, seconds: float) -> None:

@@ -402,10 +402,8 @@ class Execution(models.Model):
         """
         using = router.db_for_write(Execution, instance=self)
         connection = connections[using]
-        fields = self._meta.local_concrete_fields
-        params = [field.get_db_prep_save(field.pre_save(self, True), connection) for field in fields]
         with connection.cursor() as cursor:
-            cursor.execute(insert_statement(using, connection.vendor), params)
+            cursor.execute(insert_statement(using, connection.vendor), self.insert_params(connection))
         self._state.adding = False
         self._state.db = using
 
@@ -417,14 +415,16 @@ class Execution(models.Model):
         """
         using = router.db_for_write(Execution)
         connection = connections[using]
-        fields = cls._meta.local_concrete_fields
-        rows = [[field.get_db_prep_save(field.pre_save(execution, True), connection) for field in fields]
-                for execution in executions]
+        rows = [execution.insert_params(connection) for execution in executions]
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.executemany(insert_statement(using, connection.vendor), rows)
         for execution in executions:
             execution._state.adding = False
             execution._state.db = using
+
+    def insert_params(self, connection) -> list:
+        """insert_statement()'s parameters for this execution: each field's value as save() sends it."""
+        return [field.get_db_prep_save(field.pre_save(self, True), connection) for field in self._meta.local_concrete_fields]
 
     def to_dict(self) -> dict:
         """The one representation of an execution: the API's, the cache's and the CLI's."""

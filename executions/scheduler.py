@@ -387,8 +387,13 @@ def admission_refusal(reply: list, now: float) -> Refusal | None:
     if reason == ADMITTED:
         return None
     if reason == RATE_LIMITED:
-        return Refusal(reason, 60 - int(now % 60))
+        return Refusal(reason, rate_window_left(now))
     return Refusal(reason, int(value))
+
+
+def rate_window_left(now: float) -> int:
+    """Seconds until the rate window (RATE_KEY's minute) of `now` ends: a refused request's Retry-After."""
+    return 60 - int(now % 60)
 
 
 def started() -> None:

@@ -302,8 +302,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     except DatabaseError as exc:
         raise NothingCreated() from exc
     requests = [
-        (item.tenant.id, scheduler.Quotas(item.quotas.rate_per_minute, item.quotas.max_queued, item.quotas.max_running),
-         [(execution.id, execution.attempts)])
+        (item.tenant.id, admission_quotas(item.quotas), [(execution.id, execution.attempts)])
         for item, execution in zip(group, executions)
     ]
     try:
@@ -376,7 +375,7 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
     try:
         refusal = scheduler.admit(
             tenant.id,
-            scheduler.Quotas(quotas.rate_per_minute, quotas.max_queued, quotas.max_running),
+            admission_quotas(quotas),
             [(execution.id, execution.attempts) for execution in executions],
         )
     except redis.RedisError as exc:
@@ -387,6 +386,11 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
     if error is not None:
         Execution.objects.filter(id__in=[execution.id for execution in executions], status=Status.QUEUED).delete()
         raise error
+
+
+def admission_quotas(quotas: Limits) -> scheduler.Quotas:
+    """What the admission script checks, of a tenant's limits."""
+    return scheduler.Quotas(quotas.rate_per_minute, quotas.max_queued, quotas.max_running)
 
 
 def refusal_error(refusal: scheduler.Refusal, quotas: Limits) -> Refused:

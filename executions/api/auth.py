@@ -98,6 +98,22 @@ def forget_keys(**kwargs) -> None:
     KEYS.clear()
 
 
+def plain_key(authorization: str, x_api_key: str) -> str | None:
+    """The key a request presents, from its Authorization and X-API-Key headers (the first if both);
+    ValueError if Authorization is not `Bearer <key>`."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ValueError(authorization)
+        return value.strip()
+    return x_api_key.strip() or None
+
+
+def use_recorded(key: ApiKey, now) -> bool:
+    """Whether the key's last_used_at is recent enough not to be written again."""
+    return key.last_used_at is not None and (now - key.last_used_at).total_seconds() <= LAST_USED_RESOLUTION_SECONDS
+
+
 class TenantDisabled(exceptions.PermissionDenied):
     default_detail = "This tenant is disabled."
     default_code = "tenant_disabled"
@@ -116,22 +132,18 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not key.tenant.is_active:
             raise TenantDisabled()
         now = timezone.now()
-        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+        if not use_recorded(key, now):
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
             KEYS.touched(plain, now)
         return key.tenant, key
 
     def presented_key(self, request) -> str | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if header:
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
-                raise exceptions.AuthenticationFailed(
-                    "Use `Authorization: Bearer <api key>`.", code="invalid_api_key"
-                )
-            return value.strip()
-        value = request.META.get("HTTP_X_API_KEY", "").strip()
-        return value or None
+        try:
+            return plain_key(request.META.get("HTTP_AUTHORIZATION", ""), request.META.get("HTTP_X_API_KEY", ""))
+        except ValueError:
+            raise exceptions.AuthenticationFailed(
+                "Use `Authorization: Bearer <api key>`.", code="invalid_api_key"
+            ) from None
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

@@ -138,19 +138,28 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    reason = rejection_reason(exc)
-    if reason:
-        metrics.REJECTED_REQUESTS.labels(reason=reason).inc()
+    count_rejection(exc)
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else None
         body = error_body(first_code(exc.get_codes()), first_message(exc.detail), details)
     else:
-        code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
-        body = error_body(code, str(exc.detail))
+        body = plain_error_body(exc)
     response.data = body
     if getattr(exc, "retry_after", None):
         response["Retry-After"] = str(exc.retry_after)
     return response
+
+
+def plain_error_body(exc: exceptions.APIException) -> dict:
+    """The body of an API error that is not a validation error."""
+    code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
+    return error_body(code, str(exc.detail))
+
+
+def count_rejection(exc) -> None:
+    reason = rejection_reason(exc)
+    if reason:
+        metrics.REJECTED_REQUESTS.labels(reason=reason).inc()
 
 
 def rejection_reason(exc) -> str | None:

@@ -9,15 +9,16 @@ work. Here (called by sandbox_project.rsgi) they skip that cycle, not its rules:
   Django (KeyCache.recent), with its tenant active and its last use recorded recently enough;
 - a submission goes through admission's own check() and then submissions.submit_group(): group
   commit. Submissions that arrive while FAST_LANE_FLUSHES groups are being written wait for the
-  next one; each group is one INSERT transaction and one Redis round trip of admission scripts (one per submission, each
-  as atomic as a lone one). Every 202 is sent after its own row was committed and its job queued;
+  next one; each group is one INSERT transaction and one Redis round trip of admission scripts
+  (one per submission, each as atomic as a lone one). Every 202 is sent after its own row was
+  committed and its job queued;
 - reads are grouped the same way: one Redis round trip counts each against its tenant's rate and
   reads the cached results of finished executions; the others (queued or running, mostly) come from
-  one query for the whole group.
+  the database, one precompiled statement each.
 
 Anything else (no key in the cache, an Idempotency-Key, query options, an invalid script, a
-database error before a group was written, Redis unreachable for a read) goes to Django unchanged, which
-answers, counts and logs it as it always has: the fast lane only ever answers what Django would
+database error before a group was written, Redis unreachable for a read) goes to Django
+unchanged, which answers, counts and logs it as it always has: the fast lane only ever answers what Django would
 have answered the same way. tests/test_fast_lane.py holds the two to the same bytes.
 """
 
@@ -43,8 +44,8 @@ from django.utils import timezone
 from rest_framework.exceptions import NotFound, Throttled
 
 from executions import metrics, scheduler, store, submissions
-from executions.api import errors, views
-from executions.api.auth import KEYS, LAST_USED_RESOLUTION_SECONDS
+from executions.api import errors, throttles, views
+from executions.api.auth import KEYS, plain_key, use_recorded
 from executions.models import Execution
 from executions.sandbox import languages
 
@@ -66,6 +67,7 @@ SECURITY_HEADERS = [
     ("cross-origin-opener-policy", "same-origin"),
 ]
 
+
 class Fallback(Exception):
     """Django answers this request."""
 
@@ -76,8 +78,9 @@ NOT_FOUND, DATABASE_DOWN = object(), object()
 
 class Group:
     """Items handed to `flush` (in a thread; at most `parallel` at once) together: what arrives while
-    every flush is busy goes into the next. `flush` returns one result per item, which its caller gets (an exception,
-    but for an AdmissionError, is raised in it); if `flush` raises, every item's caller gets that.
+    every flush is busy goes into the next. `flush` returns one result per item, which its caller
+    gets (an exception, but for an AdmissionError, is raised in it); if `flush` raises, every item's
+    caller gets that.
     """
 
     def __init__(self, flush: Callable[[list], list], name: str, parallel: int = 1):
@@ -108,7 +111,7 @@ class Group:
         for (_, future), result in zip(group, results):
             if future.done():
                 continue
-            if isinstance(result, (Fallback, BaseException)) and not isinstance(result, submissions.AdmissionError):
+            if isinstance(result, BaseException) and not isinstance(result, submissions.AdmissionError):
                 future.set_exception(result)
             else:
                 future.set_result(result)
@@ -135,15 +138,13 @@ def write_group(group: list[submissions.Checked]) -> list:
 
 def read_group(group: list[tuple[int, str]]) -> list:
     """For each (tenant id, execution id): the request's count in its tenant's rate window and the
-    execution's JSON, from the cache or else from one query for the whole group; NOT_FOUND if it is
-    not the tenant's, DATABASE_DOWN if the query failed."""
-    window = int(time.time() // 60)
+    execution's JSON from the cache, or else its row (queued_or_running); NOT_FOUND if it is not the
+    tenant's, DATABASE_DOWN if the database failed."""
+    now = time.time()
     try:
         with store.connection().pipeline(transaction=False) as pipe:
             for tenant_id, execution_id in group:
-                rate = scheduler.RATE_KEY.format(tenant_id, window)
-                pipe.incr(rate)
-                pipe.expire(rate, 120)
+                throttles.add_count(pipe, tenant_id, now)
                 pipe.get(store.RESULT_KEY.format(execution_id))
             replies = pipe.execute()
     except redis.RedisError:
@@ -192,16 +193,16 @@ def read_statement(using: str) -> str:
 
 
 class FastLane:
-    def close(self) -> None:
-        """Finish the groups being written: their requests' rows are committed, their jobs queued."""
-        for group in (self.submits, self.reads):
-            group.executor.shutdown(wait=True)
-
     def __init__(self):
         self.submits = Group(write_group, "fast-submit", settings.FAST_LANE_FLUSHES)
         self.reads = Group(read_group, "fast-read")
         self.submit_view = resolve("/api/v1/execute").view_name
         self.read_view = resolve("/api/v1/executions/00000000-0000-0000-0000-000000000000").view_name
+
+    def close(self) -> None:
+        """Finish the groups being written: their requests' rows are committed, their jobs queued."""
+        for group in (self.submits, self.reads):
+            group.executor.shutdown(wait=True)
 
     async def answer(self, scope, body: bytes, protocol) -> bool:
         """Answer the request here, or return False for Django to."""
@@ -249,7 +250,7 @@ class FastLane:
         tenant = cached_key(scope.headers).tenant
         count, found = await self.reads.add((tenant.id, execution_id))
         if count > tenant.limits().rate_per_minute:
-            return refusal(Throttled(60 - int(time.time() % 60)), READ_ALLOW)
+            return refusal(Throttled(scheduler.rate_window_left(time.time())), READ_ALLOW)
         if found is NOT_FOUND:
             return refusal(NotFound(), READ_ALLOW)
         if found is DATABASE_DOWN:
@@ -269,19 +270,13 @@ def cached_key(headers, extra: tuple[str, ...] = ()):
             seen[name] = value
     if any(name in seen for name in extra):
         raise Fallback()
-    authorization = seen.get("authorization", "")
-    if authorization:
-        scheme, _, plain = authorization.partition(" ")
-        if scheme.lower() != "bearer":
-            raise Fallback()
-        plain = plain.strip()
-    else:
-        plain = seen.get("x-api-key", "").strip()
+    try:
+        plain = plain_key(seen.get("authorization", ""), seen.get("x-api-key", ""))
+    except ValueError:
+        raise Fallback() from None
     key = KEYS.recent(plain) if plain else None
-    if key is None or not key.tenant.is_active or key.last_used_at is None:
-        raise Fallback()
-    if (timezone.now() - key.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
-        # Django records the key's use.
+    # Django refuses a disabled tenant's key, and records a key's use.
+    if key is None or not key.tenant.is_active or not use_recorded(key, timezone.now()):
         raise Fallback()
     return key
 
@@ -298,11 +293,8 @@ def language_of(query: str) -> str:
 
 def refusal(exc, allow: str) -> tuple[int, list, bytes]:
     """An API error as Django's path answers it (errors.exception_handler), counted in the same metric."""
-    reason = errors.rejection_reason(exc)
-    if reason:
-        metrics.REJECTED_REQUESTS.labels(reason=reason).inc()
-    code = errors.CODES.get(type(exc)) or exc.get_codes()
-    body = json.dumps(errors.error_body(code, str(exc.detail)), separators=(",", ":"), ensure_ascii=False)
+    errors.count_rejection(exc)
+    body = json.dumps(errors.plain_error_body(exc), separators=(",", ":"), ensure_ascii=False)
     headers = [("content-type", "application/json")]
     # DRF's handler writes a Throttled's wait with "%d"; errors.exception_handler the others' retry_after.
     retry_after = getattr(exc, "retry_after", None) or (isinstance(exc, Throttled) and exc.wait)

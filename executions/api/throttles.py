@@ -37,12 +37,9 @@ def count(tenant: Tenant, *reads: str) -> tuple[bool, int, list]:
     read (each None when Redis is unreachable: then the request is let through uncounted).
     """
     now = time.time()
-    # The same window as admission's, which counts the submissions it takes itself.
-    key = scheduler.RATE_KEY.format(tenant.id, int(now // 60))
     try:
         with store.connection().pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
+            add_count(pipe, tenant.id, now)
             for read in reads:
                 pipe.get(read)
             requests, _, *values = pipe.execute()
@@ -50,4 +47,12 @@ def count(tenant: Tenant, *reads: str) -> tuple[bool, int, list]:
         # Counting needs Redis; so does every submission, which then gets its own 503.
         log.warning("rate limit not checked: Redis unreachable")
         return True, 0, [None] * len(reads)
-    return requests <= tenant.limits().rate_per_minute, 60 - int(now % 60), values
+    return requests <= tenant.limits().rate_per_minute, scheduler.rate_window_left(now), values
+
+
+def add_count(pipe, tenant_id: int, now: float) -> None:
+    """Count a request in its tenant's window: two replies in `pipe`, the count first."""
+    # The same window as admission's, which counts the submissions it takes itself.
+    key = scheduler.RATE_KEY.format(tenant_id, int(now // 60))
+    pipe.incr(key)
+    pipe.expire(key, 120)
