@@ -251,6 +251,7 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         )
         if updated:
             execution.status, execution.attempts = Execution.Status.QUEUED, execution.attempts + 1
+            execution.started_at, execution.worker_name, execution.container_id = None, "", ""
             status_changed.send_robust(sender=Execution, execution_id=execution.id, status=Execution.Status.QUEUED)
         return bool(updated)
 

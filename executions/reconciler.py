@@ -108,6 +108,9 @@ def requeue(execution: Execution) -> bool:
     if not Execution.objects.requeue(execution):
         return False
     scheduler.release(execution.tenant_id, lost, withdraw=True)
+    # Reads go to the row (this one holds too few fields to write the queued state) until a worker
+    # claims it again.
+    store.forget_states([execution.id])
     # Admitted before, so not counted or checked again.
     scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
     return True

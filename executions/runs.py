@@ -73,6 +73,7 @@ def run(execution_id: str) -> str:
         return "skipped"
     taken = time.monotonic()
     execution = Execution.objects.select_related("tenant").get(id=execution_id)
+    store.mirror_state(execution_id, execution.tenant_id, execution.to_dict(), scheduler.job_timeout())
     tenant = execution.tenant.name
     queue_wait = (execution.started_at - execution.created_at).total_seconds()
     metrics.QUEUE_WAIT.observe(queue_wait)
@@ -150,7 +151,7 @@ def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
     log_state(execution.id, Status.QUEUED, execution.tenant.name, worker, attempts=execution.attempts)
     try:
         # Admitted before, so not counted or checked again.
-        scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
+        scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)], [store.queued_state(execution)])
     except redis.RedisError:
         # A queued row without its job: the reconciler queues it again (reconciler.requeue_lost).
         log.warning("execution %s: could not queue it again", execution.id, exc_info=True)

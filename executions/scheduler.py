@@ -329,17 +329,25 @@ def rq_job_fields(execution_id, tenant_id: int, attempts: int) -> dict:
     return job.to_dict()
 
 
-def admit(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int]]) -> Refusal | None:
+def admit(
+    tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int]], states: list[tuple[str, str, int]] = ()
+) -> Refusal | None:
     """Count the request and queue the jobs of (execution id, attempts), or refuse them all.
 
-    Raises redis.RedisError if Redis cannot be reached: then nothing was queued.
+    `states` are the executions' queued states (store.state_entry), written in the same round trip
+    before the jobs can be taken, so that a worker's "running" always comes after them. Raises
+    redis.RedisError if Redis cannot be reached: then nothing was queued.
     """
-    now = time.time()
-    keys, args = admission(tenant_id, quotas, executions, now)
-    return admission_refusal(run(ADMIT, keys, args), now)
+    if not states:
+        now = time.time()
+        keys, args = admission(tenant_id, quotas, executions, now)
+        return admission_refusal(run(ADMIT, keys, args), now)
+    return admit_each([(tenant_id, quotas, executions)], states)[0]
 
 
-def admit_each(requests: list[tuple[int, Quotas, list[tuple[str, int]]]]) -> list[Refusal | None]:
+def admit_each(
+    requests: list[tuple[int, Quotas, list[tuple[str, int]]]], states: list[tuple[str, str, int]] = ()
+) -> list[Refusal | None]:
     """admit() for several requests, each admitted or refused on its own, in one round trip.
 
     Each request is its own run of the admission script, so each is as atomic as admit()'s; the
@@ -350,10 +358,12 @@ def admit_each(requests: list[tuple[int, Quotas, list[tuple[str, int]]]]) -> lis
     connection = store.connection()
     admit_script = script(ADMIT)
     with connection.pipeline(transaction=False) as pipe:
+        for key, value, seconds in states:
+            pipe.set(key, value, ex=seconds)
         for tenant_id, quotas, executions in requests:
             keys, args = admission(tenant_id, quotas, executions, now)
             admit_script(keys=keys, args=args, client=pipe)
-        replies = pipe.execute()
+        replies = pipe.execute()[len(states):]
     return [admission_refusal(reply, now) for reply in replies]
 
 

@@ -1,8 +1,9 @@
 """The Redis side of an execution, shared by web and workers: the connection, and every key but the queue's.
 
-Finished executions are cached here (their API representation, owner first) for reads that need no
-database; a channel announces each one to requests waiting with ?wait=N; a running execution's
-cancel flag and the results parked during a database outage live here too. The queue and its fair
+Executions are cached here (their API representation, owner first) for reads that need no
+database: finished ones, and the state of unfinished ones; a channel announces each finished one to
+requests waiting with ?wait=N; a running execution's cancel flag and the results parked during a
+database outage live here too. The queue and its fair
 scheduling have their own module, executions.scheduler.
 """
 
@@ -42,15 +43,85 @@ def connection() -> redis.Redis:
     return django_rq.get_connection(settings.SANDBOX_QUEUE)
 
 
+def payload(owner_id: int, representation: dict) -> str:
+    """What RESULT_KEY holds: the owner first, so that another tenant's read is refused before any
+    parsing (as cheap as a miss), then the representation as JSON. json.dumps keeps to_dict()'s
+    order, task_id then status: MIRROR reads the status at the start of the value."""
+    return f"{owner_id}:{json.dumps(representation, cls=DjangoJSONEncoder)}"
+
+
 def cache_result(execution_id: str, owner_id: int, representation: dict, status: str) -> None:
     """Cache a finished execution's representation and announce it; a Redis failure only costs speed."""
-    # The owner first, so that another tenant's read is refused before any parsing: as cheap as a miss.
-    payload = f"{owner_id}:{json.dumps(representation, cls=DjangoJSONEncoder)}"
     try:
-        connection().set(RESULT_KEY.format(execution_id), payload, ex=settings.RESULT_CACHE_TTL_SECONDS)
+        connection().set(
+            RESULT_KEY.format(execution_id), payload(owner_id, representation), ex=settings.RESULT_CACHE_TTL_SECONDS
+        )
         connection().publish(FINISHED_CHANNEL.format(execution_id), status)
     except redis.RedisError:
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
+
+
+# A queued or running execution is mirrored under RESULT_KEY as well, so that a status poll reads one
+# key whatever the state and needs no query. The row stays the truth: the admission writes the queued
+# state beside the job (scheduler.admit), a requeue likewise, the worker the running state once it has
+# claimed the row, and every terminal transition deletes the mirror (forget_state, from the model's
+# execution_ended) before its result is cached. A finished result always wins: MIRROR writes a state
+# only where the key holds nothing or another unfinished state, so a late "running" (a worker that
+# stalled while the reconciler ended its run) never hides a result. A mirror that outlives its
+# execution's truth in any other way expires: the queued state with the result cache's TTL, the
+# running state with the job's own timeout.
+UNFINISHED = ("queued", "running")
+MIRROR = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local status = string.match(string.sub(current, 1, 200), '"status": "(%a+)"')
+  if status ~= 'queued' and status ~= 'running' then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def state_entry(execution_id: str, owner_id: int, representation: dict, seconds: int) -> tuple[str, str, int]:
+    """(key, value, TTL) of an unfinished execution's mirror, for a pipeline that also queues its job."""
+    if representation["status"] not in UNFINISHED:
+        raise ValueError(f"not an unfinished status: {representation['status']!r}")
+    return RESULT_KEY.format(execution_id), payload(owner_id, representation), seconds
+
+
+def queued_state(execution) -> tuple[str, str, int]:
+    """state_entry() of an Execution just queued (admitted, or requeued), for scheduler.admit()."""
+    return state_entry(str(execution.id), execution.tenant_id, execution.to_dict(), settings.RESULT_CACHE_TTL_SECONDS)
+
+
+def mirror_state(execution_id: str, owner_id: int, representation: dict, seconds: int) -> None:
+    """Mirror an unfinished state unless a finished result is cached already; only costs speed if it fails."""
+    key, value, ttl = state_entry(execution_id, owner_id, representation, seconds)
+    try:
+        mirror_script()(keys=[key], args=[value, ttl], client=connection())
+    except redis.RedisError:
+        log.warning("execution %s: could not mirror its state", execution_id, exc_info=True)
+
+
+@functools.cache
+def mirror_script():
+    return connection().register_script(MIRROR)
+
+
+def forget_state(sender=None, execution_id=None, **kwargs) -> None:
+    """An execution ended (the model's execution_ended): drop its unfinished mirror, so that reads go to
+    the row until the result is cached."""
+    forget_states([execution_id])
+
+
+def forget_states(execution_ids: list) -> None:
+    """Drop the mirrors of these executions (ended, or refused at admission and removed)."""
+    try:
+        connection().delete(*(RESULT_KEY.format(execution_id) for execution_id in execution_ids))
+    except redis.RedisError:
+        log.warning("could not drop the mirrored state of %s", execution_ids, exc_info=True)
 
 
 def cached_json(execution_id: str, owner_id: int) -> bytes | None:
@@ -73,8 +144,10 @@ def owned_json(raw: bytes | None, owner_id: int) -> bytes | None:
 
 
 def cached_result(execution_id: str, owner_id: int) -> dict | None:
+    """The cached representation of an execution that has finished, if it belongs to this owner."""
     data = cached_json(execution_id, owner_id)
-    return None if data is None else json.loads(data)
+    representation = None if data is None else json.loads(data)
+    return None if representation is None or representation["status"] in UNFINISHED else representation
 
 
 def request_cancel(execution_id, seconds: int) -> None:

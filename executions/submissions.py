@@ -306,7 +306,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
         for item, execution in zip(group, executions)
     ]
     try:
-        refusals = scheduler.admit_each(requests)
+        refusals = scheduler.admit_each(requests, [store.queued_state(execution) for execution in executions])
     except redis.RedisError as exc:
         # Some of the scripts may have run: their jobs find no row and end, as a withdrawn job's does.
         log.warning("%d execution(s) not accepted: the queue is unavailable: %s", len(executions), exc)
@@ -324,6 +324,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
             results.append(refusal if isinstance(refusal, AdmissionError) else refusal_error(refusal, item.quotas))
     refused = [execution.id for execution, result in zip(executions, results) if isinstance(result, AdmissionError)]
     if refused:
+        store.forget_states(refused)
         try:
             Execution.objects.filter(id__in=refused, status=Status.QUEUED).delete()
         except DatabaseError:
@@ -377,6 +378,7 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
             tenant.id,
             admission_quotas(quotas),
             [(execution.id, execution.attempts) for execution in executions],
+            [store.queued_state(execution) for execution in executions],
         )
     except redis.RedisError as exc:
         log.warning("%d execution(s) not accepted: the queue is unavailable: %s", len(executions), exc)
@@ -384,6 +386,7 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
     else:
         error = refusal and refusal_error(refusal, quotas)
     if error is not None:
+        store.forget_states([execution.id for execution in executions])
         Execution.objects.filter(id__in=[execution.id for execution in executions], status=Status.QUEUED).delete()
         raise error
 

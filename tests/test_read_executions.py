@@ -4,8 +4,9 @@ import uuid
 
 import pytest
 
-from executions import runs, store
+from executions import reconciler, runs, store
 from executions.models import Execution
+from tests.conftest import wait_for_status
 from tests.helpers import assert_error
 
 FIELDS = {
@@ -52,6 +53,68 @@ def test_it_serves_a_finished_execution_from_redis(alice, django_assert_num_quer
         body = alice.get(task_id)
     assert (body["status"], body["stdout"], body["exit_code"]) == ("completed", "1\n", 0)
     assert body["finished_at"] is not None
+
+
+def test_it_answers_a_poll_of_a_queued_execution_without_a_query(alice, django_assert_num_queries):
+    task_id = alice.submit("print(1)")
+    alice.client.get("/api/v1/executions")  # brings last_used_at up to date
+    with django_assert_num_queries(0):
+        body = alice.get(task_id)
+    assert body == Execution.objects.get(id=task_id).to_dict()
+    assert body["status"] == "queued"
+
+
+def test_a_running_execution_is_read_from_its_mirror_once_claimed(alice, worker_process, django_assert_num_queries):
+    task_id = alice.submit("import time; time.sleep(2)")
+    running = wait_for_status(task_id, {"running"})
+    alice.client.get("/api/v1/executions")
+    with django_assert_num_queries(0):
+        body = alice.get(task_id)
+    assert body == running.to_dict()
+    assert body["started_at"] is not None
+    assert wait_for_status(task_id, {"completed"}).to_dict() == alice.get(task_id)
+
+
+def test_a_late_running_state_never_hides_a_result(alice):
+    task_id = alice.submit("print(1)")
+    execution = Execution.objects.get(id=task_id)
+    Execution.objects.filter(id=task_id).update(status="running")
+    runs.finish(task_id, {"status": "completed", "stdout": "1\n", "exit_code": 0})
+    # A worker that stalled between its claim and its mirror while the run was ended without it.
+    store.mirror_state(task_id, alice.tenant.id, {**execution.to_dict(), "status": "running"}, 60)
+    assert alice.get(task_id)["status"] == "completed"
+
+
+def test_an_ending_drops_the_mirror_before_anything_else(alice):
+    task_id = alice.submit("print(1)")
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    # No result is cached for a cancelled queued execution: the read goes to the row.
+    assert not store.connection().exists(store.RESULT_KEY.format(task_id))
+    assert alice.get(task_id)["status"] == "cancelled"
+
+
+def test_a_requeued_execution_reads_as_queued_again(alice):
+    task_id = alice.submit("print(1)")
+    Execution.objects.claim(task_id, "worker-1")
+    claimed = Execution.objects.get(id=task_id)
+    store.mirror_state(task_id, alice.tenant.id, claimed.to_dict(), 60)
+    assert alice.get(task_id)["status"] == "running"
+    runs.requeue_unstarted(Execution.objects.select_related("tenant").get(id=task_id), "worker-1", OSError("gone"))
+    body = alice.get(task_id)
+    assert (body["status"], body["started_at"]) == ("queued", None)
+    assert body == Execution.objects.get(id=task_id).to_dict()
+    reconciler.requeue(Execution.objects.select_related("tenant").only("id", "attempts", "status", "tenant").get(id=task_id))
+    assert alice.get(task_id) == Execution.objects.get(id=task_id).to_dict()
+
+
+def test_a_refused_submission_leaves_no_state_behind(alice):
+    alice.tenant.max_queued = 1
+    alice.tenant.save()
+    alice.submit("print(1)")
+    before = set(store.connection().keys(store.RESULT_KEY.format("*")))
+    response = alice.client.post("/api/v1/executions", {"language": "python", "code": "print(2)"}, format="json")
+    assert response.status_code == 429
+    assert set(store.connection().keys(store.RESULT_KEY.format("*"))) == before
 
 
 def test_it_falls_back_to_the_database_when_the_cache_expired(alice):
