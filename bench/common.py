@@ -206,9 +206,20 @@ class Stack:
             if any(w.poll() is not None for w in self.workers):
                 raise RuntimeError(f"a worker exited:\n{self.log_tail('worker-0.log')}")
             if self.redis.scard("rq:workers:sandbox") >= count:
-                return
+                return self.wait_for_probes()
             time.sleep(0.2)
         raise RuntimeError("the workers did not register within 60 s")
+
+    def wait_for_probes(self) -> None:
+        """Until the workers have asked every sandbox image for its versions (executions.sandbox.runtimes),
+        which they do once, on their first passes after the start: figures are of the steady state."""
+        images = int(self.manage("shell", "-c", "from executions.sandbox.images import families; print(len(families()))").split()[-1])
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if len(list(self.redis.scan_iter("rce:runtimes:*"))) >= images and not list(self.redis.scan_iter("rce:runtimes-probe:*")):
+                return
+            time.sleep(0.5)
+        print("-- the workers had not asked every image for its versions within 180 s; going on", file=sys.stderr)
 
     def start_supervisor(self, slots: int | None = None, reserve: int | None = None) -> int:
         """`manage.py sandbox_workers`, as make run starts it; the number of workers once all are up."""
@@ -225,6 +236,7 @@ class Stack:
             if self.workers[-1].poll() is not None:
                 raise RuntimeError(f"the supervisor exited:\n{self.log_tail('supervisor.log')}")
             if len(list(self.redis.scan_iter("rce:worker-alive:*"))) >= expected:
+                self.wait_for_probes()
                 return expected
             time.sleep(0.2)
         raise RuntimeError(f"the workers did not start within 120 s:\n{self.log_tail('supervisor.log')}")

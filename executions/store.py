@@ -31,6 +31,8 @@ PARKED_RESULTS_KEY = "rce:parked-results"
 ENGINE_KEY = "rce:worker-engine:{}"
 # The interpreters' versions in a sandbox image, as a worker read them (executions.sandbox.runtimes).
 RUNTIMES_KEY = "rce:runtimes:{}"
+# Held by the worker that is asking an image for its versions.
+RUNTIMES_PROBE_KEY = "rce:runtimes-probe:{}"
 # Failed sign-ins in the current window, per user name (hashed) and per client address (signin.py).
 SIGNIN_USER_KEY = "rce:signin:user:{}"
 SIGNIN_ADDRESS_KEY = "rce:signin:address:{}"

@@ -85,6 +85,17 @@ def test_an_image_whose_probe_fails_is_asked_again_later_not_on_every_pass(redis
     assert second["image_id"] == runtimes.image_id(sandbox_image(images.families()[1]))
 
 
+def test_workers_starting_together_ask_each_image_once(redis_conn, monkeypatch):
+    asked = []
+    monkeypatch.setattr(runtimes, "probe", lambda family: asked.append(family) or {})
+    first = images.families()[0]
+    # Another worker is asking the first image right now.
+    redis_conn.set(store.RUNTIMES_PROBE_KEY.format(sandbox_image(first)), 1, ex=60)
+    runtimes.record(redis_conn)
+    runtimes.record(redis_conn)
+    assert asked == images.families()[1:3]
+
+
 @pytest.mark.no_database
 def test_only_well_formed_versions_of_the_images_languages_are_kept():
     output = "python=3.11.2\nbash=5.2.15\nruby=3.1\nbash=<script>\npython=\n"

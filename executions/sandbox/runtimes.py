@@ -2,7 +2,8 @@
 
 A worker asks each image itself, with one run of a fixed script (the catalog's version probes)
 through the same locked-down runner as any user's program, whenever an image it would run differs
-from the one last asked (at start, then on each maintenance pass, one image per pass). The API only
+from the one last asked (at start, then on each maintenance pass, one image per pass; one worker at
+a time for each image). The API only
 reads the Redis keys (executions.store): a request never waits on a container, and while no worker
 has answered yet the versions are simply unknown (null).
 """
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 VERSION = re.compile(r"^[0-9][0-9A-Za-z.+~-]{0,31}$")
 # Virtual machines start to print their version: more than an interpreter's defaults.
 RETRY_SECONDS = 600
+# Longer than a probe may take (its time limit, plus creating and removing its sandbox); released
+# when the probe ends, so this only matters if its worker died meanwhile.
+PROBE_LOCK_SECONDS = 60
 PROBE_LIMITS = StageLimits(timeout_seconds=20.0, memory_mb=512, pids=128, cpus=1.0)
 
 
@@ -73,20 +77,33 @@ def record(connection: redis.Redis) -> dict | None:
         known = stored(connection, image)
         if known and known.get("image_id") == current:
             continue
+        # One worker asks each image: the others, starting at the same moment, go on to the next
+        # image (or do nothing), instead of each starting the same probe sandbox at once.
+        lock = store.RUNTIMES_PROBE_KEY.format(image)
+        if not connection.set(lock, 1, nx=True, ex=PROBE_LOCK_SECONDS):
+            continue
         try:
-            versions = probe(family)
-        except runner.SandboxError as exc:
-            # Not asked again until RETRY_SECONDS have passed: a failing image must not cost a
-            # sandbox on every maintenance pass, nor keep the images after it from being asked.
-            log.warning("runtime versions: the probe of %s failed: %s", image, exc)
-            failed = {"image_id": current, "versions": {}, "failed": True}
-            connection.set(store.RUNTIMES_KEY.format(image), json.dumps(failed), ex=RETRY_SECONDS)
-            return failed
-        entry = {"image_id": current, "versions": versions}
-        connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
-        log.info("runtime versions of %s: %s", image, versions)
-        return entry
+            return ask(connection, family, image, current)
+        finally:
+            connection.delete(lock)
     return None
+
+
+def ask(connection: redis.Redis, family: str, image: str, current: str) -> dict:
+    """Probe the image and store what it said (or that it failed, for RETRY_SECONDS)."""
+    try:
+        versions = probe(family)
+    except runner.SandboxError as exc:
+        # Not asked again until RETRY_SECONDS have passed: a failing image must not cost a
+        # sandbox on every maintenance pass, nor keep the images after it from being asked.
+        log.warning("runtime versions: the probe of %s failed: %s", image, exc)
+        failed = {"image_id": current, "versions": {}, "failed": True}
+        connection.set(store.RUNTIMES_KEY.format(image), json.dumps(failed), ex=RETRY_SECONDS)
+        return failed
+    entry = {"image_id": current, "versions": versions}
+    connection.set(store.RUNTIMES_KEY.format(image), json.dumps(entry))
+    log.info("runtime versions of %s: %s", image, versions)
+    return entry
 
 
 def stored(connection: redis.Redis, image: str) -> dict | None:
