@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import dj_database_url
 
 from executions.sandbox.languages import NAMES as LANGUAGE_NAMES
+from executions.sandbox.languages import largest_default_memory_mb
 from sandbox_project import host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -220,10 +221,13 @@ SANDBOX_OVERCOMMIT = envfloat("SANDBOX_OVERCOMMIT", 2.0)
 # What a slot costs besides its sandbox's memory limit: its worker process, the engine's
 # per-container processes and the sandbox it keeps made ahead (README, "Slots and supervision").
 SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 55)
+# The sandbox memory a slot must hold: the largest any language's stage gets by default (a compile's
+# 512 MiB; Java's run 256), not the platform's SANDBOX_MEMORY_MB for a Python one-liner.
+SANDBOX_SLOT_MEMORY_MB = envint("SANDBOX_SLOT_MEMORY_MB", largest_default_memory_mb(SANDBOX_MEMORY_MB))
 SANDBOX_SLOTS = envint(
     "SANDBOX_SLOTS",
     host.sandbox_slots(
-        host.cores(), host.available_memory_mb(), SANDBOX_CPUS, SANDBOX_MEMORY_MB, SANDBOX_SLOT_OVERHEAD_MB,
+        host.cores(), host.available_memory_mb(), SANDBOX_CPUS, SANDBOX_SLOT_MEMORY_MB, SANDBOX_SLOT_OVERHEAD_MB,
         SANDBOX_OVERCOMMIT,
     ),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from executions.sandbox import languages
 from sandbox_project import host
 
 pytestmark = pytest.mark.no_database
@@ -40,6 +41,18 @@ def test_it_is_at_least_one():
     # Nonsense is reported by the system checks, not by a failing import of the settings.
     assert slots(cpus=0) == 1
     assert slots(overcommit=-1) == 1
+
+
+def test_a_slot_holds_the_largest_stage_any_language_gets_by_default():
+    # A compile stage (512 MiB) outweighs the platform's 64 MiB for a one-liner, and Java's 256.
+    assert languages.largest_default_memory_mb(64) == languages.COMPILER.memory_mb == 512
+    assert languages.largest_default_memory_mb(2048) == 2048
+
+
+def test_the_default_counts_a_slots_largest_stage(settings):
+    assert settings.SANDBOX_SLOT_MEMORY_MB == languages.largest_default_memory_mb(settings.SANDBOX_MEMORY_MB)
+    # 8 slots on these 2 cores and 24 GB; 1.6 GB available would hold 2 compiles, not 25 one-liners.
+    assert slots(cores=2, cpus=0.5, overcommit=2, memory_mb=512, overhead_mb=55, available_mb=1600) == 2
 
 
 def test_it_reads_this_host():

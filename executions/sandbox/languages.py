@@ -284,5 +284,13 @@ def choices() -> list[tuple[str, str]]:
     return CHOICES
 
 
+def largest_default_memory_mb(platform_memory_mb: int) -> int:
+    """The most memory one stage of any language gets by default (its run's, or its compile's): what a
+    slot must hold. A request for more than its language's default, up to the maxima, overcommits."""
+    stages = [language.limits for language in CATALOG.values()]
+    stages += [language.compile.limits for language in CATALOG.values() if language.compile]
+    return max(stage.memory_mb or platform_memory_mb for stage in stages)
+
+
 def of_image(image: str) -> list[Language]:
     return [language for language in CATALOG.values() if language.image == image]
