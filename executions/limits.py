@@ -7,6 +7,7 @@ language's without touching the check.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -62,6 +63,13 @@ def platform_maxima() -> Maxima:
 
 def longest_execution_seconds() -> float:
     """The longest any execution may take in its sandboxes: a compile stage's limit and a run's."""
+    # Every job's timeout: once per value of the setting (tests change it), not per job.
+    return longest_for(settings.SANDBOX_TIMEOUT_SECONDS)
+
+
+@functools.cache
+def longest_for(platform_timeout_seconds: float) -> float:
+    # language_maxima() reads that same setting: the argument is only the cache's key.
     return max(
         language_maxima(language).timeout_seconds + (language.compile.limits.timeout_seconds if language.compile else 0)
         for language in languages.CATALOG.values()

@@ -39,6 +39,7 @@ import zlib
 from dataclasses import dataclass
 
 import django_rq
+import redis
 from django.conf import settings
 from rq.job import Job
 from rq.utils import get_call_string, utcformat
@@ -356,14 +357,24 @@ def admit_each(
     """
     now = time.time()
     connection = store.connection()
-    admit_script = script(ADMIT)
-    with connection.pipeline(transaction=False) as pipe:
-        for key, value, seconds in states:
-            pipe.set(key, value, ex=seconds)
-        for tenant_id, quotas, executions in requests:
-            keys, args = admission(tenant_id, quotas, executions, now)
-            admit_script(keys=keys, args=args, client=pipe)
-        replies = pipe.execute()[len(states):]
+    admissions = [admission(tenant_id, quotas, executions, now) for tenant_id, quotas, executions in requests]
+    # EVALSHA by hand: redis-py's pipeline asks Redis whether its scripts exist (SCRIPT EXISTS) on
+    # every execute, a second round trip. After a restart of Redis (which forgets scripts) the
+    # first pipeline gets NOSCRIPT for every admission, so none of them ran: load it and send again.
+    sha = script(ADMIT).sha
+    for attempt in (1, 2):
+        try:
+            with connection.pipeline(transaction=False) as pipe:
+                for key, value, seconds in states:
+                    pipe.set(key, value, ex=seconds)
+                for keys, args in admissions:
+                    pipe.evalsha(sha, len(keys), *keys, *args)
+                replies = pipe.execute()[len(states):]
+            break
+        except redis.exceptions.NoScriptError:
+            if attempt == 2:
+                raise
+            connection.script_load(ADMIT)
     return [admission_refusal(reply, now) for reply in replies]
 
 

@@ -70,6 +70,19 @@ def test_a_refusal_by_quota_leaves_no_row_and_no_job(alice):
     assert scheduler.counts(alice.tenant.id) == (1, 1)
 
 
+def test_a_group_is_admitted_by_a_redis_that_forgot_the_script(alice, redis_conn):
+    limit(alice, max_queued=2)
+    # A restarted Redis has no scripts: the group's pipeline gets NOSCRIPT for each, runs none of
+    # them, and is sent again once the script is loaded, each admission decided once.
+    redis_conn.script_flush()
+    group = [submissions.checked(alice.tenant, submissions.Submission("python", f"print({i})")) for i in range(3)]
+    results = submissions.submit_group(group)
+    assert [isinstance(result, Execution) for result in results] == [True, True, False]
+    assert isinstance(results[2], submissions.QuotaExceeded)
+    assert Execution.objects.count() == 2
+    assert scheduler.counts(alice.tenant.id) == (2, 2)
+
+
 def test_a_batch_is_admitted_whole_or_not_at_all(alice):
     limit(alice, max_queued=3)
     items = [{"code": f"print({i})"} for i in range(4)]
