@@ -13,8 +13,8 @@ work. Here (called by sandbox_project.rsgi) they skip that cycle, not its rules:
   (one per submission, each as atomic as a lone one). Every 202 is sent after its own row was
   committed and its job queued;
 - reads are grouped the same way: one Redis round trip counts each against its tenant's rate and
-  reads the cached results of finished executions; the others (queued or running, mostly) come from
-  the database, one precompiled statement each.
+  reads what the cache holds (a finished execution's result, or an unfinished one's mirrored
+  state: executions.store); the others come from the database, one precompiled statement each.
 
 Anything else (no key in the cache, an Idempotency-Key, query options, an invalid script, a
 database error before a group was written, Redis unreachable for a read) goes to Django
