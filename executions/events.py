@@ -221,6 +221,8 @@ class Dispatcher:
         self.waiting: dict[str, set[asyncio.Event]] = {}
         self.task: asyncio.Task | None = None
         self.client: redis.asyncio.Redis | None = None
+        # The server stops: streams end once they have sent what they have (their clients reconnect).
+        self.closing = False
 
     def redis(self) -> redis.asyncio.Redis:
         if self.client is None:
@@ -266,6 +268,10 @@ class Dispatcher:
             except Exception:
                 log.warning("event subscription lost; subscribing again in 1 s", exc_info=True)
                 await asyncio.sleep(1)
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake_all()
 
     def wake_all(self) -> None:
         for events in self.waiting.values():
@@ -320,6 +326,8 @@ async def stream(send, disconnected: asyncio.Future, handoff: dict, final) -> No
             # A client resuming after the stream expired (or after the last status) still gets the end.
             if status in Execution.TERMINAL_STATUSES or (status is None and handoff["current"] in Execution.TERMINAL_STATUSES):
                 await send(frame("execution", await final()))
+                return
+            if dispatcher.closing:
                 return
             waited = asyncio.ensure_future(event.wait())
             done, _ = await asyncio.wait(
