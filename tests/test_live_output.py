@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
+import threading
 import time
 import uuid
 
@@ -108,11 +109,11 @@ def test_output_nobody_watches_is_not_published(redis_conn):
     assert redis_conn.exists(events.EVENTS_KEY.format(execution_id)) == 0
 
 
-def test_a_watcher_who_comes_midway_gets_the_output_so_far_then_the_rest(redis_conn, settings):
+def test_a_watcher_who_comes_midway_gets_the_output_so_far_then_the_rest(redis_conn):
     execution_id = str(uuid.uuid4())
     code = "import time\nprint('before', flush=True)\ntime.sleep(1)\nprint('after')\n"
     # The watcher comes while the program sleeps.
-    timer = __import__("threading").Timer(0.6, events.watch, args=(execution_id,))
+    timer = threading.Timer(0.6, events.watch, args=(execution_id,))
     timer.start()
     try:
         result = run(execution_id, code)
