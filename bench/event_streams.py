@@ -1,6 +1,14 @@
 """How many event streams (GET /api/v1/executions/<id>/events) one web process holds, and what they cost.
 
     REDIS_URL=redis://127.0.0.1:6379/N .venv/bin/python bench/event_streams.py [--streams 500]
+    BENCH_REDIS_URL=redis://127.0.0.1:6379/N .venv/bin/python bench/event_streams.py --live [--runtime runsc]
+
+With --live, on a private platform with real workers (bench.common.Stack, PostgreSQL): how long a
+line printed by a script every 100 ms takes to reach an SSE client (the script prints its clock;
+the client compares with its own), and the sandbox throughput of a batch of short runs with and
+without --streams streams open on them (the same workers; runs per second from the first start to
+the last end, as the database recorded them). Then, in-process: what publishing costs a run,
+watched or not (CPU time in the publisher per run).
 
 Starts the web server (sandbox_project/serve.py, one process, WEB_THREADS 8) and no sandbox worker;
 submits one execution, opens the streams on it, and reports the web process's threads and memory
@@ -118,7 +126,155 @@ async def main(streams: int) -> None:
         server.wait(30)
 
 
+# --- Live output --------------------------------------------------------------------------------
+
+TICKS = "import time\nfor i in range({lines}):\n    print(repr(time.time()))\n    time.sleep(0.1)\n"
+# A short run with a little output, as the throughput batch.
+SHORT = "for i in range(5):\n    print(i, 'x' * 40)\n"
+
+
+async def sse_events(port: int, key: str, task_id: str, on_event) -> None:
+    """Read one event stream to its end, calling on_event(name, data, received_at) for each event."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /api/v1/executions/{task_id}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+    name = ""
+    try:
+        while line := await reader.readline():
+            line = line.rstrip(b"\r\n")
+            if line.startswith(b"event: "):
+                name = line[7:].decode()
+            elif line.startswith(b"data: "):
+                on_event(name, json.loads(line[6:]), time.time())
+                if name == "execution":
+                    return
+    finally:
+        writer.close()
+
+
+async def live_latency(stack, runs: int, lines: int) -> list[float]:
+    """Seconds from each print (the script's clock) to its receipt (ours), over `runs` executions."""
+    latencies: list[float] = []
+
+    def on_event(name, data, received_at):
+        if name == "output":
+            latencies.extend(received_at - float(line) for line in data["data"].split())
+
+    for _ in range(runs):
+        task_id = stack.submit(TICKS.format(lines=lines))
+        await sse_events(stack.port, stack.key, task_id, on_event)
+    return latencies
+
+
+async def batch_throughput(stack, count: int, streams: int) -> tuple[float, int]:
+    """Runs per second of `count` short runs submitted at once, with `streams` streams open on them
+    (spread evenly) from before the first starts; and the output events the streams received."""
+    stack.manage("shell", "-c", "from executions.models import Execution; Execution.objects.all().delete()")
+    # Submitted with no worker running, so that every stream is open before any run starts.
+    task_ids = [stack.submit(SHORT) for _ in range(count)]
+    received = [0]
+
+    def on_event(name, data, received_at):
+        received[0] += name == "output"
+
+    readers = [
+        asyncio.ensure_future(sse_events(stack.port, stack.key, task_ids[i % count], on_event)) for i in range(streams)
+    ]
+    await asyncio.sleep(min(30, 2 + streams / 100))
+    stack.start_workers(WORKERS)
+    await asyncio.get_running_loop().run_in_executor(None, stack.wait_until_finished, 300)
+    await asyncio.wait_for(asyncio.gather(*readers), 120)
+    stack.stop(stack.workers)
+    stack.workers.clear()
+    rows = stack.executions()
+    started, finished = min(r["started"] for r in rows), max(r["finished"] for r in rows)
+    return count / (finished - started), received[0]
+
+
+WORKERS = 2
+
+
+def publishing_cost(runs: int, runtime: str) -> dict:
+    """CPU seconds per run spent in OutputPublisher.flush, unwatched and watched, in this process."""
+    import functools
+    import uuid
+
+    from executions import events
+    from executions.sandbox import runner
+    from executions.sandbox.runner import Limits
+
+    spent = [0.0]
+    flush = events.OutputPublisher.flush
+
+    def timed_flush(self, output, final=False):
+        started = time.thread_time()
+        try:
+            flush(self, output, final)
+        finally:
+            spent[0] += time.thread_time() - started
+
+    events.OutputPublisher.flush = timed_flush
+    limits = Limits.from_settings(runtime)
+    figures = {}
+    try:
+        for label, watched in (("unwatched", False), ("watched", True)):
+            spent[0] = 0.0
+            for _ in range(runs):
+                execution_id = str(uuid.uuid4())
+                if watched:
+                    events.watch(execution_id)
+                live = functools.partial(events.OutputPublisher, execution_id)
+                runner.run("python", SHORT, limits=limits, live=live)
+                store.connection().delete(events.EVENTS_KEY.format(execution_id), events.WATCHED_KEY.format(execution_id))
+            figures[label] = spent[0] / runs
+    finally:
+        events.OutputPublisher.flush = flush
+    return figures
+
+
+async def live_main(args) -> None:
+    from bench.common import Stack, load_note, machine, summary
+
+    data = {"machine": machine()}
+    env_runtime = {"SANDBOX_RUNTIME": args.runtime} if args.runtime else {}
+    os.environ.update(env_runtime)
+    with Stack("live-events", database="postgres", port=PORT) as stack:
+        stack.env.update(env_runtime, TENANT_RATE_PER_MINUTE="1000000", WEB_WORKERS="1")
+        stack.start_web()
+        stack.start_workers(WORKERS)
+        latencies = await live_latency(stack, args.latency_runs, 20)
+        stack.stop(stack.workers)
+        stack.workers.clear()
+        data["latency_ms"] = {k: v * 1000 if k != "n" else v for k, v in summary(latencies).items()}
+        without, _ = await batch_throughput(stack, args.batch, 0)
+        with_streams, outputs = await batch_throughput(stack, args.batch, args.streams)
+        again, _ = await batch_throughput(stack, args.batch, 0)
+        data["throughput"] = {"without": [without, again], "with_streams": with_streams, "streams": args.streams,
+                              "output_events_received": outputs, "workers": WORKERS, "batch": args.batch}
+    data["publishing_cpu_ms_per_run"] = {k: v * 1000 for k, v in publishing_cost(args.cost_runs, args.runtime).items()}
+    lat = data["latency_ms"]
+    print(f"runtime: {args.runtime or 'runc'}; {load_note(data['machine'])}")
+    print(f"print -> SSE receipt, {lat['n']} lines: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, max {lat['max']:.1f} ms")
+    t = data["throughput"]
+    print(f"throughput, {t['batch']} short runs, {t['workers']} workers: without streams {without:.2f}/s and "
+          f"{again:.2f}/s; with {t['streams']} streams open on them {with_streams:.2f}/s "
+          f"({(with_streams / ((without + again) / 2) - 1) * 100:+.1f} %), {outputs} output events received")
+    cost = data["publishing_cpu_ms_per_run"]
+    print(f"publisher CPU per run: unwatched {cost['unwatched']:.3f} ms, watched {cost['watched']:.3f} ms")
+    print(json.dumps(data))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=500)
-    asyncio.run(main(parser.parse_args().streams))
+    parser.add_argument("--live", action="store_true", help="live output: latency, throughput with streams, cost")
+    parser.add_argument("--runtime", default="", help="with --live: runc (default) or runsc")
+    parser.add_argument("--batch", type=int, default=100, help="with --live: short runs per throughput batch")
+    parser.add_argument("--latency-runs", type=int, default=5, help="with --live: runs of 20 lines for the latency")
+    parser.add_argument("--cost-runs", type=int, default=20, help="with --live: runs per publishing cost figure")
+    arguments = parser.parse_args()
+    asyncio.run(live_main(arguments) if arguments.live else main(arguments.streams))

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rq import get_current_job
 
-from executions import limits, metrics, scheduler, store
+from executions import events, limits, metrics, scheduler, store
 from executions.models import Execution, log_state
 from executions.sandbox import languages, premade, runner
 
@@ -117,6 +117,7 @@ def run_in_sandbox(execution: Execution) -> dict:
                 f"execution {execution_id}: record container",
             ),
             cancelled=lambda: store.cancel_requested(execution_id),
+            live=functools.partial(events.OutputPublisher, execution_id),
         )
     except runner.EngineUnavailable:
         raise

@@ -22,8 +22,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from django.core.management import call_command
+
 from executions.models import Execution
-from tests.conftest import PASSWORD, ROOT, start_workers, stop_workers
+from tests.conftest import PASSWORD, ROOT, start_web_server, start_workers, stop_web_server, stop_workers
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -212,3 +214,32 @@ def test_a_user_without_a_membership_gets_the_message(browser, outsider):
     message = browser.find_element(By.ID, "no-tenant").text
     assert "Your account belongs to no tenant" in message
     assert browser.find_elements(By.ID, "run") == []
+
+
+@pytest.fixture
+def streaming_browser(driver, transactional_db):
+    """The browser against the project's own web server, which streams events: the page follows
+    the execution's event stream there (Django's live server cannot stream, so the page polls it)."""
+    call_command("collectstatic", "--noinput", verbosity=0)
+    process, port = start_web_server(WEB_WORKERS="1", WEB_THREADS="2")
+    driver.delete_all_cookies()
+    driver.get_log("browser")
+    driver.base_url = f"http://127.0.0.1:{port}"
+    yield driver
+    stop_web_server(process)
+
+
+def test_output_shows_as_the_program_writes_it(streaming_browser, alice_member, worker_process):
+    browser = streaming_browser
+    # Signed in as the test client is: the server's password hasher is not the tests' fast one.
+    browser.get(browser.base_url + "/login/")
+    browser.add_cookie({"name": "sessionid", "value": alice_member.client.cookies["sessionid"].value})
+    browser.get(browser.base_url + "/")
+    run(browser, "import time\nfor i in range(8):\n\tprint(f'line {i}')\n\ttime.sleep(0.5)\n")
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: "line 1\n" in text(b, "stdout"))
+    # Shown while the program still runs, not with the result.
+    assert browser.find_element(By.ID, "status").get_attribute("data-status") == "running"
+    assert "line 7" not in text(browser, "stdout")
+    assert terminal_status(browser) == "completed"
+    assert text(browser, "stdout") == "".join(f"line {i}\n" for i in range(8))
+    assert severe_console_messages(browser) == []

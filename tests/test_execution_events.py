@@ -1,4 +1,5 @@
-"""GET /api/v1/executions/<id>/events: status changes as server-sent events, from the real web server."""
+"""GET /api/v1/executions/<id>/events: status changes (and output) as server-sent events, from the real
+web server. Live output itself: tests/test_live_output_events.py."""
 
 from __future__ import annotations
 
@@ -67,8 +68,13 @@ def test_it_streams_each_status_then_the_execution(alice, server):
     first = stream.next()
     assert (first["event"], first["data"]) == ("status", {"status": "queued"})
     run_worker()
-    running, completed, execution = stream.rest()
+    running, *outputs, completed, execution = stream.rest()
     assert [running["data"], completed["data"]] == [{"status": "running"}, {"status": "completed"}]
+    # print() writes the line and its newline apart: on a busy machine they may come in two events.
+    assert {e["event"] for e in outputs} == {"output"} and 1 <= len(outputs) <= 2
+    assert [(e["data"]["stream"], e["data"]["offset"]) for e in outputs[:1]] == [("stdout", 0)]
+    assert "".join(e["data"]["data"] for e in outputs) == "live\n"
+    assert running["id"] < outputs[0]["id"] <= outputs[-1]["id"] < completed["id"]
     assert running["id"] < completed["id"] or len(running["id"]) < len(completed["id"])
     assert execution["event"] == "execution" and "id" not in execution
     assert execution["data"] == alice.get(task_id)
@@ -82,11 +88,13 @@ def test_reconnecting_with_last_event_id_resumes_without_loss_or_repetition(alic
     stream.close()
     run_worker()
     resumed = EventStream(server, alice.key, task_id, last_event_id=queued["id"]).rest()
-    assert [e["data"].get("status") for e in resumed] == ["running", "completed", "completed"]
-    assert [e["event"] for e in resumed] == ["status", "status", "execution"]
-    after_running = EventStream(server, alice.key, task_id, last_event_id=resumed[0]["id"]).rest()
-    assert [e["event"] for e in after_running] == ["status", "execution"]
-    assert after_running[0]["data"] == {"status": "completed"}
+    statuses = [e for e in resumed if e["event"] != "output"]
+    assert [e["data"]["status"] for e in statuses] == ["running", "completed", "completed"]
+    assert [e["event"] for e in statuses] == ["status", "status", "execution"]
+    assert "".join(e["data"]["data"] for e in resumed if e["event"] == "output") == "1\n"
+    after_output = EventStream(server, alice.key, task_id, last_event_id=resumed[-3]["id"]).rest()
+    assert [e["event"] for e in after_output] == ["status", "execution"]
+    assert after_output[0]["data"] == {"status": "completed"}
 
 
 def test_a_finished_execution_streams_its_status_and_itself_at_once(alice, server):
@@ -113,7 +121,7 @@ def test_waiting_streams_hold_no_request_thread(alice, server):
     connection.request("GET", f"/api/v1/executions/{task_id}", headers={"Authorization": f"Bearer {alice.key}"})
     assert connection.getresponse().status == 200
     run_worker()
-    assert all([e["event"] for e in s.rest()] == ["status", "status", "execution"] for s in streams)
+    assert all([e["event"] for e in s.rest() if e["event"] != "output"] == ["status", "status", "execution"] for s in streams)
 
 
 def test_another_tenants_execution_is_a_404(alice, bob, server):
@@ -152,4 +160,5 @@ def test_a_requeued_execution_streams_queued_again(alice, server):
     assert Execution.objects.claim(task_id, "gone")
     assert reconciler.requeue(Execution.objects.get(id=task_id))
     run_worker()
-    assert [e["data"]["status"] for e in stream.rest()] == ["running", "queued", "running", "completed", "completed"]
+    statuses = [e["data"]["status"] for e in stream.rest() if e["event"] != "output"]
+    assert statuses == ["running", "queued", "running", "completed", "completed"]

@@ -367,7 +367,10 @@ class ExecutionEventsView(TenantScopedMixin, APIView):
         summary="Follow an execution as server-sent events",
         description=(
             "`status` events (`{\"status\": …}`) as the execution's status changes, the first one being "
-            "its status now, then one `execution` event with the execution (as GET returns it) once it "
+            "its status now; `output` events (`{\"stream\": \"stdout\", \"offset\": 0, \"length\": 6, "
+            "\"data\": \"hello\\n\"}`; stream `stdout`, `stderr` or `compile`; offset and length in bytes, "
+            "`truncated: true` on the last one of a stream cut at its cap) as the program writes, the "
+            "output so far first; then one `execution` event with the execution (as GET returns it) once it "
             "has ended, and the end of the stream. Reconnecting with `Last-Event-ID` resumes after that "
             "event. Needs the project's web server (`python -m sandbox_project.serve`), which streams "
             "on its event loop. Another tenant's execution is a 404."

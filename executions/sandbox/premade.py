@@ -137,6 +137,7 @@ def run_in(
     stdin: str,
     limits: Limits,
     cancelled: Callable[[], bool] = runner.never,
+    live: runner.LiveOutput | None = None,
 ) -> RunResult:
     """Deliver the script to a checked sandbox and run it, the deadline counting from delivery.
     The sandbox is used up whatever happens: never deliver anything to it again."""
@@ -159,7 +160,7 @@ def run_in(
     except OSError as exc:
         stream.close()
         raise SandboxError(f"could not start the script in the sandbox made ahead: {exc}") from exc
-    return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled)
+    return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled, live)
 
 
 def destroy(api: docker.APIClient, sandbox: Sandbox, patience: float = runner.ENGINE_RECOVERY_SECONDS) -> None:
@@ -241,6 +242,7 @@ def run(
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    live: Callable[[str], runner.LiveOutput] | None = None,
 ) -> RunResult:
     """runner.run's contract, in this process's sandbox made ahead when it is sound and fits.
 
@@ -253,16 +255,18 @@ def run(
     if language not in runner.MADE_AHEAD_LANGUAGES or files or args:
         return runner.run(
             language, code, stdin, files=files, args=args, limits=limits, labels=labels, on_created=on_created,
-            cancelled=cancelled,
+            cancelled=cancelled, live=live,
         )
     api = runner.docker_api()
     sandbox = take(api, limits)
     if sandbox is None:
-        return runner.run(language, code, stdin, limits=limits, labels=labels, on_created=on_created, cancelled=cancelled)
+        return runner.run(
+            language, code, stdin, limits=limits, labels=labels, on_created=on_created, cancelled=cancelled, live=live
+        )
     try:
         if on_created:
             on_created(sandbox.container_id)
-        result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never)
+        result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never, live and live("run"))
     except (runner.EngineLost, EngineUnavailable):
         # As runner.run: no wait for the engine; the janitor removes it once the engine is back.
         destroy(api, sandbox, patience=0)

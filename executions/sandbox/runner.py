@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import docker
 import docker.errors
@@ -554,6 +555,20 @@ class OutputCollector:
         buffer += chunk[: max(room, 0)]
 
 
+class LiveOutput(Protocol):
+    """Where a stage's output goes as it comes (executions.events.OutputPublisher), besides the
+    result: flush() after output arrives and again at `due` (monotonic), and once at the end."""
+
+    due: float
+
+    def flush(self, output: OutputCollector, final: bool = False) -> None: ...
+
+
+def flush_live(live: LiveOutput | None, output: OutputCollector, now: float) -> None:
+    if live is not None and now >= live.due:
+        live.flush(output)
+
+
 def run(
     language: str,
     code: str,
@@ -565,10 +580,12 @@ def run(
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    live: Callable[[str], LiveOutput] | None = None,
 ) -> RunResult:
     """Compile the program if its language needs it, then run it; each stage in its own sandbox.
 
     `cancelled` is polled every CANCEL_POLL_SECONDS: when it says yes, the container is killed.
+    `live`, given a stage's name ("compile", "run"), says where that stage's output goes as it comes.
     A compile that fails in any way is the status `compilation_error`, with the compiler's output.
     """
     spec = languages.get(language)
@@ -579,11 +596,17 @@ def run(
     compiled: RunResult | None = None
     if spec.compile:
         compile_limits = Limits.for_stage(spec.compile.limits, limits.runtime)
-        compiled = run_stage(compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created, cancelled)
+        compiled = run_stage(
+            compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created,
+            cancelled, live and live("compile"),
+        )
         if compiled.status != "completed":
             return compile_failure(compiled, compile_limits)
         program = compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
-    result = run_stage(run_stage_of(spec, tuple(args)), program.with_stdin(stdin), program.executables, limits, labels, on_created, cancelled)
+    result = run_stage(
+        run_stage_of(spec, tuple(args)), program.with_stdin(stdin), program.executables, limits, labels, on_created,
+        cancelled, live and live("run"),
+    )
     if compiled is not None:
         result.compile_output, result.compile_duration_ms = compiled.stderr, compiled.duration_ms
     return result
@@ -621,6 +644,7 @@ def run_stage(
     labels: dict[str, str] | None = None,
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    live: LiveOutput | None = None,
 ) -> RunResult:
     """One stage in a fresh sandbox with `files` in /code (stdin among them), always removed after."""
     program = Program({name: data for name, data in files.items() if name != "stdin"}, executables)
@@ -635,7 +659,7 @@ def run_stage(
                 on_created(container_id)
             if code_source is None:
                 copy_code(api, container_id, program, stdin)
-            return start_and_collect(api, container_id, limits, cancelled or never)
+            return start_and_collect(api, container_id, limits, cancelled or never, live)
         except (EngineLost, EngineUnavailable):
             # No wait for the engine (the run already waited, or the execution goes back to the
             # queue): the janitor removes the container once the engine is back.
@@ -715,7 +739,11 @@ def never() -> bool:
 
 
 def start_and_collect(
-    api: docker.APIClient, container_id: str, limits: Limits, cancelled: Callable[[], bool] = never
+    api: docker.APIClient,
+    container_id: str,
+    limits: Limits,
+    cancelled: Callable[[], bool] = never,
+    live: LiveOutput | None = None,
 ) -> RunResult:
     if cancelled():
         # Cancelled while the sandbox was being prepared: the script never starts.
@@ -735,7 +763,7 @@ def start_and_collect(
         # The engine may have started it before the connection broke: the script may have run.
         raw.close()
         raise SandboxError(f"the container engine became unreachable as the sandbox started: {exc}") from exc
-    return collect(api, container_id, raw, limits, time.monotonic(), cancelled)
+    return collect(api, container_id, raw, limits, time.monotonic(), cancelled, live)
 
 
 def attach(api: docker.APIClient, container_id: str, stdin: bool = False) -> socket.socket:
@@ -751,14 +779,18 @@ def collect(
     limits: Limits,
     started: float,
     cancelled: Callable[[], bool] = never,
+    live: LiveOutput | None = None,
 ) -> RunResult:
     """Read the output of a script that started at `started` (monotonic) until it ends or is killed
     at its deadline; close the stream; how it ended."""
     output = OutputCollector(limits.output_limit_bytes)
     try:
-        stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled)
+        stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled, live)
     finally:
         raw.close()
+    if live is not None:
+        # Before the result is recorded: a client sees all the output before the terminal status.
+        live.flush(output, final=True)
     duration_ms = int((time.monotonic() - started) * 1000)
     exit_code, oom_killed = exit_state(api, container_id)
     if stopped == "cancelled":
@@ -792,9 +824,10 @@ def read_until_exit(
     output: OutputCollector,
     deadline: float,
     cancelled: Callable[[], bool] = never,
+    live: LiveOutput | None = None,
 ) -> str | None:
     """Read the attach stream until it ends, killing the container at the deadline, the output cap
-    or a cancellation.
+    or a cancellation, passing output to `live` as it comes.
 
     The kill runs in its own thread while this one goes on draining: the engine blocks on a full
     attach stream, so a reader that stops to kill makes the kill itself hang.
@@ -822,7 +855,8 @@ def read_until_exit(
             if killer is not None and now - killed_at > DRAIN_GRACE_SECONDS:
                 log.warning("container %s: output still open %.0fs after the kill", container_id, DRAIN_GRACE_SECONDS)
                 return stopped
-            wait = min(deadline, next_poll) - now if killer is None else DRAIN_GRACE_SECONDS
+            flush_live(live, output, now)
+            wait = min(deadline, next_poll, live.due if live else deadline) - now if killer is None else DRAIN_GRACE_SECONDS
             raw.settimeout(max(wait, 0.001))
             try:
                 data = raw.recv(READ_CHUNK)
@@ -831,6 +865,8 @@ def read_until_exit(
             if not data:
                 return stopped
             output.feed(data)
+            if live is not None:
+                live.flush(output)
     finally:
         if killer is not None:
             killer.join(DRAIN_GRACE_SECONDS)

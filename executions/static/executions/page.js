@@ -1,5 +1,6 @@
 // The browser page: Tab indents in the editor, Run submits through the REST API with the session's
-// CSRF token, and the result follows the execution until its status is terminal.
+// CSRF token, and the result follows the execution until its status is terminal: its event stream
+// (status changes and output as the program writes it), or, where the server cannot stream, polling.
 // Program output is untrusted: it only ever reaches the page through textContent.
 "use strict";
 
@@ -158,11 +159,77 @@
     }, delay);
   }
 
+  function showStatus(taskId, status) {
+    const node = byId("status");
+    node.textContent = statusLabel(status);
+    node.dataset.status = status;
+    for (const cell of document.querySelectorAll("#history .status")) {
+      if (cell.dataset.taskId === taskId) {
+        cell.textContent = statusLabel(status);
+        cell.dataset.status = status;
+      }
+    }
+  }
+
+  // The execution's event stream, with the session's cookie: its owner's only, like the GET. The
+  // output grows as it comes; the execution at the end replaces it with the stored result.
+  // EventSource reconnects by itself with the last event's id, and the server resumes after it;
+  // a stream that fails before its first event (a server that cannot stream) falls back to polling.
+  function stream(taskId) {
+    const source = new EventSource("/api/v1/executions/" + encodeURIComponent(taskId) + "/events");
+    // Bytes shown per stream: a chunk sent again after a reconnection is not shown twice.
+    const shown = { stdout: 0, stderr: 0 };
+    let heard = false;
+    let attempt = 0;
+    source.addEventListener("status", (event) => {
+      heard = true;
+      attempt = 0;
+      const status = JSON.parse(event.data).status;
+      if (status === "queued") {
+        // Queued again (its engine failed before it ran): the next run's output starts over.
+        shown.stdout = shown.stderr = 0;
+      }
+      showStatus(taskId, status);
+    });
+    source.addEventListener("output", (event) => {
+      heard = true;
+      attempt = 0;
+      const chunk = JSON.parse(event.data);
+      if (!(chunk.stream in shown) || chunk.offset < shown[chunk.stream]) {
+        return;
+      }
+      if (chunk.offset === 0) {
+        // A run that starts again (its execution queued again) starts its output again.
+        setText(chunk.stream, "");
+      }
+      byId(chunk.stream).append(chunk.data);
+      shown[chunk.stream] = chunk.offset + chunk.length;
+      if (chunk.truncated) {
+        byId(chunk.stream + "-truncated").hidden = false;
+      }
+    });
+    source.addEventListener("execution", (event) => {
+      source.close();
+      render(JSON.parse(event.data));
+    });
+    source.addEventListener("error", () => {
+      attempt += 1;
+      if (!heard || attempt > 5) {
+        source.close();
+        follow(taskId, 0);
+      }
+    });
+  }
+
   const initial = JSON.parse(byId("execution-data").textContent);
   if (initial) {
     render(initial);
     if (!terminal.has(initial.status)) {
-      follow(initial.task_id, 0);
+      if (window.EventSource) {
+        stream(initial.task_id);
+      } else {
+        follow(initial.task_id, 0);
+      }
     }
   }
 
