@@ -16,7 +16,7 @@ import uuid
 import pytest
 import redis
 
-from executions import scheduler, store, submissions
+from executions import scheduler, store
 from executions.api import fastlane
 from executions.api.auth import KEYS
 from executions.models import Execution

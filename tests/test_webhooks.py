@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from executions import destinations, store, webhooks
 from executions.models import Delivery, Execution
-from tests.conftest import ROOT, free_port, manage, run_worker, subprocess_env, wait_for_status
+from tests.conftest import ROOT, free_port, manage, run_worker, subprocess_env
 from tests.helpers import assert_error
 from tests.receivers import Receiver
 
