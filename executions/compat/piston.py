@@ -2,7 +2,7 @@
 
 Piston's clients send no credentials (the piston-client npm package sends no headers at all), so
 the API key travels in the path, /piston/<key>/api/v2/...: it is never written to a log line
-(sandbox_project.logs.redact), a metric label (the views' names label the request metrics) or an
+(sandbox_project.logs.RedactFilter, on the console's and the access log's handlers), a metric label (the views' names label the request metrics) or an
 error message. Without a key, /piston/api/v2/... acts for settings.PISTON_TENANT if the operator
 chose one (off by default). An execute is an ordinary Execution: admitted by submissions.submit,
 then waited for (waiting.wait_for, one wait slot) and answered in Piston's shape.
@@ -105,12 +105,6 @@ class PistonView(APIView):
 
     def get_exception_handler(self):
         return exception_handler
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        # Django logs a failed request with its path, which holds the key: this one is not logged.
-        response._has_been_logged = True
-        return response
 
 
 def version_of(language: languages.Language, versions: dict[str, str]) -> str:
@@ -220,10 +214,10 @@ def configured_limits(language: languages.Language) -> dict[str, float]:
 
 def check_limits(body: dict, language: languages.Language) -> None:
     """Piston's checks of its limits, with its messages. -1, which Piston's clients send for "no
-    limit", and 0 mean the default here."""
+    limit", and 0 mean the default here. A language with no compile stage ignores compile limits."""
     configured = configured_limits(language)
     for constraint in ("memory_limit", "timeout", "cpu_time"):
-        for stage in ("compile", "run"):
+        for stage in ("compile", "run") if language.compile else ("run",):
             name = f"{stage}_{constraint}"
             value = body.get(name)
             if not value or value == -1:
