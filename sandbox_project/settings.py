@@ -358,6 +358,9 @@ SPECTACULAR_SETTINGS = {
         "ExecutionStatus": "executions.models.Execution.Status",
         "Language": "executions.sandbox.languages.CHOICES",
     },
+    # The native API's operations are named from their path after /api/ (v1_executions_create), the
+    # Judge0 and Piston dialects' by hand.
+    "SCHEMA_PATH_PREFIX": "/api/",
     "PREPROCESSING_HOOKS": ["executions.api.schema.canonical_paths_only"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -18,6 +18,8 @@ import zipfile
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,7 +28,10 @@ from rest_framework.views import APIView
 from executions import limits, store, submissions
 from executions.api import auth, errors, waiting
 from executions.api.serializers import MAX_BATCH, MAX_WAIT_SECONDS
-from executions.api.views import idempotency_key
+from executions.api.views import AdmissionMixin, idempotency_key
+from executions.compat.schema import (
+    BASE64_ENCODED, FIELDS, JUDGE0_REQUEST, JUDGE0_STATUS, JUDGE0_SUBMISSION, WAIT, judge0 as judge0_schema,
+)
 from executions.models import Execution, Tenant
 from executions.sandbox import images, languages
 
@@ -170,12 +175,14 @@ def describe_language(id_: int, versions: dict[str, str]) -> dict:
 
 
 class AboutView(Judge0View):
+    @judge0_schema("Judge0's about: the version (1.13.1) its clients pick language ids by", {"type": "object"}, operation_id="judge0_about")
     def get(self, request: Request) -> Response:
         # The official SDK picks its language ids by this version.
         return Response({"version": VERSION, "homepage": None, "source_code": None, "maintainer": None})
 
 
 class ConfigInfoView(Judge0View):
+    @judge0_schema("Judge0's configuration keys, with this platform's values", {"type": "object"}, operation_id="judge0_config_info")
     def get(self, request: Request) -> Response:
         return Response(config_info())
 
@@ -228,6 +235,11 @@ def config_info() -> dict:
 
 
 class LanguagesView(Judge0View):
+    @judge0_schema(
+        "The catalog's languages under Judge0 CE's ids",
+        {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}},
+        operation_id="judge0_languages",
+    )
     def get(self, request: Request) -> Response:
         versions = language_versions()
         return Response(
@@ -236,6 +248,7 @@ class LanguagesView(Judge0View):
 
 
 class LanguageView(Judge0View):
+    @judge0_schema("One language by its Judge0 id", {"type": "object"}, 404, operation_id="judge0_language")
     def get(self, request: Request, language_id: str) -> Response:
         if int(language_id) not in LANGUAGE_BY_ID:
             raise exceptions.NotFound()
@@ -243,6 +256,7 @@ class LanguageView(Judge0View):
 
 
 class StatusesView(Judge0View):
+    @judge0_schema("Judge0's 14 statuses", {"type": "array", "items": JUDGE0_STATUS}, operation_id="judge0_statuses")
     def get(self, request: Request) -> Response:
         return Response([{"id": id_, "description": description} for id_, description in STATUSES.items()])
 
@@ -384,7 +398,8 @@ def admission_error(exc: submissions.AdmissionError) -> exceptions.APIException:
     """Admission's refusal in Judge0's shapes: a field's fault is a 422, the rest keep their status."""
     if isinstance(exc, submissions.Refused):
         error = Judge0Error(exc.message, status.HTTP_503_SERVICE_UNAVAILABLE if isinstance(exc, submissions.Overloaded) else 429)
-        error.retry_after = exc.retry_after
+        # The admission script counted this request against its tenant's rate already.
+        error.retry_after, error.counted = exc.retry_after, True
         return error
     if isinstance(exc, submissions.QueueUnavailable):
         return Judge0Error(exc.message, status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -544,7 +559,16 @@ def owned(tenant: Tenant, token: str):
     return Execution.objects.owned_by(tenant).filter(id=token)
 
 
-class SubmissionsView(Judge0View):
+class SubmissionsView(AdmissionMixin, Judge0View):
+    @judge0_schema(
+        "Create a submission (an execution of the key's tenant)",
+        JUDGE0_SUBMISSION,
+        400, 409, 413, 422,
+        success=201,
+        request={"application/json": JUDGE0_REQUEST},
+        parameters=[BASE64_ENCODED, WAIT, FIELDS],
+        operation_id="judge0_submissions_create",
+    )
     def post(self, request: Request) -> Response:
         fields, encoded = requested_fields(request), base64_encoded(request)
         submission = as_submission(request.data, encoded)
@@ -562,6 +586,10 @@ class SubmissionsView(Judge0View):
 
 
 class SubmissionView(Judge0View):
+    @judge0_schema(
+        "A submission by its token", JUDGE0_SUBMISSION, 400, 404, parameters=[BASE64_ENCODED, FIELDS],
+        operation_id="judge0_submission",
+    )
     def get(self, request: Request, token: str) -> Response:
         fields, encoded = requested_fields(request), base64_encoded(request)
         execution = owned(request.user, token).first()
@@ -570,7 +598,14 @@ class SubmissionView(Judge0View):
         return Response(shaped(execution, fields, encoded))
 
 
-class BatchView(Judge0View):
+class BatchView(AdmissionMixin, Judge0View):
+    @judge0_schema(
+        "Submissions by their tokens (null for a token this tenant does not have)",
+        {"type": "object", "properties": {"submissions": {"type": "array", "items": {**JUDGE0_SUBMISSION, "nullable": True}}}},
+        400,
+        parameters=[OpenApiParameter("tokens", OpenApiTypes.STR, required=True), BASE64_ENCODED, FIELDS],
+        operation_id="judge0_batch",
+    )
     def get(self, request: Request) -> Response:
         fields, encoded = requested_fields(request), base64_encoded(request)
         tokens = [token for token in request.query_params.get("tokens", "").strip().split(",") if token]
@@ -583,6 +618,21 @@ class BatchView(Judge0View):
         # Judge0 keeps the order of the tokens, with null for one it does not know.
         return Response({"submissions": [shaped(found[t], fields, encoded) if t in found else None for t in tokens]})
 
+    @judge0_schema(
+        "Create up to 20 submissions: the valid ones are created, the others answered in their places",
+        {"type": "array", "items": {"type": "object"}},
+        400, 413, 422,
+        success=201,
+        request={
+            "application/json": {
+                "type": "object",
+                "required": ["submissions"],
+                "properties": {"submissions": {"type": "array", "items": JUDGE0_REQUEST}},
+            }
+        },
+        parameters=[BASE64_ENCODED],
+        operation_id="judge0_batch_create",
+    )
     def post(self, request: Request) -> Response:
         encoded = base64_encoded(request)
         items = request.data.get("submissions") if isinstance(request.data, dict) else None

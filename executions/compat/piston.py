@@ -28,6 +28,7 @@ from executions import limits, submissions
 from executions.api import auth, errors, waiting
 from executions.api.views import AdmissionMixin
 from executions.compat.judge0 import language_versions
+from executions.compat.schema import PISTON_REQUEST, PISTON_RESULT, PISTON_RUNTIMES, piston as piston_schema
 from executions.models import Execution, NotCancellable, Tenant
 from executions.sandbox import languages
 
@@ -122,6 +123,7 @@ def runtime(language: languages.Language, versions: dict[str, str]) -> dict:
 
 
 class RuntimesView(PistonView):
+    @piston_schema("Piston's runtimes: the catalog's languages", PISTON_RUNTIMES, keyed=False, operation_id="piston_runtimes")
     def get(self, request: Request, key: str | None = None) -> Response:
         versions = language_versions()
         return Response([runtime(language, versions) for language in languages.CATALOG.values()])
@@ -362,6 +364,10 @@ def result(execution: Execution, language: languages.Language, versions: dict[st
 
 
 class ExecuteView(AdmissionMixin, PistonView):
+    @piston_schema(
+        "Run a program and answer with its result (Piston's execute)", PISTON_RESULT, keyed=False,
+        request={"application/json": PISTON_REQUEST}, operation_id="piston_execute",
+    )
     def post(self, request: Request, key: str | None = None) -> Response:
         content_type = request.content_type.split(";")[0].strip()
         if content_type not in ("application/json", "text/plain"):
@@ -393,3 +399,19 @@ def give_up(execution: Execution) -> None:
     error = PistonError("The platform is busy; nothing was run. Retry later.", status.HTTP_503_SERVICE_UNAVAILABLE)
     error.retry_after = BUSY_RETRY_AFTER_SECONDS
     raise error
+
+
+# The same operations with the key in the path: documented apart, since their parameters differ.
+class KeyRuntimesView(RuntimesView):
+    @piston_schema("Piston's runtimes: the catalog's languages", PISTON_RUNTIMES, keyed=True, operation_id="piston_key_runtimes")
+    def get(self, request: Request, key: str | None = None) -> Response:
+        return super().get(request, key)
+
+
+class KeyExecuteView(ExecuteView):
+    @piston_schema(
+        "Run a program and answer with its result (Piston's execute)", PISTON_RESULT, keyed=True,
+        request={"application/json": PISTON_REQUEST}, operation_id="piston_key_execute",
+    )
+    def post(self, request: Request, key: str | None = None) -> Response:
+        return super().post(request, key)

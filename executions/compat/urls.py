@@ -32,7 +32,7 @@ judge0_urls = [
 piston_urls = [
     re_path(r"^api/v2/runtimes/?$", piston.RuntimesView.as_view(), name="piston-runtimes"),
     re_path(r"^api/v2/execute/?$", piston.ExecuteView.as_view(), name="piston-execute"),
-    re_path(r"^(?P<key>[^/]+)/api/v2/runtimes/?$", piston.RuntimesView.as_view(), name="piston-key-runtimes"),
-    re_path(r"^(?P<key>[^/]+)/api/v2/execute/?$", piston.ExecuteView.as_view(), name="piston-key-execute"),
+    re_path(r"^(?P<key>[^/]+)/api/v2/runtimes/?$", piston.KeyRuntimesView.as_view(), name="piston-key-runtimes"),
+    re_path(r"^(?P<key>[^/]+)/api/v2/execute/?$", piston.KeyExecuteView.as_view(), name="piston-key-execute"),
     re_path(r"^", piston_not_found),
 ]
