@@ -195,3 +195,10 @@ def test_a_batch_with_no_valid_item_is_a_422_and_creates_nothing(alice):
     assert_nothing_created()
     empty = judge0_client(alice).post("/judge0/submissions/batch", {"submissions": []}, format="json")
     assert (empty.status_code, empty.json()) == (400, {"error": "there should be at least one submission in a batch"})
+
+
+@pytest.mark.usefixtures("worker_process")
+def test_wait_true_answers_with_the_finished_submission(alice):
+    body = submit(alice, {"source_code": b64("print('waited')"), "language_id": 71}, "?wait=true&base64_encoded=true")
+    assert body["status"] == {"id": 3, "description": "Accepted"}
+    assert base64.b64decode(body["stdout"]) == b"waited\n"
