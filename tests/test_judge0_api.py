@@ -103,13 +103,18 @@ def test_additional_files_are_the_programs_files(alice):
     assert judge0_client(alice).get(f"/judge0/submissions/{token}").json()["stdout"] == "from the zip\n"
 
 
-def test_a_compile_error_and_a_time_limit_have_their_statuses(alice):
+def test_a_compile_error_a_time_limit_and_a_signal_have_their_statuses(alice):
     broken = submit(alice, {"source_code": "int main(void) { return boom; }", "language_id": 50})["token"]
     slow = submit(alice, {"source_code": "while True: pass", "language_id": 71, "cpu_time_limit": 0.5})["token"]
+    crash = submit(alice, {"source_code": "int main(void) { volatile int *p = 0; return *p; }", "language_id": 48})["token"]
     run_worker()
     compiled = judge0_client(alice).get(f"/judge0/submissions/{broken}").json()
     assert compiled["status"]["id"] == 6 and "boom" in compiled["compile_output"]
     assert judge0_client(alice).get(f"/judge0/submissions/{slow}").json()["status"]["id"] == 5
+    crashed = judge0_client(alice).get(f"/judge0/submissions/{crash}?fields=status,exit_signal,message").json()
+    assert crashed == {
+        "status": {"id": 7, "description": "Runtime Error (SIGSEGV)"}, "exit_signal": 11, "message": "Exited with signal 11"
+    }
 
 
 @pytest.mark.parametrize(

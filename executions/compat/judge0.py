@@ -126,7 +126,7 @@ def exception_handler(exc, context):
         return None
     if isinstance(exc, Judge0Invalid):
         response.data = exc.fields
-    elif isinstance(exc, (exceptions.NotFound,)) or response.status_code == status.HTTP_404_NOT_FOUND:
+    elif response.status_code == status.HTTP_404_NOT_FOUND:
         # What Judge0 (a Rails API) answers for a token or language it does not have.
         response.data = {"status": 404, "error": "Not Found"}
     else:
@@ -264,14 +264,20 @@ class StatusesView(Judge0View):
 # --- Submissions: Judge0's fields to a platform Submission -------------------------------------
 
 
-def judging(expected_output: str | None) -> None:
-    """What a Judge0 `expected_output` asks of admission.
+# Judging (issue 15) is the platform's, wired in by these two functions and nowhere else: what a
+# Judge0 `expected_output` asks of admission, and the Judge0 status of a verdict.
 
-    Judging (issue 15) is the platform's; until its one-test judged submission is wired in here,
-    a submission with an expected output is refused rather than run without its verdict.
-    """
+
+def judging(expected_output: str | None) -> None:
+    """Until the platform's one-test judged submission is wired in here, a submission with an
+    expected output is refused rather than run without its verdict."""
     if expected_output is not None:
         raise Judge0Invalid({"expected_output": ["judging against an expected output is not available yet"]})
+
+
+def verdict_status(execution: Execution) -> int:
+    """A completed execution's Judge0 status: Accepted (3), or, once judged, Wrong Answer (4) by its verdict."""
+    return 3
 
 
 def text_field(data: dict, name: str, encoded: bool, problems: dict) -> str | None:
@@ -422,14 +428,14 @@ def admission_error(exc: submissions.AdmissionError) -> exceptions.APIException:
 
 
 def status_id(execution: Execution) -> int:
-    """Judge0's status for an execution (its verdict, once judging is wired in: Accepted or Wrong Answer)."""
+    """Judge0's status for an execution."""
     Status = Execution.Status
     if execution.status == Status.QUEUED:
         return 1
     if execution.status == Status.RUNNING:
         return 2
     if execution.status == Status.COMPLETED:
-        return 3
+        return verdict_status(execution)
     if execution.status == Status.TIMED_OUT:
         return 5
     if execution.status == Status.COMPILATION_ERROR:
@@ -550,13 +556,16 @@ def base64_encoded(request: Request) -> bool:
     return request.query_params.get("base64_encoded") == "true"
 
 
-def owned(tenant: Tenant, token: str):
-    """The caller's executions with this token: none for a token that is not a UUID."""
-    try:
-        uuid.UUID(token)
-    except ValueError:
-        return Execution.objects.none()
-    return Execution.objects.owned_by(tenant).filter(id=token)
+def owned(tenant: Tenant, tokens: list[str]) -> dict[str, Execution]:
+    """The caller's executions among these tokens, by token (a token that is not a UUID has none)."""
+    ids = {}
+    for token in tokens:
+        try:
+            ids[uuid.UUID(token)] = token
+        except ValueError:
+            continue
+    found = Execution.objects.owned_by(tenant).filter(id__in=list(ids)) if ids else []
+    return {ids[execution.id]: execution for execution in found}
 
 
 class SubmissionsView(AdmissionMixin, Judge0View):
@@ -592,7 +601,7 @@ class SubmissionView(Judge0View):
     )
     def get(self, request: Request, token: str) -> Response:
         fields, encoded = requested_fields(request), base64_encoded(request)
-        execution = owned(request.user, token).first()
+        execution = owned(request.user, [token]).get(token)
         if execution is None:
             raise exceptions.NotFound()
         return Response(shaped(execution, fields, encoded))
@@ -610,11 +619,7 @@ class BatchView(AdmissionMixin, Judge0View):
         fields, encoded = requested_fields(request), base64_encoded(request)
         tokens = [token for token in request.query_params.get("tokens", "").strip().split(",") if token]
         check_batch_size(len(tokens))
-        found = {}
-        for token in tokens:
-            execution = owned(request.user, token).first()
-            if execution is not None:
-                found[token] = execution
+        found = owned(request.user, tokens)
         # Judge0 keeps the order of the tokens, with null for one it does not know.
         return Response({"submissions": [shaped(found[t], fields, encoded) if t in found else None for t in tokens]})
 

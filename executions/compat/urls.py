@@ -1,5 +1,5 @@
 from django.http import JsonResponse
-from django.urls import path, re_path
+from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from executions.compat import judge0, piston
