@@ -171,3 +171,29 @@ def check_webhooks(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register()
+def check_piston_tenant(app_configs, **kwargs):
+    """PISTON_TENANT must name a tenant, or keyless Piston calls are refused, not what was meant."""
+    name = settings.PISTON_TENANT
+    if not name:
+        return []
+    from django.db import DatabaseError
+
+    from executions.models import Tenant
+
+    try:
+        exists = Tenant.objects.filter(name=name).exists()
+    except DatabaseError:
+        # Not migrated yet: nothing to say until there are tenants.
+        return []
+    if exists:
+        return []
+    return [
+        Warning(
+            f"PISTON_TENANT {name!r} names no tenant: Piston calls without a key in their path are refused.",
+            hint="Create the tenant (manage.py create_tenant), or leave PISTON_TENANT empty.",
+            id="executions.W002",
+        )
+    ]

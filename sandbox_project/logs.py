@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import datetime, timezone
 
 
@@ -29,4 +30,18 @@ class RoutineFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name.startswith("rq.") and record.levelno <= logging.INFO and "cleaning" in str(record.msg):
             return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
+# Piston's clients carry the API key in the path: /piston/<key>/api/v2/...
+PATH_KEY = re.compile(r"/piston/[^/\s]+/api/")
+
+
+class RedactFilter(logging.Filter):
+    """Removes the API key from any path a record mentions (Django logs a failed request's path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/piston/" in message:
+            record.msg, record.args = PATH_KEY.sub("/piston/<key>/api/", message), ()
         return True

@@ -326,6 +326,9 @@ WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay
 # free for quick requests, and a request that finds no free slot gets its 202 at once.
 WAIT_SLOTS = envint("WAIT_SLOTS", max(1, WEB_THREADS - 8))
+# The tenant that Piston calls without a key in their path (/piston/api/v2/...) act for; empty: such
+# calls are refused. Only for a trusted network: anyone who reaches the port spends that tenant's quotas.
+PISTON_TENANT = envstr("PISTON_TENANT", "")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "executions.api.auth.ApiKeyAuthentication",
@@ -359,6 +362,9 @@ SPECTACULAR_SETTINGS = {
         "ExecutionStatus": "executions.models.Execution.Status",
         "Language": "executions.sandbox.languages.CHOICES",
     },
+    # The native API's operations are named from their path after /api/ (v1_executions_create), the
+    # Judge0 and Piston dialects' by hand.
+    "SCHEMA_PATH_PREFIX": "/api/",
     "PREPROCESSING_HOOKS": ["executions.api.schema.canonical_paths_only"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -373,7 +379,10 @@ LOG_FORMATS = ("plain", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"routine": {"()": "sandbox_project.logs.RoutineFilter"}},
+    "filters": {
+        "routine": {"()": "sandbox_project.logs.RoutineFilter"},
+        "redact": {"()": "sandbox_project.logs.RedactFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "sandbox_project.logs.JsonFormatter"},
@@ -382,7 +391,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in LOG_FORMATS else "plain",
-            "filters": ["routine"],
+            "filters": ["routine", "redact"],
         }
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},

@@ -45,6 +45,12 @@ packages() {
   fi
 }
 
+node_packages() {
+  # Node.js and npm run the Piston client's test (tests/test_piston_client.py). A Node.js installed
+  # some other way (say, with npm inside it) is used as it is.
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages nodejs npm
+}
+
 wait_for() {  # wait_for SECONDS COMMAND...
   local seconds=$1; shift
   for _ in $(seq $((seconds * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -224,7 +230,7 @@ for step in "$@"; do
     venv) venv requirements.txt ;;
     venv-test) venv requirements-test.txt ;;
     venv-bench) venv requirements-test.txt bench/requirements.txt ;;
-    packages-test) packages postgresql docker-compose runsc chromium chromium-driver; seccomp_profile ;;
+    packages-test) packages postgresql docker-compose runsc chromium chromium-driver; node_packages; seccomp_profile ;;
     packages-bench) packages hey ;;
     services) services ;;
     services-postgres) services --postgres ;;

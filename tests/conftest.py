@@ -127,12 +127,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_web_server(**env: str) -> tuple[subprocess.Popen, int]:
-    """The production web server (python -m sandbox_project.serve) on a free port and the test database."""
+def start_web_server(output=None, **env: str) -> tuple[subprocess.Popen, int]:
+    """The production web server (python -m sandbox_project.serve) on a free port and the test database;
+    its log goes to `output` (a file) if given."""
     port = free_port()
     environment = subprocess_env(BIND=f"127.0.0.1:{port}", **env)
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    process = subprocess.Popen([sys.executable, "-m", "sandbox_project.serve"], env=environment, cwd=ROOT)
+    streams = {"stdout": output, "stderr": subprocess.STDOUT} if output is not None else {}
+    process = subprocess.Popen([sys.executable, "-m", "sandbox_project.serve"], env=environment, cwd=ROOT, **streams)
     # The port is open before the worker processes are ready: wait for an answer.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -158,7 +158,7 @@ def canonical_paths_only(endpoints):
     seen = set()
     kept = []
     for path, path_regex, method, callback in endpoints:
-        if path.startswith("/api/v1/"):
+        if path.startswith(("/api/v1/", "/judge0/", "/piston/")):
             path = path.rstrip("/")
         if (path, method) in seen:
             continue
