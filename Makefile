@@ -4,7 +4,7 @@ PY := .venv/bin/python
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 
-.PHONY: run test test-sqlite test-postgres setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
+.PHONY: run test test-sqlite test-postgres test-stack setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
 
 run:
 	scripts/dev.sh packages services venv
@@ -13,8 +13,11 @@ run:
 setup:
 	scripts/dev.sh packages-test services-postgres venv-test
 
+# The sandbox images, and those docker-compose.yml runs on here (made from Debian's packages, as
+# no registry may be reachable: scripts/dev.sh stack-images), whose Prometheus checks the alerts.
 images: setup
 	$(PY) manage.py build_sandbox_images
+	scripts/dev.sh stack-images
 
 # The lock files (requirements.txt, requirements-test.txt, bench/requirements.txt) pin every package
 # with its hashes; after editing a .in file, `make lock` resolves them again (pip-tools, in a venv of
@@ -32,10 +35,15 @@ test: images
 	$(MAKE) --no-print-directory test-sqlite test-postgres
 
 test-sqlite:
-	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m "not stack"
 
 test-postgres:
 	REDIS_URL=$(TEST_REDIS_URL) DATABASE_URL=$(TEST_POSTGRES_URL) $(PY) -m pytest -m "not no_database"
+
+# docker-compose.yml started for real on this engine, an execution run through it, then removed
+# (about 75 s once the images exist); CI runs it after `make test`.
+test-stack: images
+	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m stack
 
 # The burst test at full size on PostgreSQL (`make test` runs it with 500 submissions per backend).
 burst: images
