@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port, stack_images
+from tests.test_stack_files import compose_command
 
 pytestmark = [pytest.mark.no_database, pytest.mark.stack]
 
@@ -58,7 +59,7 @@ class Stack:
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            ["docker-compose", "--file", str(ROOT / "docker-compose.yml"), *args],
+            [*compose_command(), "--file", str(ROOT / "docker-compose.yml"), *args],
             cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
         )
         if check:
@@ -131,8 +132,19 @@ def alert_states(stack: Stack) -> dict[str, str]:
     return {rule["name"]: rule["state"] for rule in rules}
 
 
+def image_id(name: str) -> str | None:
+    result = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name], capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
 def test_the_stack_starts_runs_an_execution_and_is_removed(stack):
-    stack.compose("build", "web")
+    previous = image_id(stack.env["APP_IMAGE"])
+    # --force-rm: a failed build leaves no container behind either.
+    stack.compose("build", "--force-rm", "web")
+    # A changed app leaves the image it replaces untagged: remove it rather than let them pile up
+    # (the venv stage's image stays, as the build's cache).
+    if previous and previous != image_id(stack.env["APP_IMAGE"]):
+        subprocess.run(["docker", "rmi", previous], capture_output=True)
     stack.compose("up", "--detach", "--no-build", *SERVICES)
     stack.wait_healthy("web")
     stack.wait_healthy("worker")
