@@ -106,7 +106,7 @@ seccomp_profile() {
 # for a host where no registry is reachable (as the sandbox images are), and the Python wheels the
 # app image installs there (deploy/wheels, see the Dockerfile). Each image is tagged with a hash of
 # its recipe, so a second run builds nothing; their names go to $VAR/stack-images.env, ready for
-# Compose's --env-file or a .env. The pairs are: name, packages, commands run in the image
+# Compose's --env-file or a .env. Each entry is four words: name, packages, commands run in the image
 # (mmdebstrap's customize hook, with $1 the image's root), `docker import --change` instructions.
 STACK_IMAGES=(
   base "python3,python3-venv,python3-pip,ca-certificates" "true" ""
