@@ -5,7 +5,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_POSTGRES_URL ?= postgres://rce:rce@127.0.0.1:5432/rce
 TEST_POSTGRES_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: run test test-sqlite test-postgres setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
+.PHONY: run test test-sqlite test-postgres test-postgres-and-stack test-stack stack-suite setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
 
 run:
 	scripts/dev.sh packages services venv
@@ -14,8 +14,11 @@ run:
 setup:
 	scripts/dev.sh packages-test services-postgres venv-test
 
+# The sandbox images, and those docker-compose.yml runs on here (made from Debian's packages, as
+# no registry may be reachable: scripts/dev.sh stack-images), whose Prometheus checks the alerts.
 images: setup
 	$(PY) manage.py build_sandbox_images
+	scripts/dev.sh stack-images
 
 # The lock files (requirements.txt, requirements-test.txt, bench/requirements.txt) pin every package
 # with its hashes; after editing a .in file, `make lock` resolves them again (pip-tools, in a venv of
@@ -32,16 +35,29 @@ lock:
 # most of a suite's time is spent waiting on sandboxes, not on the two cores. Each suite has its own
 # Redis database, its own var directory and so its own sandbox instance (the janitor of one never
 # touches the other's containers). Each suite's output is shown whole when it ends.
+# The Compose stack's test (test-stack) follows the PostgreSQL suite, which ends first.
 test: images
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres-and-stack
+
+test-postgres-and-stack:
+	$(MAKE) --no-print-directory test-postgres stack-suite
 
 test-sqlite:
-	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+	REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest -m "not stack"
 
 test-postgres:
 	mkdir -p var/test-postgres
 	REDIS_URL=$(TEST_POSTGRES_REDIS_URL) VAR_DIR=$(CURDIR)/var/test-postgres DATABASE_URL=$(TEST_POSTGRES_URL) \
 		$(PY) -m pytest -m "not no_database"
+
+# docker-compose.yml started for real on this engine, an execution run through it, then removed
+# (about 75 s once the images exist); part of `make test`.
+test-stack: images
+	$(MAKE) --no-print-directory stack-suite
+
+stack-suite:
+	mkdir -p var/test-postgres
+	REDIS_URL=$(TEST_POSTGRES_REDIS_URL) VAR_DIR=$(CURDIR)/var/test-postgres $(PY) -m pytest -m stack
 
 # The burst test at full size on PostgreSQL (`make test` runs it with 500 submissions per backend).
 burst: images

@@ -98,8 +98,8 @@ def check_sandbox_slots(app_configs, **kwargs):
 
 @register("sandbox")
 def check_sandbox_runtime(app_configs, **kwargs):
-    """Where the engine is reachable, gVisor without --oci-seccomp is reported at start: the runner
-    refuses every run under it."""
+    """Where the engine is reachable, gVisor without --oci-seccomp, or without Docker's seccomp
+    profile as a file, is reported at start: the runner refuses every run under it."""
     if settings.SANDBOX_RUNTIME != "runsc":
         return []
     import docker.errors
@@ -115,6 +115,11 @@ def check_sandbox_runtime(app_configs, **kwargs):
     problem = runner.runtime_problem(registered, "runsc")
     if problem:
         return [Error(f"SANDBOX_RUNTIME is runsc, but {problem}.", id="executions.E009")]
+    try:
+        runner.runsc_seccomp_profile()
+    except runner.SandboxError as exc:
+        # The runner refuses each run for the same reason: say it once at start, where it is read.
+        return [Error(f"SANDBOX_RUNTIME is runsc, but every run is refused: {exc}.", id="executions.E014")]
     return []
 
 

@@ -82,11 +82,17 @@ for _status in Execution.CANCELLABLE_STATUSES:
 
 
 class QueueDepthCollector:
-    """engine_queue_depth, read from Redis when scraped, so it is never stale."""
+    """engine_queue_depth, read from Redis when scraped, so it is never stale; and its ceiling.
+
+    The ceiling (QUEUE_MAX_DEPTH) is a metric so that an alert can compare the depth with it.
+    """
+
+    CEILING_HELP = "Executions that may wait in the queue before submissions are refused (QUEUE_MAX_DEPTH)."
 
     def describe(self):
         # Registration asks for the names only: no Redis round trip at import time.
         yield GaugeMetricFamily("engine_queue_depth", "Executions waiting in the queue.")
+        yield GaugeMetricFamily("engine_queue_max_depth", self.CEILING_HELP)
 
     def collect(self):
         from executions import scheduler
@@ -97,6 +103,7 @@ class QueueDepthCollector:
         except redis.RedisError:
             family.add_metric([], float("nan"))
         yield family
+        yield GaugeMetricFamily("engine_queue_max_depth", self.CEILING_HELP, value=settings.QUEUE_MAX_DEPTH)
 
 
 class ApiRequestMetrics:

@@ -8,6 +8,8 @@
 #             and the tests' tools, requirements-test.txt; venv-bench: and bench/requirements.txt)
 #   run       serve the web app and start the sandbox workers in the foreground (see README,
 #             "Slots and supervision", for what keeps running after Ctrl-C)
+#   stack-images     the images docker-compose.yml needs, from Debian's packages (see below)
+#   seccomp-profile  Docker's seccomp profile as a file in var/seccomp, for runs under gVisor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -104,6 +106,50 @@ seccomp_profile() {
     | tar -xO ./usr/share/gocode/src/github.com/docker/docker/profiles/seccomp/default.json >"$SECCOMP_PROFILE.tmp"
   mv "$SECCOMP_PROFILE.tmp" "$SECCOMP_PROFILE"
   rm -rf "$tmp"
+}
+
+# The images docker-compose.yml needs besides the app's, made from Debian's packages with mmdebstrap
+# for a host where no registry is reachable (as the sandbox images are), and the Python wheels the
+# app image installs there (deploy/wheels, see the Dockerfile). Each image is tagged with a hash of
+# its recipe, so a second run builds nothing; their names go to $VAR/stack-images.env, ready for
+# Compose's --env-file or a .env. Each entry is four words: name, packages, commands run in the image
+# (mmdebstrap's customize hook, with $1 the image's root), `docker import --change` instructions.
+STACK_IMAGES=(
+  base "python3,python3-venv,python3-pip,ca-certificates" "true" ""
+  postgres "postgresql-15" 'install -m 0755 deploy/offline/postgres-entrypoint "$1/usr/local/bin/" &&
+    mkdir -p "$1/var/lib/postgresql/data" && chroot "$1" chown postgres:postgres /var/lib/postgresql/data &&
+    chmod 0700 "$1/var/lib/postgresql/data"' \
+    "USER postgres|ENV PGDATA=/var/lib/postgresql/data|ENV PGHOST=/var/lib/postgresql|ENTRYPOINT [\"/usr/local/bin/postgres-entrypoint\"]|EXPOSE 5432"
+  redis "redis-server" 'mkdir -p "$1/data" && chroot "$1" chown redis:redis /data' \
+    "USER redis|WORKDIR /data|CMD [\"redis-server\"]|EXPOSE 6379"
+  prometheus "prometheus" 'mkdir -p "$1/prometheus" && chown 65534:65534 "$1/prometheus"' \
+    "USER 65534:65534|WORKDIR /prometheus|ENTRYPOINT [\"/usr/bin/prometheus\"]|CMD [\"--config.file=/etc/prometheus/prometheus.yml\", \"--storage.tsdb.path=/prometheus\"]|EXPOSE 9090"
+)
+stack_images() {
+  local out="$VAR/stack-images.env" i name packages hook changes tag image args
+  : >"$out.tmp"
+  for ((i = 0; i < ${#STACK_IMAGES[@]}; i += 4)); do
+    name=${STACK_IMAGES[i]} packages=${STACK_IMAGES[i + 1]} hook=${STACK_IMAGES[i + 2]} changes=${STACK_IMAGES[i + 3]}
+    tag=$({ printf '%s\n' "$packages" "$hook" "$changes"; [ "$name" != postgres ] || cat deploy/offline/postgres-entrypoint; } \
+      | sha256sum | cut -c1-12)
+    image="rce-stack-$name:$tag"
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+      say "building $image from Debian's packages ($packages; about a minute)"
+      args=()
+      IFS='|' read -ra parts <<<"$changes"
+      for change in "${parts[@]}"; do [ -z "$change" ] || args+=(--change "$change"); done
+      # Through a file: a failed mmdebstrap must not leave a half image under the tag.
+      mmdebstrap --quiet --variant=minbase --include="$packages" --customize-hook="$hook" bookworm "$VAR/stack-$name.tar"
+      docker import "${args[@]}" "$VAR/stack-$name.tar" "$image" >/dev/null
+      rm -f "$VAR/stack-$name.tar"
+    fi
+    echo "${name^^}_IMAGE=$image" >>"$out.tmp"
+  done
+  mv "$out.tmp" "$out"
+  # pip download checks every hash of the lock, as the install in the image will.
+  say "fetching the app's wheels into deploy/wheels (for an image built without an index)"
+  "$ROOT/.venv/bin/pip" download -q --require-hashes --only-binary=:all: --no-deps -r requirements.txt -d deploy/wheels \
+    2> >(grep -v "^WARNING: Location" >&2)
 }
 
 check_engine() {
@@ -234,6 +280,8 @@ for step in "$@"; do
     packages-bench) packages hey ;;
     services) services ;;
     services-postgres) services --postgres ;;
+    stack-images) stack_images ;;
+    seccomp-profile) seccomp_profile ;;
     *) say "unknown step $step"; exit 2 ;;
   esac
 done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import socket
@@ -119,6 +120,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+@functools.cache
+def stack_images() -> dict[str, str]:
+    """The names of the images docker-compose.yml runs on here, made from Debian's packages where missing.
+
+    `scripts/dev.sh stack-images` (which `make test` runs first) tags them by their recipe: when
+    they exist this costs a second or two.
+    """
+    env = {**os.environ, "VAR_DIR": str(settings.VAR_DIR)}
+    subprocess.run([str(ROOT / "scripts/dev.sh"), "stack-images"], check=True, env=env)
+    lines = (settings.VAR_DIR / "stack-images.env").read_text().split()
+    return dict(line.split("=", 1) for line in lines)
 
 
 def free_port() -> int:

@@ -91,6 +91,14 @@ def test_the_system_check_reports_runsc_without_the_seccomp_profile(settings, mo
     assert checks.check_sandbox_runtime(None) == []
 
 
+def test_the_system_check_reports_runsc_without_the_profile_file(settings, monkeypatch, tmp_path):
+    settings.SANDBOX_RUNTIME = "runsc"
+    settings.SANDBOX_SECCOMP_PROFILE = str(tmp_path / "missing.json")
+    monkeypatch.setattr(runner, "docker_api", lambda: Engine(WITH_SECCOMP))
+    (error,) = checks.check_sandbox_runtime(None)
+    assert error.id == "executions.E014" and "missing.json" in error.msg and "seccomp-profile" in error.msg
+
+
 @needs_runsc
 def test_this_engine_registers_runsc_with_the_seccomp_profile():
     assert runner.runtime_problem(runner.docker_api().info()["Runtimes"], "runsc") is None

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def compose_command() -> list[str]:
 REDIS_PASSWORD = "0123456789abcdef"
 SECRET_KEY = "fedcba9876543210"
 PUBLIC_HOST = "rce.example.com"
+# The operator's .env: settings that Compose itself does not name, and one that it does.
+DOT_ENV = "TENANT_RATE_PER_MINUTE=77\nSANDBOX_RUNTIME=runsc\nHTTPS=true\nDATABASE_URL=sqlite:///elsewhere\n"
+
+
+@cache
+def env_file() -> str:
+    path = Path(tempfile.mkdtemp()) / ".env"
+    path.write_text(DOT_ENV)
+    return str(path)
 
 
 def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -47,7 +57,7 @@ def compose(*args: str, **env: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": os.environ["PATH"], **env},
+        env={"PATH": os.environ["PATH"], "ENV_FILE": env_file(), **env},
     )
 
 
@@ -121,6 +131,13 @@ def test_compose_refuses_to_start_without_a_secret(missing):
     assert missing in result.stderr
 
 
+def test_every_app_container_gets_the_settings_of_dot_env_but_compose_keeps_its_own():
+    for name in ("migrate", "sandbox-image", "web", "worker", "retention"):
+        env = environment(service(name))
+        assert (env["TENANT_RATE_PER_MINUTE"], env["SANDBOX_RUNTIME"], env["HTTPS"]) == ("77", "runsc", "true"), name
+        assert env["DATABASE_URL"] == "postgres://rce:rce@postgres:5432/rce", name
+
+
 def test_the_app_gets_the_secret_key():
     for name in ("migrate", "sandbox-image", "web", "worker", "retention"):
         assert environment(service(name))["SECRET_KEY"] == SECRET_KEY, name
@@ -164,8 +181,9 @@ def test_workers_share_their_code_directory_with_the_engine_at_the_same_path():
 def test_workers_run_supervised_sized_to_the_host_and_serve_their_metrics():
     worker = service("worker")
     assert words(worker["command"])[-2:] == ["manage.py", "sandbox_workers"]
-    # Unset, SANDBOX_SLOTS is computed from the host; a fixed replica count would override nothing.
-    assert environment(worker)["SANDBOX_SLOTS"] == ""
+    # Unset (unless .env sets it), SANDBOX_SLOTS is computed from the host; a fixed replica count
+    # would override nothing.
+    assert "SANDBOX_SLOTS" not in environment(worker)
     assert "replicas" not in worker.get("deploy", {})
     assert worker["restart"] == "unless-stopped"
     assert environment(worker)["WORKER_METRICS_PORT"] == "9100"
@@ -201,9 +219,36 @@ def test_app_image_builds_from_a_base_image_argument_and_runs_as_a_user():
     assert users and users[-1] not in ("root", "0")
 
 
+def test_every_image_can_be_named_for_a_host_without_a_registry():
+    given = {
+        "REDIS_PASSWORD": REDIS_PASSWORD, "SECRET_KEY": SECRET_KEY, "APP_IMAGE": "a:1", "POSTGRES_IMAGE": "p:1",
+        "REDIS_IMAGE": "r:1", "PROMETHEUS_IMAGE": "m:1", "GRAFANA_IMAGE": "g:1", "PIP_NO_INDEX": "1",
+    }
+    result = compose("config", **given)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    expected = {"postgres": "p:1", "redis": "r:1", "prometheus": "m:1", "grafana": "g:1", "web": "a:1", "worker": "a:1"}
+    assert {name: services[name]["image"] for name in expected} == expected
+    assert services["web"]["build"]["args"]["PIP_NO_INDEX"] == "1"
+    assert re.search(r"^ARG PIP_NO_INDEX=0$", (ROOT / "Dockerfile").read_text(), re.M)
+
+
+def test_workers_get_the_seccomp_profile_for_gvisor_read_only_where_the_app_looks():
+    from django.conf import settings
+
+    volumes = [volume for volume in service("worker")["volumes"] if isinstance(volume, str)]
+    (seccomp,) = [volume for volume in volumes if volume.split(":")[1] == "/app/var/seccomp"]
+    assert seccomp == f"{ROOT}/var/seccomp:/app/var/seccomp:ro"
+    # The image's /app is this repository's root, where the default profile path lives.
+    assert settings.SANDBOX_SECCOMP_PROFILE == str(ROOT / "var/seccomp/docker-default.json")
+
+
 def test_prometheus_and_grafana_get_their_configuration():
     prometheus_mounts = mounts(service("prometheus"))
     assert prometheus_mounts["/etc/prometheus/prometheus.yml"].endswith("deploy/prometheus/prometheus.yml")
+    # The alerts are mounted where prometheus.yml's rule_files names them.
+    (rules,) = load_yaml(DEPLOY / "prometheus/prometheus.yml")["rule_files"]
+    assert prometheus_mounts[rules].endswith("deploy/prometheus/alerts.yml")
     grafana_mounts = mounts(service("grafana"))
     assert grafana_mounts["/etc/grafana/provisioning"].endswith("deploy/grafana/provisioning")
     provider = load_yaml(DEPLOY / "grafana/provisioning/dashboards/rce.yml")["providers"][0]

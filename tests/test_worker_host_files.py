@@ -12,7 +12,7 @@ from functools import cache
 import pytest
 import yaml
 
-from tests.test_stack_files import DOCKER_SOCKET, ROOT, compose_command, environment, mounts, service, words
+from tests.test_stack_files import DOCKER_SOCKET, ROOT, compose_command, env_file, environment, mounts, service, words
 
 pytestmark = pytest.mark.no_database
 
@@ -31,7 +31,7 @@ def config(*files: str, **env: str) -> subprocess.CompletedProcess:
     clean = {name: value for name, value in os.environ.items() if name not in (*REQUIRED, *env)}
     arguments = [argument for path in files for argument in ("--file", str(ROOT / path))]
     return subprocess.run(
-        [*compose_command(), *arguments, "config"], cwd=ROOT, env={**clean, **env}, capture_output=True,
+        [*compose_command(), *arguments, "config"], cwd=ROOT, env={**clean, "ENV_FILE": env_file(), **env}, capture_output=True,
         text=True, timeout=60,
     )
 
@@ -53,8 +53,10 @@ def test_its_worker_is_the_main_compose_files_worker():
     assert worker["user"] == main["user"] == "root"
     assert mounts(worker) == mounts(main)
     assert mounts(worker)[DOCKER_SOCKET] == DOCKER_SOCKET
-    shared = ("SANDBOX_CODE_ROOT", "SANDBOX_SLOTS", "WORKER_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR")
+    shared = ("SANDBOX_CODE_ROOT", "WORKER_METRICS_PORT", "PROMETHEUS_MULTIPROC_DIR", "SANDBOX_RUNTIME")
     assert {name: environment(worker)[name] for name in shared} == {name: environment(main)[name] for name in shared}
+    # Sized to each host unless its .env says otherwise.
+    assert "SANDBOX_SLOTS" not in environment(worker) and "SANDBOX_SLOTS" not in environment(main)
     assert worker["restart"] == main["restart"] and worker["stop_grace_period"] == main["stop_grace_period"]
 
 

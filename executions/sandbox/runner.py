@@ -112,7 +112,7 @@ def runsc_seccomp_profile() -> str:
     except (OSError, ValueError) as exc:
         raise SandboxError(
             f"gVisor runs need Docker's default seccomp profile at {path} ({exc}); "
-            "`scripts/dev.sh packages` (make run) fetches it"
+            "`scripts/dev.sh seccomp-profile` fetches it (make run does; in Compose, into ./var/seccomp)"
         ) from exc
 
 
