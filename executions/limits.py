@@ -68,6 +68,13 @@ def longest_execution_seconds() -> float:
     )
 
 
+def longest_judging_seconds() -> float:
+    """The longest a judged execution may take: its compile stage, then its tests (JUDGE_MAX_SECONDS
+    bounds them, at admission)."""
+    compiles = [language.compile.limits.timeout_seconds for language in languages.CATALOG.values() if language.compile]
+    return max(compiles, default=0) + settings.JUDGE_MAX_SECONDS
+
+
 def tenant_maxima(own, language: Language | None = None) -> Maxima:
     """A tenant's maxima for a language, from its Limits: its own where set, never above the
     language's (the worker caps them too)."""
