@@ -65,10 +65,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--tests", default="1,5,10,20")
     parser.add_argument("--database", choices=["postgres", "sqlite"], default="sqlite")
+    parser.add_argument("--port", type=int, default=8100)
     options = parser.parse_args()
     counts = [int(count) for count in options.tests.split(",")]
     data = {**machine(), "runs": options.runs, "counts": {}}
-    with Stack("judging", options.database) as stack:
+    with Stack("judging", options.database, port=options.port) as stack:
         stack.start_web()
         stack.start_workers(1)
         stack.session.headers["Authorization"] = f"Bearer {stack.key}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from executions import judging
 from executions.sandbox import languages
 from executions.sandbox.languages import Language
 
@@ -66,6 +67,11 @@ def longest_execution_seconds() -> float:
         language_maxima(language).timeout_seconds + (language.compile.limits.timeout_seconds if language.compile else 0)
         for language in languages.CATALOG.values()
     )
+
+
+def longest_test_seconds() -> float:
+    """The longest one judged test's sandbox may live: its wall ceiling at the platform's longest limit."""
+    return judging.wall_ceiling(platform_maxima().timeout_seconds, settings.SANDBOX_CPUS)
 
 
 def longest_judging_seconds() -> float:

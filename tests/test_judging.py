@@ -4,12 +4,14 @@ them all), tests that try to reach each other, programs that sleep or stop thems
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from executions import submissions
 from executions.models import Execution
 from executions.sandbox import runner
-from tests.conftest import run_worker
+from tests.conftest import run_worker, sandboxes_of, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -239,3 +241,24 @@ def test_cpu_time_and_memory_are_the_hosts_under_gvisor_too(alice, settings):
     assert [result["verdict"] for result in results] == ["accepted", "time_limit_exceeded"], body
     assert results[1]["cpu_time_ms"] >= 500 and all(result["memory_kb"] > 0 for result in results)
     assert Execution.objects.get(id=body["task_id"]).status == "completed"
+
+
+def test_cancelling_a_judged_execution_stops_its_tests(alice, worker_process):
+    tests = [{"name": f"sleep {index}", "expected_output": ""} for index in range(4)]
+    response = alice.client.post(
+        "/api/v1/executions",
+        {"language": "python", "code": "import time\ntime.sleep(60)\n", "tests": tests, "timeout_seconds": 5},
+        format="json",
+    )
+    task_id = response.json()["task_id"]
+    wait_for_status(task_id, {"running"})
+    deadline = time.monotonic() + 30
+    while not sandboxes_of(task_id, running=True):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").json()["status"] == "cancelled"
+    # Each test could sleep 11 s by the clock; the cancel ends the running ones and starts no more.
+    while sandboxes_of(task_id):
+        assert time.monotonic() < deadline, "the judged execution's sandboxes outlived its cancel"
+        time.sleep(0.05)
+    assert Execution.objects.get(id=task_id).status == "cancelled"

@@ -25,7 +25,8 @@ WORKER_GRACE_SECONDS = 30
 
 
 def max_age_seconds() -> float:
-    return limits.longest_execution_seconds() + GRACE_SECONDS
+    # A judged test's sandbox lives up to its wall ceiling, which may be longer than a plain run's.
+    return max(limits.longest_execution_seconds(), limits.longest_test_seconds()) + GRACE_SECONDS
 
 
 def sweep(
