@@ -203,3 +203,26 @@ def test_cpu_time_and_memory_are_the_hosts_under_gvisor_too(settings):
     spin = outcome.results[1]
     assert spin["cpu_time_ms"] >= 500 or spin["wall_time_ms"] >= 2000, spin
     assert 0 < outcome.results[0]["cpu_time_ms"] < 500 and all(result["memory_kb"] > 0 for result in outcome.results)
+
+
+def test_with_code_copied_each_test_makes_its_own_sandbox(settings):
+    # The sandboxes made ahead need a bind-mounted /code; with "copy" each test takes the cold path.
+    settings.SANDBOX_CODE_DELIVERY = "copy"
+    cases = [("ok", "accepted"), ("wrong", "wrong_answer")]
+    outcome = judge.judge("python", PYTHON, as_tests(cases), Comparison(), limits=limits_with("python", 1))
+    assert [result["verdict"] for result in outcome.results] == ["accepted", "wrong_answer"]
+    assert all(result["cpu_time_ms"] > 0 and result["memory_kb"] > 0 for result in outcome.results)
+
+
+def test_a_sandbox_that_stops_before_its_program_starts_runs_nothing(monkeypatch):
+    made = judge.WaitingSandbox.make
+
+    def make_and_kill(api, *args):
+        sandbox = made(api, *args)
+        api.kill(sandbox.container_id)
+        api.wait(sandbox.container_id, timeout=10)
+        return sandbox
+
+    monkeypatch.setattr(judge.WaitingSandbox, "make", make_and_kill)
+    with pytest.raises(runner.SandboxError, match="stopped before its program started"):
+        judge.judge("python", PYTHON, as_tests([("ok", "accepted")]), Comparison(), limits=limits_with("python", 1))

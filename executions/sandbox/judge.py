@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -21,10 +22,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import docker.errors
+import requests
 from django.conf import settings
 
 from executions import judging
-from executions.sandbox import languages, runner
+from executions.sandbox import languages, premade, runner
+from executions.sandbox.images import image_for
 from executions.sandbox.runner import Limits, Program, SandboxError
 
 log = logging.getLogger(__name__)
@@ -126,101 +130,229 @@ def judge(
 ) -> Judged:
     """Compile (if the language does) once, then run and judge every test, each in its own sandbox.
 
-    `limits.timeout_seconds` is each test's CPU time limit. SandboxError if any sandbox could not
-    be run with every restriction: then no verdict is given at all.
+    `limits.timeout_seconds` is each test's CPU time limit. The tests' sandboxes are made while the
+    program compiles and while other tests run (Judgement). SandboxError if any sandbox could not be
+    run with every restriction: then no verdict is given at all.
     """
     spec = languages.get(language)
     if spec is None:
         raise SandboxError(f"unsupported language {language!r}")
-    limits = limits or Limits.for_stage(spec.limits)
-    cancelled = cancelled or runner.never
+    judgement = Judgement(
+        spec, comparison, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
+        stop_on_first_failure,
+    )
     started = time.monotonic()
-    program = Program.of(spec, code, files)
-    compile_output, compile_ms = b"", None
-    if spec.compile:
-        compile_limits = Limits.for_stage(spec.compile.limits, limits.runtime)
-        compiled = runner.run_stage(
-            runner.compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created, cancelled
-        )
-        if compiled.status == "cancelled":
-            return Judged("cancelled", "", compile_output=compiled.stderr, compile_duration_ms=compiled.duration_ms)
-        if compiled.status != "completed":
-            failure = runner.compile_failure(compiled, compile_limits)
-            return Judged(
-                "compilation_error", judging.COMPILATION_ERROR, [], failure.compile_output, failure.compile_duration_ms
-            )
-        compile_output, compile_ms = compiled.stderr, compiled.duration_ms
-        program = runner.compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
-    stop = threading.Event()
-
-    def one(test: dict) -> dict | None:
-        if stop.is_set():
-            return None
-        result = run_test(spec, program, test, comparison, limits, labels, on_created, cancelled)
-        if result is None or (stop_on_first_failure and result["verdict"] != judging.ACCEPTED):
-            stop.set()
-        return result
-
-    with ThreadPoolExecutor(max(1, settings.JUDGE_PARALLEL_TESTS), thread_name_prefix="judge") as pool:
-        outcomes = list(pool.map(one, tests))
+    with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
+        futures = [pool.submit(judgement.test, test) for test in tests]
+        try:
+            failed = judgement.compile(Program.of(spec, code, files))
+        finally:
+            # Whatever happened, no test waits for a program that will not come.
+            judgement.release()
+        outcomes = [future.result() for future in futures]
     duration_ms = int((time.monotonic() - started) * 1000)
-    if cancelled():
-        return Judged("cancelled", "", compile_output=compile_output, compile_duration_ms=compile_ms, duration_ms=duration_ms)
+    if failed is not None:
+        return failed
+    if judgement.cancelled():
+        return Judged("cancelled", "", compile_output=judgement.compile_output, compile_duration_ms=judgement.compile_ms, duration_ms=duration_ms)
     results = [outcome or skipped(test) for test, outcome in zip(tests, outcomes)]
     verdict = judging.overall_verdict([result["verdict"] for result in results])
-    return Judged("completed", verdict, results, compile_output, compile_ms, duration_ms)
+    return Judged("completed", verdict, results, judgement.compile_output, judgement.compile_ms, duration_ms)
 
 
 def skipped(test: dict) -> dict:
     return {"name": test["name"], "verdict": judging.SKIPPED}
 
 
-def run_test(
-    spec: languages.Language,
-    program: Program,
-    test: dict,
-    comparison: judging.Comparison,
-    limits: Limits,
-    labels: dict[str, str] | None,
-    on_created: Callable[[str], None] | None,
-    cancelled: Callable[[], bool],
-) -> dict | None:
-    """One test in a fresh sandbox: its result, or None if the execution was cancelled meanwhile."""
-    cgroup = TestCgroup(settings.JUDGE_CGROUP_ROOT)
-    cpu_limit = limits.timeout_seconds
-    over_cpu = threading.Event()
+@dataclass
+class Judgement:
+    """One program being judged: its compile stage, then its tests, JUDGE_PARALLEL_TESTS at a time.
 
-    def stopping() -> bool:
-        # Polled while the test runs (runner.CANCEL_POLL_SECONDS): the CPU limit, then a cancel.
-        if cgroup.cpu_seconds() > cpu_limit:
-            over_cpu.set()
-            return True
-        return cancelled()
+    Creating and starting a container is most of a test's cost, so with "bind" delivery each test's
+    sandbox is made ahead (created with every restriction, verified, started, its process waiting
+    for a line on its stdin) while the program compiles and while other tests run; the program's
+    files and the test's stdin are written to its /code, then the line starts it, and the test's
+    clock with it. With "copy" delivery each test takes the cold path.
+    """
 
-    ceiling = dataclasses.replace(limits, timeout_seconds=judging.wall_ceiling(cpu_limit, limits.cpus))
-    try:
-        result = run_in_cgroup(spec, program, test, ceiling, labels, on_created, stopping, cgroup)
-        cpu, memory = cgroup.measure()
-    finally:
-        cgroup.remove()
-    if result.status == "cancelled" and not over_cpu.is_set():
+    spec: languages.Language
+    comparison: judging.Comparison
+    limits: Limits
+    labels: dict[str, str]
+    on_created: Callable[[str], None] | None
+    cancelled: Callable[[], bool]
+    stop_on_first_failure: bool
+    compile_output: bytes = b""
+    compile_ms: int | None = None
+    program: Program | None = None
+    compiled: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+    runs: threading.Semaphore = field(init=False)
+
+    def __post_init__(self):
+        self.runs = threading.Semaphore(max(1, settings.JUDGE_PARALLEL_TESTS))
+
+    def made_ahead(self) -> bool:
+        return settings.SANDBOX_CODE_DELIVERY == "bind"
+
+    def threads(self) -> int:
+        # Twice the tests that run at once: the others make their sandboxes meanwhile.
+        return max(1, settings.JUDGE_PARALLEL_TESTS) * (2 if self.made_ahead() else 1)
+
+    def compile(self, program: Program) -> Judged | None:
+        """Compile the program for the tests, or the Judged that ends judging here."""
+        if not self.spec.compile:
+            self.program = program
+            return None
+        compile_limits = Limits.for_stage(self.spec.compile.limits, self.limits.runtime)
+        compiled = runner.run_stage(
+            runner.compile_stage_of(self.spec), program.with_stdin(b""), program.executables, compile_limits,
+            self.labels, self.on_created, self.cancelled,
+        )
+        if compiled.status == "cancelled":
+            return Judged("cancelled", "", compile_output=compiled.stderr, compile_duration_ms=compiled.duration_ms)
+        if compiled.status != "completed":
+            failure = runner.compile_failure(compiled, compile_limits)
+            return Judged("compilation_error", judging.COMPILATION_ERROR, [], failure.compile_output, failure.compile_duration_ms)
+        self.compile_output, self.compile_ms = compiled.stderr, compiled.duration_ms
+        self.program = runner.compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
         return None
-    output = as_text(result.stdout)
-    passed = comparison.matches(output, test["expected_output"]) if result.status == "completed" else None
-    verdict = judging.test_verdict(result.status, over_cpu.is_set() or cpu > cpu_limit, passed)
-    kept = settings.JUDGE_KEPT_OUTPUT_BYTES
-    return {
-        "name": test["name"],
-        "verdict": verdict,
-        "exit_code": result.exit_code,
-        "stdout": as_text(result.stdout[:kept]),
-        "stderr": as_text(result.stderr[:kept]),
-        "stdout_truncated": result.stdout_truncated or len(result.stdout) > kept,
-        "stderr_truncated": result.stderr_truncated or len(result.stderr) > kept,
-        "cpu_time_ms": round(cpu * 1000),
-        "wall_time_ms": result.duration_ms,
-        "memory_kb": memory // 1024,
-    }
+
+    def release(self) -> None:
+        if self.program is None:
+            self.stop.set()
+        self.compiled.set()
+
+    def test(self, test: dict) -> dict | None:
+        """One test's result; None if it did not run (judging stopped, or the execution was cancelled)."""
+        if self.stop.is_set():
+            return None
+        try:
+            result = self.run_test(test)
+        except BaseException:
+            self.stop.set()
+            raise
+        if result is None or (self.stop_on_first_failure and result["verdict"] != judging.ACCEPTED):
+            self.stop.set()
+        return result
+
+    def run_test(self, test: dict) -> dict | None:
+        cgroup = TestCgroup(settings.JUDGE_CGROUP_ROOT)
+        over_cpu = threading.Event()
+
+        def stopping() -> bool:
+            # Polled while the test runs (runner.CANCEL_POLL_SECONDS): the CPU limit, then a cancel.
+            if cgroup.cpu_seconds() > self.limits.timeout_seconds:
+                over_cpu.set()
+                return True
+            return self.cancelled()
+
+        ceiling = dataclasses.replace(self.limits, timeout_seconds=judging.wall_ceiling(self.limits.timeout_seconds, self.limits.cpus))
+        api = runner.docker_api()
+        sandbox = None
+        try:
+            if self.made_ahead():
+                sandbox = WaitingSandbox.make(api, self.spec, test, ceiling, self.labels, cgroup)
+                if self.on_created:
+                    self.on_created(sandbox.container_id)
+            self.compiled.wait()
+            if self.stop.is_set() or self.program is None:
+                return None
+            with self.runs:
+                if self.stop.is_set() or self.cancelled():
+                    return None
+                if sandbox is not None:
+                    result = sandbox.run(api, self.program, test["stdin"], ceiling, stopping)
+                else:
+                    result = run_in_cgroup(self.spec, self.program, test, ceiling, self.labels, self.on_created, stopping, cgroup)
+            cpu, memory = cgroup.measure()
+        finally:
+            if sandbox is not None:
+                sandbox.destroy(api)
+            cgroup.remove()
+        if result.status == "cancelled" and not over_cpu.is_set():
+            return None
+        return self.result(test, result, cpu, memory, over_cpu.is_set())
+
+    def result(self, test: dict, result: runner.RunResult, cpu: float, memory: int, over_cpu: bool) -> dict:
+        output = as_text(result.stdout)
+        passed = self.comparison.matches(output, test["expected_output"]) if result.status == "completed" else None
+        verdict = judging.test_verdict(result.status, over_cpu or cpu > self.limits.timeout_seconds, passed)
+        kept = settings.JUDGE_KEPT_OUTPUT_BYTES
+        return {
+            "name": test["name"],
+            "verdict": verdict,
+            "exit_code": result.exit_code,
+            "stdout": as_text(result.stdout[:kept]),
+            "stderr": as_text(result.stderr[:kept]),
+            "stdout_truncated": result.stdout_truncated or len(result.stdout) > kept,
+            "stderr_truncated": result.stderr_truncated or len(result.stderr) > kept,
+            "cpu_time_ms": round(cpu * 1000),
+            "wall_time_ms": result.duration_ms,
+            "memory_kb": memory // 1024,
+        }
+
+
+# The line that starts a test in its sandbox made ahead; anything else, or none, and it exits 97.
+GO = b"run\n"
+
+
+@dataclass
+class WaitingSandbox:
+    """A test's sandbox made ahead: started, its shell waiting for GO before it runs the program."""
+
+    container_id: str
+    code_dir: str
+    stream: socket.socket | None
+
+    @classmethod
+    def make(
+        cls, api, spec: languages.Language, test: dict, limits: Limits, labels: dict[str, str], cgroup: TestCgroup
+    ) -> WaitingSandbox:
+        command = f'IFS= read -r go && [ "$go" = run ] || exit 97; {runner.run_command(spec)}'
+        stage = runner.Stage(image_for(spec.name), command, tuple(test["args"]), tuple(spec.environment.items()), waits=True)
+        sandbox = cls("", runner.new_code_dir(), None)
+        try:
+            sandbox.container_id = runner.create_container(api, stage, limits, labels, sandbox.code_dir, cgroup.parent)
+            sandbox.stream = runner.attach(api, sandbox.container_id, stdin=True)
+            api.start(sandbox.container_id)
+        except BaseException as exc:
+            sandbox.destroy(api)
+            if isinstance(exc, runner.UNREACHABLE):
+                raise runner.EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
+            if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):
+                raise SandboxError(f"a test's sandbox could not start: {exc}") from exc
+            raise
+        return sandbox
+
+    def run(self, api, program: Program, stdin: str, limits: Limits, stopping: Callable[[], bool]) -> runner.RunResult:
+        """Write the program and the test's stdin, check the sandbox, then start the program: the
+        deadline counts from there. Fail closed: a sandbox that is not still waiting runs nothing."""
+        runner.fill_code_dir(self.code_dir, program, stdin)
+        try:
+            state = api.inspect_container(self.container_id)["State"]
+        except (docker.errors.DockerException, OSError) as exc:
+            raise SandboxError(f"a test's sandbox cannot be inspected: {exc}") from exc
+        if not state.get("Running") or self.stream is None or not premade.stream_open(self.stream):
+            raise SandboxError("a test's sandbox stopped before its program started")
+        stream, self.stream = self.stream, None
+        started = time.monotonic()
+        try:
+            stream.sendall(GO)
+            # Its stdin closes (StdinOnce): nothing more reaches the program that way.
+            stream.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            stream.close()
+            raise SandboxError(f"could not start the program in a test's sandbox: {exc}") from exc
+        return runner.collect(api, self.container_id, stream, limits, started, stopping)
+
+    def destroy(self, api) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+        if self.container_id:
+            runner.remove_container(api, self.container_id)
+        runner.discard_code_dir(self.code_dir)
 
 
 def run_in_cgroup(

@@ -178,6 +178,8 @@ class Stage:
     command: str
     args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    # Its command first waits for a line on its stdin, which closes once the worker has written it.
+    waits: bool = False
 
 
 def run_stage_of(language: Language, args: tuple[str, ...] = ()) -> Stage:
@@ -693,7 +695,7 @@ def create_container(
             hostname="sandbox",
             environment={**dict(stage.environment if stage else ()), **ENVIRONMENT},
             network_disabled=True,
-            stdin_open=stage is None,
+            stdin_open=stage is None or stage.waits,
             # A volume for the archive API to copy into; a bind mount needs none.
             volumes=None if code_source else [CODE_DIR],
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
