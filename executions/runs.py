@@ -144,7 +144,11 @@ def run_in_sandbox(execution: Execution) -> dict:
 def judge_in_sandboxes(execution: Execution) -> dict:
     """The fields of a judged execution's terminal row: its verdicts, or `error` with a message."""
     execution_id = str(execution.id)
-    comparison = judging.Comparison(execution.comparison, execution.abs_tolerance, execution.rel_tolerance)
+    comparison = judging.Comparison(
+        execution.comparison or judging.DEFAULT_COMPARISON,
+        judging.DEFAULT_ABS_TOLERANCE if execution.abs_tolerance is None else execution.abs_tolerance,
+        judging.DEFAULT_REL_TOLERANCE if execution.rel_tolerance is None else execution.rel_tolerance,
+    )
     try:
         judged = judge.judge(
             execution.language,
