@@ -171,6 +171,7 @@ def judge_in_sandboxes(execution: Execution) -> dict:
         return {"status": Status.ERROR, "error": f"internal error while judging ({type(exc).__name__})"}
     status = {"completed": Status.COMPLETED, "compilation_error": Status.COMPILATION_ERROR}.get(judged.status, Status.CANCELLED)
     return {
+        **deciding_test_output(judged.results),
         "status": status,
         "verdict": judged.verdict,
         "tests_passed": judged.passed,
@@ -180,6 +181,16 @@ def judge_in_sandboxes(execution: Execution) -> dict:
         "compile_output": as_text(judged.compile_output),
         "compile_duration_ms": judged.compile_duration_ms,
     }
+
+
+def deciding_test_output(results: list[dict]) -> dict:
+    """The execution's own output fields: those of the test that decided its verdict (the first that
+    failed, else the last that ran), so that a one-test judged execution reads like a plain run."""
+    ran = [result for result in results if "stdout" in result]
+    if not ran:
+        return {}
+    shown = next((result for result in ran if result["verdict"] != judging.ACCEPTED), ran[-1])
+    return {name: shown[name] for name in ("stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code")}
 
 
 def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:

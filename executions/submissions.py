@@ -141,6 +141,14 @@ class Submission:
         )
 
 
+def one_test(stdin: str = "", args: tuple[str, ...] = (), expected_output: str = "") -> dict:
+    """Submission's fields for a one-test judged submission of (stdin, args, expected_output), its
+    output compared as Judge0 compares it (whitespace at the ends of lines and of the output does not
+    count): `Submission(language, code, **one_test(...), timeout_seconds=...)`."""
+    test = {"stdin": stdin, "args": list(args), "expected_output": expected_output, "name": "test 1"}
+    return {"tests": (test,), "comparison": "trailing_whitespace"}
+
+
 def judged(
     tenant: Tenant,
     language: str,
@@ -151,11 +159,9 @@ def judged(
     idempotency_key: str = "",
     **options,
 ) -> tuple[Execution, bool]:
-    """submit() a one-test judged submission of (stdin, args, expected_output), its output compared
-    as Judge0 compares it (whitespace at the ends of lines and of the output does not count).
-    `options` are Submission's other fields (timeout_seconds, memory_mb, files, callback_url)."""
-    test = {"stdin": stdin, "args": list(args), "expected_output": expected_output, "name": "test 1"}
-    submission = Submission(language, code, tests=(test,), comparison="trailing_whitespace", **options)
+    """submit() a one-test judged submission (one_test()); `options` are Submission's other fields
+    (timeout_seconds, memory_mb, files, callback_url)."""
+    submission = Submission(language, code, **one_test(stdin, args, expected_output), **options)
     return submit(tenant, submission, idempotency_key)
 
 

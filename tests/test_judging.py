@@ -47,6 +47,8 @@ def test_the_execution_shows_its_verdict_counts_and_each_tests_result(alice):
     assert (ok["name"], ok["stdout"], ok["exit_code"], ok["stdout_truncated"]) == ("ok", "42 \n", 0, False)
     assert ok["cpu_time_ms"] > 0 and ok["wall_time_ms"] > 0 and ok["memory_kb"] > 0
     assert body["test_results"][2]["exit_code"] == 3
+    # The execution's own output is the deciding test's: the first that failed.
+    assert (body["stdout"], body["exit_code"]) == ("41\n", 0)
     execution = Execution.objects.get(id=body["task_id"])
     assert (execution.verdict, execution.weight) == ("wrong_answer", 3)
 
@@ -84,6 +86,8 @@ def test_the_one_test_helper_judges_like_judge0(alice):
     run_worker()
     execution.refresh_from_db()
     assert (execution.status, execution.verdict, execution.tests_passed) == ("completed", "accepted", 1)
+    # The test's output is the execution's own, as a plain run's would be.
+    assert (execution.stdout, execution.exit_code) == ("hello\n", 0)
 
 
 def test_cancelling_a_judged_execution_stops_its_tests(alice, worker_process):
