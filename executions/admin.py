@@ -12,7 +12,7 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from executions import destinations, submissions, webhooks
 from executions.models import ApiKey, Delivery, DeliveryAttempt, Execution, Membership, NotCancellable, Tenant
@@ -177,7 +177,7 @@ class CappedCountPaginator(Paginator):
 
 
 # Only the changelist defers these: a hundred rows of 64 KiB outputs would make every page heavy.
-HEAVY_FIELDS = ("code", "stdin", "stdout", "stderr", "error")
+HEAVY_FIELDS = ("code", "stdin", "stdout", "stderr", "error", "tests", "test_results")
 
 
 class ExecutionChangeList(ChangeList):
@@ -197,8 +197,8 @@ def block(text: str, truncated: bool = False):
 
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
-    list_display = ["id", "tenant", "language", "status", "exit_code", "duration", "created_at"]
-    list_filter = ["status", "language", "tenant"]
+    list_display = ["id", "tenant", "language", "status", "verdict", "exit_code", "duration", "created_at"]
+    list_filter = ["status", "verdict", "language", "tenant"]
     list_select_related = ["tenant"]
     # search_fields shows the box; get_search_results makes it an exact primary-key lookup.
     search_fields = ["id"]
@@ -216,8 +216,14 @@ class ExecutionAdmin(ReadOnlyAdmin):
         ]}),
         ("Script", {"fields": ["code_block", "files", "args", "stdin_block"]}),
         ("Output", {"fields": ["compile_output_block", "stdout_block", "stderr_block"]}),
+        ("Judging", {"fields": [
+            "verdict", "tests_passed", "tests_failed", "comparison", "abs_tolerance", "rel_tolerance",
+            "stop_on_first_failure", "test_results_table",
+        ]}),
     ]
-    readonly_fields = ["code_block", "stdin_block", "compile_output_block", "stdout_block", "stderr_block"]
+    readonly_fields = [
+        "code_block", "stdin_block", "compile_output_block", "stdout_block", "stderr_block", "test_results_table"
+    ]
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         # Re-run and cancel change things although the rows themselves are read-only here.
@@ -261,6 +267,29 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def stderr_block(self, execution: Execution):
         return block(execution.stderr, execution.stderr_truncated)
 
+    @admin.display(description="tests")
+    def test_results_table(self, execution: Execution):
+        """Each test with its verdict and figures; its output as escaped text."""
+        if not execution.tests:
+            return format_html('<span class="quiet">(not judged)</span>')
+        results = execution.test_results or [{"name": test["name"], "verdict": "-"} for test in execution.tests]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    result["name"], result["verdict"], result.get("exit_code", "-"), result.get("cpu_time_ms", "-"),
+                    result.get("wall_time_ms", "-"), result.get("memory_kb", "-"), block(result.get("stdout", "")),
+                )
+                for result in results
+            ),
+        )
+        return format_html(
+            "<table><tr><th>test</th><th>verdict</th><th>exit</th><th>CPU ms</th><th>wall ms</th><th>KiB</th>"
+            "<th>stdout</th></tr>{}</table>",
+            rows,
+        )
+
     @admin.action(description="Re-run the selected executions (same tenant, code and stdin)", permissions=["operate"])
     def rerun(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
         if queryset.count() > RERUN_LIMIT:
@@ -302,6 +331,11 @@ def rerun_of(execution: Execution) -> submissions.Submission:
         execution.memory_mb,
         files=tuple(execution.files),
         args=tuple(execution.args),
+        tests=tuple(execution.tests),
+        comparison=execution.comparison,
+        abs_tolerance=execution.abs_tolerance,
+        rel_tolerance=execution.rel_tolerance,
+        stop_on_first_failure=execution.stop_on_first_failure,
     )
 
 

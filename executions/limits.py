@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from executions import judging
 from executions.sandbox import languages
 from executions.sandbox.languages import Language
 
@@ -74,6 +75,18 @@ def longest_for(platform_timeout_seconds: float) -> float:
         language_maxima(language).timeout_seconds + (language.compile.limits.timeout_seconds if language.compile else 0)
         for language in languages.CATALOG.values()
     )
+
+
+def longest_test_seconds() -> float:
+    """The longest one judged test's sandbox may live: its wall ceiling at the platform's longest limit."""
+    return judging.wall_ceiling(platform_maxima().timeout_seconds, settings.SANDBOX_CPUS)
+
+
+def longest_judging_seconds() -> float:
+    """The longest a judged execution may take: its compile stage, then its tests (JUDGE_MAX_SECONDS
+    bounds them, at admission)."""
+    compiles = [language.compile.limits.timeout_seconds for language in languages.CATALOG.values() if language.compile]
+    return max(compiles, default=0) + settings.JUDGE_MAX_SECONDS
 
 
 def tenant_maxima(own, language: Language | None = None) -> Maxima:

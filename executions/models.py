@@ -340,6 +340,18 @@ class Execution(models.Model):
     callback_url = models.CharField(max_length=2000, blank=True, default="")
     # The batch that asked for one callback when all of its executions have ended.
     batch = models.ForeignKey("Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions")
+    # Judging (executions/judging.py): the tests, [{"stdin", "args", "expected_output", "name"}], and
+    # how outputs are compared; empty: a plain run. Each test runs in a sandbox of its own.
+    tests = models.JSONField(default=list, blank=True)
+    comparison = models.CharField(max_length=32, blank=True, default="")
+    abs_tolerance = models.FloatField(null=True, blank=True)
+    rel_tolerance = models.FloatField(null=True, blank=True)
+    stop_on_first_failure = models.BooleanField(default=False)
+    # The judged outcome: the overall verdict, the counts, and each test's result in order.
+    verdict = models.CharField(max_length=32, blank=True, default="")
+    tests_passed = models.PositiveIntegerField(null=True, blank=True)
+    tests_failed = models.PositiveIntegerField(null=True, blank=True)
+    test_results = models.JSONField(default=list, blank=True)
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -366,6 +378,15 @@ class Execution(models.Model):
     def program_files(self) -> list[tuple[str, bytes]]:
         """The program's files besides its entry point (`code`), as the sandbox gets them."""
         return [(file["name"], file_content(file)) for file in self.files]
+
+    @property
+    def is_judged(self) -> bool:
+        return bool(self.tests)
+
+    @property
+    def weight(self) -> int:
+        """The sandboxes its runs take, as quotas count them: one per test, or one."""
+        return max(1, len(self.tests))
 
     @property
     def is_terminal(self) -> bool:
@@ -447,6 +468,10 @@ class Execution(models.Model):
             "started_at": iso_time(self.started_at),
             "finished_at": iso_time(self.finished_at),
             "error": self.error or None,
+            "verdict": self.verdict or None,
+            "tests_passed": self.tests_passed,
+            "tests_failed": self.tests_failed,
+            "test_results": self.test_results,
         }
 
 

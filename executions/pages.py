@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
+from executions import judging
 from executions.sandbox import languages
 from executions.models import Execution, Membership
 from executions.signin import SignInForm
@@ -81,6 +82,9 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
         "languages": languages.choices(),
         "terminal_statuses": sorted(Execution.TERMINAL_STATUSES),
         "output_limit_kib": settings.SANDBOX_OUTPUT_LIMIT_BYTES // 1024,
+        "comparisons": judging.COMPARISONS,
+        # A judged execution's tests come back into the editor, to run again.
+        "draft_tests": {"tests": execution.tests, "comparison": execution.comparison} if execution else None,
     }
     return render(request, "executions/page.html", context)
 

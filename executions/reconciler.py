@@ -112,7 +112,7 @@ def requeue(execution: Execution) -> bool:
     # claims it again.
     store.forget_states([execution.id])
     # Admitted before, so not counted or checked again.
-    scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)])
+    scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts, execution.weight)])
     return True
 
 
@@ -133,10 +133,13 @@ def worker_is_alive(name: str) -> bool:
 def fail_orphaned(now=None) -> int:
     now = now or timezone.now()
     hung = now - timedelta(seconds=limits.longest_execution_seconds()) - RUNNING_GRACE
+    # A judged execution runs its tests one sandbox after another: it has longer.
+    hung_judged = now - timedelta(seconds=limits.longest_judging_seconds()) - RUNNING_GRACE
     fixed = 0
     running = Execution.objects.filter(status=Status.RUNNING, started_at__lt=now - ORPHAN_GRACE)
     for execution in running.select_related("tenant").iterator():
-        if execution.started_at >= hung and worker_is_alive(execution.worker_name):
+        cutoff = hung_judged if execution.is_judged else hung
+        if execution.started_at >= cutoff and worker_is_alive(execution.worker_name):
             continue
         fixed += settle_orphan(execution)
     return fixed

@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rq import get_current_job
 
-from executions import events, limits, metrics, scheduler, store
+from executions import events, judging, limits, metrics, scheduler, store
 from executions.models import Execution, log_state
-from executions.sandbox import languages, premade, runner
+from executions.sandbox import judge, languages, premade, runner
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ RESULT_HOLD_SECONDS = 3600
 Status = Execution.Status
 # What a run cancelled midway keeps: its output so far, never its status or finish time.
 CANCELLED_RUN_FIELDS = (
-    "stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code", "duration_ms", "container_id"
+    "stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code", "duration_ms", "container_id", "test_results"
 )
 
 
@@ -102,6 +102,8 @@ def run(execution_id: str) -> str:
 def run_in_sandbox(execution: Execution) -> dict:
     """The fields of the terminal row: the run's outcome, or `error` with a message."""
     execution_id = str(execution.id)
+    if execution.is_judged:
+        return judge_in_sandboxes(execution)
     try:
         run_limits = sandbox_limits(execution)
         result = premade.run(
@@ -141,6 +143,58 @@ def run_in_sandbox(execution: Execution) -> dict:
     }
 
 
+def judge_in_sandboxes(execution: Execution) -> dict:
+    """The fields of a judged execution's terminal row: its verdicts, or `error` with a message."""
+    execution_id = str(execution.id)
+    comparison = judging.Comparison(
+        execution.comparison or judging.DEFAULT_COMPARISON,
+        judging.DEFAULT_ABS_TOLERANCE if execution.abs_tolerance is None else execution.abs_tolerance,
+        judging.DEFAULT_REL_TOLERANCE if execution.rel_tolerance is None else execution.rel_tolerance,
+    )
+    try:
+        judged = judge.judge(
+            execution.language,
+            execution.code,
+            execution.tests,
+            comparison,
+            stop_on_first_failure=execution.stop_on_first_failure,
+            files=execution.program_files(),
+            limits=sandbox_limits(execution),
+            labels={"rce.execution": execution_id},
+            cancelled=lambda: store.cancel_requested(execution_id),
+        )
+    except runner.EngineUnavailable:
+        raise
+    except runner.SandboxError as exc:
+        log.error("execution %s: sandbox error while judging: %s", execution_id, exc)
+        return {"status": Status.ERROR, "error": str(exc)}
+    except Exception as exc:
+        log.exception("execution %s: unexpected fault while judging", execution_id)
+        return {"status": Status.ERROR, "error": f"internal error while judging ({type(exc).__name__})"}
+    status = {"completed": Status.COMPLETED, "compilation_error": Status.COMPILATION_ERROR}.get(judged.status, Status.CANCELLED)
+    return {
+        **deciding_test_output(judged.results),
+        "status": status,
+        "verdict": judged.verdict,
+        "tests_passed": judged.passed,
+        "tests_failed": judged.failed,
+        "test_results": judged.results,
+        "duration_ms": judged.duration_ms,
+        "compile_output": as_text(judged.compile_output),
+        "compile_duration_ms": judged.compile_duration_ms,
+    }
+
+
+def deciding_test_output(results: list[dict]) -> dict:
+    """The execution's own output fields: those of the test that decided its verdict (the first that
+    failed, else the last that ran), so that a one-test judged execution reads like a plain run."""
+    ran = [result for result in results if "stdout" in result]
+    if not ran:
+        return {}
+    shown = next((result for result in ran if result["verdict"] != judging.ACCEPTED), ran[-1])
+    return {name: shown[name] for name in ("stdout", "stderr", "stdout_truncated", "stderr_truncated", "exit_code")}
+
+
 def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
     """The engine failed before the script arrived, so it never ran: a platform fault, retried. The
     execution goes back to the queue as its next attempt, for any worker; this one takes no job until
@@ -152,7 +206,9 @@ def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
     log_state(execution.id, Status.QUEUED, execution.tenant.name, worker, attempts=execution.attempts)
     try:
         # Admitted before, so not counted or checked again.
-        scheduler.admit(execution.tenant_id, None, [(execution.id, execution.attempts)], [store.queued_state(execution)])
+        scheduler.admit(
+            execution.tenant_id, None, [(execution.id, execution.attempts, execution.weight)], [store.queued_state(execution)]
+        )
     except redis.RedisError:
         # A queued row without its job: the reconciler queues it again (reconciler.requeue_lost).
         log.warning("execution %s: could not queue it again", execution.id, exc_info=True)

@@ -131,23 +131,33 @@ local function platform(first)
 end
 """
 
-# KEYS: the tenant's inflight, backlog and max-running, the rate window, rq's set of queues, then
-# the platform's seven. ARGV: the rate limit (0: not counted), max queued (-1: not checked), max
-# depth, max running (-1: keep the tenant's; 0: none), now, the tenant id, READY, the job count,
-# then per job: its id, its hash key, its field count, its fields and values.
+# KEYS: the tenant's inflight, backlog and max-running, the rate window, rq's set of queues, the
+# tenant's weights and extra, then the platform's seven. ARGV: the rate limit (0: not counted), max
+# queued (-1: not checked), max depth, max running (-1: keep the tenant's; 0: none), now, the tenant
+# id, READY, the job count, then per job: its id, its hash key, its weight, its field count, its
+# fields and values.
+# A job's weight is the sandboxes it runs (a judged execution's tests): the request counts, and the
+# job takes places in max_queued, as that many executions would. `weights` keeps each heavier job's
+# weight beyond 1 and `extra` their sum, which release() gives back.
 ADMIT = DISPATCH + """
-platform(6)
+platform(8)
+local count = tonumber(ARGV[8])
+local extra = 0
+local j = 9
+for _ = 1, count do
+    extra = extra + tonumber(ARGV[j + 2]) - 1
+    j = j + 4 + 2 * tonumber(ARGV[j + 3])
+end
 local rate_limit = tonumber(ARGV[1])
 if rate_limit > 0 then
-    local count = redis.call('INCR', KEYS[4])
-    if count == 1 then redis.call('EXPIRE', KEYS[4], 120) end
-    if count > rate_limit then return {1, count} end
+    local counted = redis.call('INCRBY', KEYS[4], 1 + extra)
+    if counted == 1 + extra then redis.call('EXPIRE', KEYS[4], 120) end
+    if counted > rate_limit then return {1, counted} end
 end
-local count = tonumber(ARGV[8])
 local max_queued = tonumber(ARGV[2])
 if max_queued >= 0 then
-    local mine = redis.call('ZCARD', KEYS[1])
-    if mine + count > max_queued then return {2, mine} end
+    local mine = redis.call('ZCARD', KEYS[1]) + tonumber(redis.call('GET', KEYS[7]) or '0')
+    if mine + count + extra > max_queued then return {2, mine} end
     local waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
         + tonumber(redis.call('GET', G.backlogged) or '0')
     if waiting + count > tonumber(ARGV[3]) then return {3, waiting} end
@@ -155,13 +165,16 @@ end
 local now, tenant = ARGV[5], ARGV[6]
 local i = 9
 for _ = 1, count do
-    local id, key, fields = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-    redis.call('HSET', key, unpack(ARGV, i + 3, i + 2 + 2 * fields))
+    local id, key, weight, fields = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+    redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * fields))
     redis.call('ZADD', KEYS[1], now, id)
+    if weight > 1 and redis.call('HSETNX', KEYS[6], id, weight - 1) == 1 then
+        redis.call('INCRBY', KEYS[7], weight - 1)
+    end
     redis.call('RPUSH', KEYS[2], id)
     -- Per job: a write that fails half-way through a batch leaves the jobs before it counted.
     redis.call('INCR', G.backlogged)
-    i = i + 3 + 2 * fields
+    i = i + 4 + 2 * fields
 end
 if tonumber(ARGV[4]) >= 0 then redis.call('SET', KEYS[3], ARGV[4]) end
 redis.call('SADD', KEYS[5], G.shared, G.express)
@@ -170,13 +183,18 @@ dispatch(now, tonumber(ARGV[7]))
 return {0, 0}
 """
 
-# KEYS: the tenant's inflight, backlog and dispatched, the job's hash, then the platform's seven.
-# ARGV: the job id, now, withdraw (1: the job has not run: take it out of the lists, delete its
-# hash), the tenant id, READY.
+# KEYS: the tenant's inflight, backlog and dispatched, the job's hash, the tenant's weights and
+# extra, then the platform's seven. ARGV: the job id, now, withdraw (1: the job has not run: take it
+# out of the lists, delete its hash), the tenant id, READY.
 RELEASE = DISPATCH + """
-platform(5)
+platform(7)
 local tenant = ARGV[4]
 redis.call('ZREM', KEYS[1], ARGV[1])
+local extra = redis.call('HGET', KEYS[5], ARGV[1])
+if extra then
+    redis.call('HDEL', KEYS[5], ARGV[1])
+    redis.call('DECRBY', KEYS[6], extra)
+end
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('DECR', G.total) end
 if ARGV[3] == '1' then
     local waiting = redis.call('LREM', KEYS[2], 0, ARGV[1])
@@ -288,7 +306,7 @@ def is_tenant_id(value) -> bool:
 
 
 def job_timeout() -> int:
-    return int(limits.longest_execution_seconds()) + JOB_TIMEOUT_MARGIN_SECONDS
+    return int(max(limits.longest_execution_seconds(), limits.longest_judging_seconds())) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
 def job_args(execution_id, tenant_id: int, attempts: int) -> list:
@@ -331,9 +349,9 @@ def rq_job_fields(execution_id, tenant_id: int, attempts: int) -> dict:
 
 
 def admit(
-    tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int]], states: list[tuple[str, str, int]] = ()
+    tenant_id: int, quotas: Quotas | None, executions: list[tuple], states: list[tuple[str, str, int]] = ()
 ) -> Refusal | None:
-    """Count the request and queue the jobs of (execution id, attempts), or refuse them all.
+    """Count the request and queue the jobs of (execution id, attempts[, weight]), or refuse them all.
 
     `states` are the executions' queued states (store.state_entry), written in the same round trip
     before the jobs can be taken, so that a worker's "running" always comes after them. Raises
@@ -347,7 +365,7 @@ def admit(
 
 
 def admit_each(
-    requests: list[tuple[int, Quotas, list[tuple[str, int]]]], states: list[tuple[str, str, int]] = ()
+    requests: list[tuple[int, Quotas, list[tuple]]], states: list[tuple[str, str, int]] = ()
 ) -> list[Refusal | None]:
     """admit() for several requests, each admitted or refused on its own, in one round trip.
 
@@ -378,14 +396,16 @@ def admit_each(
     return [admission_refusal(reply, now) for reply in replies]
 
 
-def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str, int]], now: float) -> tuple[list, list]:
-    """ADMIT's keys and arguments for one request."""
+def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple], now: float) -> tuple[list, list]:
+    """ADMIT's keys and arguments for one request: jobs of (execution id, attempts[, weight])."""
     keys = [
         tenant_key(tenant_id, "inflight"),
         tenant_key(tenant_id, "backlog"),
         tenant_key(tenant_id, "max-running"),
         RATE_KEY.format(tenant_id, int(now // 60)),
         queue().redis_queues_keys,
+        tenant_key(tenant_id, "weights"),
+        tenant_key(tenant_id, "extra"),
         *platform_keys(),
     ]
     args = [
@@ -398,8 +418,9 @@ def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple[str,
         READY,
         len(executions),
     ]
-    for execution_id, attempts in executions:
-        args += job_args(execution_id, tenant_id, attempts)
+    for execution_id, attempts, *weight in executions:
+        identifier, key, *fields = job_args(execution_id, tenant_id, attempts)
+        args += [identifier, key, weight[0] if weight else 1, *fields]
     return keys, args
 
 
@@ -429,6 +450,8 @@ def release(tenant_id: int, job: str, withdraw: bool = False) -> None:
         tenant_key(tenant_id, "backlog"),
         tenant_key(tenant_id, "dispatched"),
         Job.key_for(job),
+        tenant_key(tenant_id, "weights"),
+        tenant_key(tenant_id, "extra"),
         *platform_keys(),
     ]
     run(RELEASE, keys, [job, time.time(), int(withdraw), tenant_id, READY])
@@ -441,8 +464,9 @@ def counts(tenant_id: int) -> tuple[int, int]:
         pipe.llen(queue().key)
         pipe.llen(express_queue().key)
         pipe.get(BACKLOGGED_KEY)
-        mine, shared, express, backlogged = pipe.execute()
-    return int(mine), int(shared) + int(express) + int(backlogged or 0)
+        pipe.get(tenant_key(tenant_id, "extra"))
+        mine, shared, express, backlogged, extra = pipe.execute()
+    return int(mine) + int(extra or 0), int(shared) + int(express) + int(backlogged or 0)
 
 
 def depth() -> int:

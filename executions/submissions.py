@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
-from executions import destinations, limits, metrics, scheduler, store
+from executions import destinations, judging, limits, metrics, scheduler, store
 from executions.models import Batch, Execution, Limits, Tenant, file_content, log_state
 from executions.sandbox import languages
 
@@ -121,6 +121,48 @@ class Submission:
     args: tuple[str, ...] = ()
     # Where to POST the result when it ends; "": the tenant's default callback_url, if it has one.
     callback_url: str = ""
+    # Judging: each test {"stdin", "args", "expected_output", "name"} runs the program in its own
+    # sandbox, its output compared by `comparison` ("": trailing_whitespace); none: a plain run.
+    tests: tuple[dict, ...] = ()
+    comparison: str = ""
+    abs_tolerance: float | None = None
+    rel_tolerance: float | None = None
+    stop_on_first_failure: bool = False
+
+    @property
+    def weight(self) -> int:
+        return max(1, len(self.tests))
+
+    def judging_comparison(self) -> judging.Comparison:
+        return judging.Comparison(
+            self.comparison or judging.DEFAULT_COMPARISON,
+            judging.DEFAULT_ABS_TOLERANCE if self.abs_tolerance is None else self.abs_tolerance,
+            judging.DEFAULT_REL_TOLERANCE if self.rel_tolerance is None else self.rel_tolerance,
+        )
+
+
+def one_test(stdin: str = "", args: tuple[str, ...] = (), expected_output: str = "") -> dict:
+    """Submission's fields for a one-test judged submission of (stdin, args, expected_output), its
+    output compared as Judge0 compares it (whitespace at the ends of lines and of the output does not
+    count): `Submission(language, code, **one_test(...), timeout_seconds=...)`."""
+    test = {"stdin": stdin, "args": list(args), "expected_output": expected_output, "name": "test 1"}
+    return {"tests": (test,), "comparison": "trailing_whitespace"}
+
+
+def judged(
+    tenant: Tenant,
+    language: str,
+    code: str,
+    stdin: str = "",
+    args: tuple[str, ...] = (),
+    expected_output: str = "",
+    idempotency_key: str = "",
+    **options,
+) -> tuple[Execution, bool]:
+    """submit() a one-test judged submission (one_test()); `options` are Submission's other fields
+    (timeout_seconds, memory_mb, files, callback_url)."""
+    submission = Submission(language, code, **one_test(stdin, args, expected_output), **options)
+    return submit(tenant, submission, idempotency_key)
 
 
 def check_files(language: languages.Language, code: str, files: tuple[dict, ...]) -> None:
@@ -155,6 +197,79 @@ def check_args(args: tuple[str, ...]) -> None:
             raise Invalid("must not contain NUL characters.", code="nul_character", field="args")
         if len(arg.encode("utf-8", errors="surrogatepass")) > languages.MAX_ARG_BYTES:
             raise TooLarge(f"an argument is over {languages.MAX_ARG_BYTES} bytes.")
+
+
+TEST_FIELDS = {"stdin": str, "args": list, "expected_output": str, "name": str}
+
+
+def test_cases(tests: tuple[dict, ...]) -> list[dict]:
+    """The tests as stored: every field present, a name for each."""
+    return [
+        {
+            "name": test.get("name") or f"test {index + 1}",
+            "stdin": test.get("stdin", ""),
+            "args": list(test.get("args") or ()),
+            "expected_output": test.get("expected_output", ""),
+        }
+        for index, test in enumerate(tests)
+    ]
+
+
+def check_tests(submission: Submission, quotas: Limits, run_limits: limits.ExecutionLimits) -> None:
+    """Invalid unless the submission's tests and comparison can be judged within the platform's bounds."""
+    tests = submission.tests
+    if not tests:
+        if submission.comparison or submission.abs_tolerance is not None or submission.rel_tolerance is not None:
+            raise Invalid("a comparison needs tests to compare.", code="no_tests", field="tests")
+        return
+    if len(tests) > judging.MAX_TESTS:
+        raise Invalid(f"at most {judging.MAX_TESTS} tests.", code="too_many_tests", field="tests")
+    total = 0
+    for index, test in enumerate(tests):
+        where = f"tests[{index}]"
+        if not isinstance(test, dict) or set(test) - set(TEST_FIELDS):
+            raise Invalid(f"a test is an object with only {', '.join(TEST_FIELDS)}.", code="invalid_test", field=where)
+        for name, kind in TEST_FIELDS.items():
+            value = test.get(name, kind())
+            if not isinstance(value, kind) or (kind is list and not all(isinstance(arg, str) for arg in value)):
+                raise Invalid(f"must be {'a list of strings' if kind is list else 'a string'}.", code="invalid_test", field=f"{where}.{name}")
+            if kind is str and "\x00" in value:
+                raise Invalid("must not contain NUL characters.", code="nul_character", field=f"{where}.{name}")
+        if len(test.get("name", "")) > judging.MAX_TEST_NAME:
+            raise Invalid(f"at most {judging.MAX_TEST_NAME} characters.", code="invalid_test", field=f"{where}.name")
+        try:
+            check_args(tuple(test.get("args", ())))
+        except AdmissionError as exc:
+            exc.field = f"{where}.args"
+            raise
+        for name, limit in (("stdin", settings.SANDBOX_MAX_STDIN_BYTES), ("expected_output", settings.SANDBOX_OUTPUT_LIMIT_BYTES)):
+            size = len(test.get(name, "").encode("utf-8", errors="surrogatepass"))
+            if size > limit:
+                raise TooLarge(f"is {size} bytes; the limit is {limit} bytes.", field=f"{where}.{name}")
+            total += size
+    if total > settings.JUDGE_MAX_TESTS_BYTES:
+        raise TooLarge(f"the tests' stdin and expected outputs are {total} bytes; the limit is {settings.JUDGE_MAX_TESTS_BYTES}.", field="tests")
+    try:
+        submission.judging_comparison().check([test.get("expected_output", "") for test in tests])
+    except judging.BadComparison as exc:
+        raise Invalid(exc.message, code="invalid_comparison", field=exc.field) from None
+    ceiling = judging.wall_ceiling(run_limits.timeout_seconds, settings.SANDBOX_CPUS)
+    if len(tests) * ceiling > settings.JUDGE_MAX_SECONDS:
+        raise Invalid(
+            f"{len(tests)} tests of up to {ceiling:g} s each (timeout_seconds of CPU time, at most {ceiling:g} s by the "
+            f"clock) could take longer than {settings.JUDGE_MAX_SECONDS:g} s; lower timeout_seconds or send fewer tests.",
+            code="judging_too_long",
+            field="tests",
+        )
+    # Each test is a sandbox, counted as one execution by the quotas: a submission that could never
+    # be admitted is the client's to change, not to retry.
+    if submission.weight > min(quotas.max_queued, quotas.rate_per_minute):
+        raise Invalid(
+            f"{submission.weight} tests count as {submission.weight} executions, over this tenant's quota "
+            f"({min(quotas.max_queued, quotas.rate_per_minute)}).",
+            code="too_many_tests",
+            field="tests",
+        )
 
 
 def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.ExecutionLimits:
@@ -193,7 +308,7 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
     if submission.callback_url:
         check_callback_url(tenant, submission.callback_url)
     try:
-        return limits.check_limits(
+        run_limits = limits.check_limits(
             submission.timeout_seconds,
             submission.memory_mb,
             limits.tenant_maxima(quotas, language),
@@ -201,6 +316,8 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
         )
     except limits.LimitExceeded as exc:
         raise Invalid(exc.message, code="invalid_limit", field=exc.field) from None
+    check_tests(submission, quotas, run_limits)
+    return run_limits
 
 
 def check_callback_url(tenant: Tenant, url: str, field: str = "callback_url") -> None:
@@ -242,6 +359,7 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
         list(submission.files),
         list(submission.args),
         callback_url(tenant, submission),
+        *judging_fields(submission).values(),
     )
     if idempotency_key:
         previous = replay(tenant, idempotency_key, fingerprint)
@@ -302,7 +420,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     except DatabaseError as exc:
         raise NothingCreated() from exc
     requests = [
-        (item.tenant.id, admission_quotas(item.quotas), [(execution.id, execution.attempts)])
+        (item.tenant.id, admission_quotas(item.quotas), [(execution.id, execution.attempts, execution.weight)])
         for item, execution in zip(group, executions)
     ]
     try:
@@ -377,7 +495,7 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
         refusal = scheduler.admit(
             tenant.id,
             admission_quotas(quotas),
-            [(execution.id, execution.attempts) for execution in executions],
+            [(execution.id, execution.attempts, execution.weight) for execution in executions],
             [store.queued_state(execution) for execution in executions],
         )
     except redis.RedisError as exc:
@@ -423,7 +541,22 @@ def new_execution(
         memory_mb=run_limits.memory_mb,
         callback_url=callback_url(tenant, submission, batch=batch is not None),
         batch=batch,
+        **judging_fields(submission),
     )
+
+
+def judging_fields(submission: Submission) -> dict:
+    """The Execution's judging fields for a submission: empty ones for a plain run."""
+    if not submission.tests:
+        return {"tests": [], "comparison": "", "abs_tolerance": None, "rel_tolerance": None, "stop_on_first_failure": False}
+    comparison = submission.judging_comparison()
+    return {
+        "tests": test_cases(submission.tests),
+        "comparison": comparison.mode,
+        "abs_tolerance": comparison.abs_tolerance,
+        "rel_tolerance": comparison.rel_tolerance,
+        "stop_on_first_failure": submission.stop_on_first_failure,
+    }
 
 
 def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
@@ -444,6 +577,11 @@ def replay(tenant: Tenant, key: str, fingerprint: tuple) -> Execution | None:
         previous.files,
         previous.args,
         previous.callback_url,
+        previous.tests,
+        previous.comparison,
+        previous.abs_tolerance,
+        previous.rel_tolerance,
+        previous.stop_on_first_failure,
     )
     if seen != fingerprint:
         raise IdempotencyConflict()

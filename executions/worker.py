@@ -180,6 +180,7 @@ class SandboxWorker(SimpleWorker):
                 "code directory janitor",
                 lambda: janitor.sweep_code_dirs(in_use=janitor.mounted_code_dirs(docker_api())),
             )
+            self.maintain("test cgroup janitor", janitor.sweep_test_cgroups)
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
         if engine_up:

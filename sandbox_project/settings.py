@@ -210,6 +210,18 @@ SANDBOX_TMPFS_MB = envint("SANDBOX_TMPFS_MB", 16)
 SANDBOX_OUTPUT_LIMIT_BYTES = envint("SANDBOX_OUTPUT_LIMIT_BYTES", 64 * 1024)
 SANDBOX_MAX_CODE_BYTES = envint("SANDBOX_MAX_CODE_BYTES", 64 * 1024)
 SANDBOX_MAX_STDIN_BYTES = envint("SANDBOX_MAX_STDIN_BYTES", 64 * 1024)
+# Judging (executions/judging.py): all of a submission's tests' stdin and expected outputs together
+# may be this large; its tests, each at its wall ceiling one after the other, must fit in
+# JUDGE_MAX_SECONDS (the rq job's timeout and the reconciler allow for it); JUDGE_PARALLEL_TESTS
+# tests of one submission run at once, each in its own sandbox.
+JUDGE_MAX_TESTS_BYTES = envint("JUDGE_MAX_TESTS_BYTES", 1024 * 1024)
+JUDGE_MAX_SECONDS = envfloat("JUDGE_MAX_SECONDS", 240.0)
+JUDGE_PARALLEL_TESTS = envint("JUDGE_PARALLEL_TESTS", 2)
+# Where the host's cgroup hierarchy is mounted: a test's CPU time and peak memory are read there,
+# from a cgroup of its own that outlives its container (executions/sandbox/judge.py).
+JUDGE_CGROUP_ROOT = envstr("JUDGE_CGROUP_ROOT", "/sys/fs/cgroup")
+# Of each test's stdout and stderr, this much is kept with its result (all of it is compared).
+JUDGE_KEPT_OUTPUT_BYTES = envint("JUDGE_KEPT_OUTPUT_BYTES", 8 * 1024)
 # How long a finished execution stays in Redis for fast reads; the database keeps it for good.
 RESULT_CACHE_TTL_SECONDS = envint("RESULT_CACHE_TTL_SECONDS", 300)
 
@@ -240,7 +252,7 @@ SANDBOX_RESERVE_SLOTS = envint("SANDBOX_RESERVE_SLOTS", 1)
 # (sandbox_project/serve.py). granian has no deadline for bodies: see the README's Serving section.
 REQUEST_BODY_TIMEOUT_SECONDS = envfloat("REQUEST_BODY_TIMEOUT_SECONDS", 10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(
-    1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES)
+    1024 * 1024, 6 * (SANDBOX_MAX_CODE_BYTES + SANDBOX_MAX_STDIN_BYTES), 2 * JUDGE_MAX_TESTS_BYTES
 )
 
 # --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------

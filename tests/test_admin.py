@@ -224,6 +224,17 @@ class TestExecutionDetail:
         assert "print(&#x27;&lt;script&gt;alert(1)&lt;/script&gt;&#x27;)</pre>" in html
         assert "&lt;b&gt;in&lt;/b&gt;</pre>" in html
 
+    def test_it_shows_a_judged_executions_tests_as_escaped_text(self, operator, alice):
+        execution = Execution.objects.create(
+            tenant=alice.tenant, language="python", code="print(1)", status="completed", verdict="wrong_answer",
+            tests=[{"name": "<i>t</i>", "stdin": "", "args": [], "expected_output": "2"}], comparison="tokens",
+            test_results=[{"name": "<i>t</i>", "verdict": "wrong_answer", "exit_code": 0, "cpu_time_ms": 12,
+                           "wall_time_ms": 30, "memory_kb": 4000, "stdout": "<script>alert(1)</script>"}],
+        )
+        html = page(operator, f"{EXECUTIONS}{execution.id}/change/")
+        assert "<script>alert(1)</script>" not in html and "<i>t</i>" not in html
+        assert "<td>&lt;i&gt;t&lt;/i&gt;</td><td>wrong_answer</td><td>0</td><td>12</td><td>30</td><td>4000</td>" in html
+
     def test_it_cannot_add_edit_or_delete(self, operator, alice):
         task_id = alice.submit("print(1)")
         assert operator.get(f"{EXECUTIONS}add/").status_code == 403

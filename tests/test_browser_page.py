@@ -97,11 +97,12 @@ def test_it_escapes_code_stdin_and_output(alice_member, alice):
     assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # The result reaches the script as JSON in which no markup can close the element early.
     assert "\\u003Cscript\\u003Ealert(1)\\u003C/script\\u003E" in page
-    # The only script elements are our own static file and the two JSON blocks.
+    # The only script elements are our own static file and the three JSON blocks.
     scripts = re.findall(r"<script[^>]*>", page)
     assert scripts == [
         '<script id="execution-data" type="application/json">',
         '<script id="terminal-statuses" type="application/json">',
+        '<script id="draft-tests" type="application/json">',
         '<script src="/static/executions/page.js">',
     ]
 
@@ -151,3 +152,18 @@ def test_a_disabled_tenant_gives_way_to_an_active_one(alice_member, alice, bob):
     alice.tenant.is_active = False
     alice.tenant.save()
     assert alice_member.client.get("/").context["tenant"] == bob.tenant
+
+
+def test_a_judged_executions_page_carries_its_tests_and_results_as_data_only(alice_member, alice):
+    test = {"name": HOSTILE, "stdin": f"</textarea>{HOSTILE}", "args": [], "expected_output": f"</script>{HOSTILE}"}
+    result = {"name": HOSTILE, "verdict": "wrong_answer", "stdout": f"</script>{HOSTILE}"}
+    execution = make_execution(
+        alice.tenant, tests=[test], comparison="tokens", status="completed", verdict="wrong_answer",
+        tests_passed=0, tests_failed=1, test_results=[result],
+    )
+    page = alice_member.client.get(f"/executions/{execution.id}").content.decode()
+    assert "<script>alert" not in page and "</script><" not in page
+    assert 'id="tests-editor"' in page and 'id="test-results"' in page
+    assert '<option value="regex">' in page
+    drafts = re.search(r'<script id="draft-tests" type="application/json">(.*?)</script>', page).group(1)
+    assert '"comparison": "tokens"' in drafts and "\\u003Cscript\\u003E" in drafts

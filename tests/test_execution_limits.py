@@ -142,5 +142,9 @@ def test_the_job_and_the_janitor_allow_for_a_compile_stage_and_its_run(settings)
     settings.SANDBOX_TIMEOUT_SECONDS = 5.0
     # Rust: a 20 s compile stage, then a run of up to 5 s.
     assert limits.longest_execution_seconds() == 25.0
-    assert scheduler.job_timeout() == 25 + scheduler.JOB_TIMEOUT_MARGIN_SECONDS
+    # A judged execution may take longer: a compile stage, then JUDGE_MAX_SECONDS of tests.
+    settings.JUDGE_MAX_SECONDS = 240.0
+    assert limits.longest_judging_seconds() == 260.0
+    assert scheduler.job_timeout() == 260 + scheduler.JOB_TIMEOUT_MARGIN_SECONDS
+    # A test's sandbox lives at most 5 s / 0.5 of a core + 1 s: less than a compile stage and its run.
     assert janitor.max_age_seconds() == 25.0 + janitor.GRACE_SECONDS

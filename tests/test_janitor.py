@@ -55,3 +55,16 @@ def test_it_removes_only_code_directories_older_than_the_maximum_run_time(settin
     assert os.listdir(settings.SANDBOX_CODE_ROOT) == [os.path.basename(fresh)]
     assert janitor.sweep_code_dirs(max_age=0) == [fresh]
     assert os.listdir(settings.SANDBOX_CODE_ROOT) == []
+
+
+def test_it_removes_the_test_cgroups_a_dead_worker_left_but_not_recent_ones(settings, tmp_path):
+    # A cgroup v1 layout of plain directories: the real hierarchy is shared with live tests.
+    settings.JUDGE_CGROUP_ROOT = str(tmp_path)
+    stale = [tmp_path / hierarchy / "rce-judge" / "dead" for hierarchy in ("cpuacct", "memory")]
+    fresh = tmp_path / "memory" / "rce-judge" / "live"
+    for directory in (*stale, fresh):
+        directory.mkdir(parents=True)
+    for directory in stale:
+        os.utime(directory, (0, 0))
+    assert sorted(janitor.sweep_test_cgroups()) == sorted(str(directory) for directory in stale)
+    assert fresh.exists() and not any(directory.exists() for directory in stale)

@@ -144,12 +144,22 @@ def test_a_limit_out_of_bounds_is_a_422_naming_judge0s_field(alice):
     assert_nothing_created()
 
 
-def test_expected_output_is_refused_until_judging_is_wired(alice):
-    response = judge0_client(alice).post(
-        "/judge0/submissions", {"source_code": "print(1)", "language_id": 71, "expected_output": "1"}, format="json"
-    )
-    assert response.status_code == 422 and list(response.json()) == ["expected_output"]
-    assert_nothing_created()
+def test_an_expected_output_is_judged_as_judge0_judges_it(alice):
+    body = {"source_code": "import sys; print(sys.stdin.read().upper())", "language_id": 71, "stdin": "ab\n",
+            "command_line_arguments": "x y"}
+    right = submit(alice, {**body, "expected_output": "AB  \n\n"})["token"]
+    wrong = submit(alice, {**body, "expected_output": "ab"})["token"]
+    run_worker()
+    fields = "status,stdout,stdin,expected_output,command_line_arguments,time,wall_time,memory"
+    accepted = judge0_client(alice).get(f"/judge0/submissions/{right}?fields={fields}").json()
+    assert accepted["status"] == {"id": 3, "description": "Accepted"}
+    assert (accepted["stdout"], accepted["stdin"], accepted["expected_output"]) == ("AB\n\n", "ab\n", "AB  \n\n")
+    assert accepted["command_line_arguments"] == "x y"
+    assert float(accepted["time"]) >= 0 and float(accepted["wall_time"]) > 0 and accepted["memory"] > 0
+    rejected = judge0_client(alice).get(f"/judge0/submissions/{wrong}?fields=status,stdout").json()
+    assert rejected == {"status": {"id": 4, "description": "Wrong Answer"}, "stdout": "AB\n\n"}
+    # Each is the platform's one-test judged execution.
+    assert Execution.objects.get(id=wrong).verdict == "wrong_answer"
 
 
 def test_unknown_fields_are_a_400(alice):

@@ -53,3 +53,13 @@ def test_the_sdk_sees_a_compile_error_and_a_time_limit(client):
     assert slow.status == judge0.Status.TIME_LIMIT_EXCEEDED
     failed = judge0.run(client=client, source_code="raise SystemExit(3)", language=judge0.LanguageAlias.PYTHON)
     assert (failed.status, failed.exit_code) == (judge0.Status.RUNTIME_ERROR_NZEC, 3)
+
+
+def test_the_sdk_gets_accepted_and_wrong_answer_against_an_expected_output(client):
+    code = "print(input()[::-1])"
+    right = judge0.run(client=client, source_code=code, language=judge0.LanguageAlias.PYTHON, stdin="abc",
+                       expected_output="cba")
+    assert (right.status, right.stdout) == (judge0.Status.ACCEPTED, "cba\n")
+    wrong = judge0.run(client=client, source_code=code, language=judge0.LanguageAlias.PYTHON, stdin="abc",
+                       expected_output="abc")
+    assert wrong.status == judge0.Status.WRONG_ANSWER

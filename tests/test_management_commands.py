@@ -151,3 +151,19 @@ def test_execute_without_waiting_prints_the_task_id(db, tmp_path):
 def test_execute_refuses_both_script_and_stdin_from_standard_input(db):
     with pytest.raises(CommandError, match="both"):
         call_command("execute", "-", "--stdin", "-")
+
+
+def test_execute_judges_a_program_against_a_tests_file(default_tenant, worker_process, tmp_path):
+    program = tmp_path / "double.py"
+    program.write_text("print(int(input()) * 2)\n")
+    tests = tmp_path / "tests.json"
+    tests.write_text(json.dumps([{"name": "two", "stdin": "2", "expected_output": "4"}, {"stdin": "3", "expected_output": "6"}]))
+    done = execute(str(program), "--tests", str(tests))
+    assert done.returncode == 0, done
+    assert b"two: accepted" in done.stdout and b"verdict: accepted (2/2 passed)" in done.stdout
+    tests.write_text(json.dumps({"tests": [{"stdin": "2", "expected_output": "5"}], "comparison": "tokens"}))
+    done = execute(str(program), "--tests", str(tests))
+    assert done.returncode == 1 and b"verdict: wrong_answer (0/1 passed)" in done.stdout
+    tests.write_text(json.dumps({"tests": [{"stdin": "2"}], "comparison": "fuzzy"}))
+    refused = execute(str(program), "--tests", str(tests))
+    assert refused.returncode == 65 and b"fuzzy" in refused.stderr

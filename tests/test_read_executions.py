@@ -13,6 +13,7 @@ FIELDS = {
     "task_id", "status", "language", "stdout", "stderr", "exit_code", "stdout_truncated",
     "stderr_truncated", "duration_ms", "created_at", "started_at", "finished_at", "error",
     "timeout_seconds", "memory_mb", "compile_output", "compile_duration_ms",
+    "verdict", "tests_passed", "tests_failed", "test_results",
 }
 
 

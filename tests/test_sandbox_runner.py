@@ -229,6 +229,14 @@ class TestFailsClosed:
         inspected["HostConfig"]["SecurityOpt"] = ["no-new-privileges", "seccomp=unconfined"]
         with pytest.raises(SandboxError, match="SecurityOpt"):
             runner.verify_restrictions(inspected, DEFAULT)
+        inspected["HostConfig"]["SecurityOpt"] = ["no-new-privileges"]
+        # A judged test's sandbox must be in the cgroup its CPU time and memory are read from.
+        with pytest.raises(SandboxError, match="CgroupParent"):
+            runner.verify_restrictions(inspected, DEFAULT, cgroup_parent="/rce-judge/1")
+        inspected["HostConfig"]["CgroupParent"] = "/rce-judge/1"
+        runner.verify_restrictions(inspected, DEFAULT, cgroup_parent="/rce-judge/1")
+        with pytest.raises(SandboxError, match="CgroupParent"):
+            runner.verify_restrictions(inspected, DEFAULT)
 
     def test_it_refuses_any_mount_but_a_read_only_code_directory(self):
         hc = {

@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from executions import judging
 from executions.api.schema import CODE_SCHEMA, NO_NUL_SCHEMA
 from executions.models import Execution
 from executions.sandbox import languages
@@ -105,6 +106,25 @@ class FileSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class JsonFloatField(JsonNumberMixin, serializers.FloatField):
+    pass
+
+
+class TestCaseSerializer(serializers.Serializer):
+    """One test of a judged submission; its sizes are checked by admission."""
+
+    name = StdinField(trim_whitespace=False, required=False, default="", max_length=judging.MAX_TEST_NAME)
+    stdin = StdinField(trim_whitespace=False, required=False, default="")
+    args = serializers.ListField(child=StdinField(trim_whitespace=False), required=False, default=list, max_length=languages.MAX_ARGS)
+    expected_output = StdinField(
+        trim_whitespace=False, required=False, default="", help_text="With `regex`, an RE2 pattern the whole output must match."
+    )
+
+    def to_internal_value(self, data):
+        reject_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
 class ExecutionCreateSerializer(serializers.Serializer):
     language = LanguageField(default="python")
     code = CodeField(trim_whitespace=False, required=False, help_text="The entry point; or the first of `files`.")
@@ -131,6 +151,19 @@ class ExecutionCreateSerializer(serializers.Serializer):
             "Public http(s) addresses only."
         ),
     )
+    tests = TestCaseSerializer(
+        many=True,
+        required=False,
+        max_length=judging.MAX_TESTS,
+        help_text="Judge the program: compiled once, each test run in its own sandbox and its output compared "
+        "with expected_output. timeout_seconds is then each test's CPU time limit.",
+    )
+    comparison = serializers.ChoiceField(
+        choices=judging.COMPARISONS, required=False, help_text="How outputs are compared (default trailing_whitespace)."
+    )
+    abs_tolerance = JsonFloatField(required=False, help_text="`float`: the absolute tolerance (default 1e-6).")
+    rel_tolerance = JsonFloatField(required=False, help_text="`float`: the relative tolerance (default 1e-6).")
+    stop_on_first_failure = serializers.BooleanField(required=False, default=False)
 
     def to_internal_value(self, data):
         reject_unknown_fields(self, data)
@@ -233,6 +266,21 @@ class RawQuerySerializer(WaitQuerySerializer):
     memory_mb = MemoryField(required=False, help_text="Lower the memory limit (MiB) for this run.")
 
 
+class TestResultSerializer(serializers.Serializer):
+    """A judged test's result, as executions.sandbox.judge writes it (a skipped one has name and verdict only)."""
+
+    name = serializers.CharField()
+    verdict = serializers.ChoiceField(choices=judging.TEST_VERDICTS)
+    exit_code = serializers.IntegerField(allow_null=True, required=False)
+    stdout = serializers.CharField(required=False)
+    stderr = serializers.CharField(required=False)
+    stdout_truncated = serializers.BooleanField(required=False)
+    stderr_truncated = serializers.BooleanField(required=False)
+    cpu_time_ms = serializers.IntegerField(required=False, help_text="From the sandbox's cgroup, on the host.")
+    wall_time_ms = serializers.IntegerField(required=False)
+    memory_kb = serializers.IntegerField(required=False, help_text="Peak, from the sandbox's cgroup.")
+
+
 class ExecutionSerializer(serializers.ModelSerializer):
     task_id = serializers.UUIDField(source="id", read_only=True)
     error = serializers.SerializerMethodField()
@@ -257,8 +305,15 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
             "error",
+            "verdict",
+            "tests_passed",
+            "tests_failed",
+            "test_results",
         ]
         read_only_fields = fields
+
+    verdict = serializers.ChoiceField(choices=judging.VERDICTS, allow_null=True, read_only=True, help_text="Judged only.")
+    test_results = TestResultSerializer(many=True, read_only=True)
 
     def get_error(self, execution: Execution) -> str | None:
         return execution.error or None

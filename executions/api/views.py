@@ -296,6 +296,11 @@ def as_submission(data: dict) -> submissions.Submission:
         files=tuple(data["files"]),
         args=tuple(data["args"]),
         callback_url=data.get("callback_url", ""),
+        tests=tuple(data.get("tests") or ()),
+        comparison=data.get("comparison", ""),
+        abs_tolerance=data.get("abs_tolerance"),
+        rel_tolerance=data.get("rel_tolerance"),
+        stop_on_first_failure=data.get("stop_on_first_failure", False),
     )
 
 

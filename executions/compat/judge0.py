@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import limits, store, submissions
+from executions import judging, limits, store, submissions
 from executions.api import auth, errors, waiting
 from executions.api.serializers import MAX_BATCH, MAX_WAIT_SECONDS
 from executions.api.views import AdmissionMixin, idempotency_key
@@ -268,16 +268,40 @@ class StatusesView(Judge0View):
 # Judge0 `expected_output` asks of admission, and the Judge0 status of a verdict.
 
 
-def judging(expected_output: str | None) -> None:
-    """Until the platform's one-test judged submission is wired in here, a submission with an
-    expected output is refused rather than run without its verdict."""
-    if expected_output is not None:
-        raise Judge0Invalid({"expected_output": ["judging against an expected output is not available yet"]})
+def judged_fields(expected_output: str | None, stdin: str, args: tuple[str, ...]) -> dict:
+    """Submission's fields for Judge0's expected_output: the platform's one-test judged submission
+    (the run's stdin and arguments are its test's, compared as Judge0 compares: whitespace at the
+    ends of lines and of the output does not count), or a plain run's without one."""
+    if expected_output is None:
+        return {"stdin": stdin, "args": args}
+    return submissions.one_test(stdin, args, expected_output)
+
+
+# A judged execution's verdict as Judge0's status; a runtime error is told by its signal (status_id).
+VERDICT_STATUSES = {
+    judging.ACCEPTED: 3,
+    judging.WRONG_ANSWER: 4,
+    judging.TIME_LIMIT_EXCEEDED: 5,
+    judging.COMPILATION_ERROR: 6,
+    judging.OUTPUT_LIMIT_EXCEEDED: 8,
+    judging.MEMORY_LIMIT_EXCEEDED: 12,
+}
 
 
 def verdict_status(execution: Execution) -> int:
-    """A completed execution's Judge0 status: Accepted (3), or, once judged, Wrong Answer (4) by its verdict."""
-    return 3
+    """A completed execution's Judge0 status: Accepted (3), or by its verdict if it was judged."""
+    if not execution.verdict:
+        return 3
+    if execution.verdict == judging.RUNTIME_ERROR:
+        signal = exit_signal(execution)
+        return SIGNAL_STATUSES.get(signal, 12) if signal else 11
+    return VERDICT_STATUSES.get(execution.verdict, 13)
+
+
+def judged_test(execution: Execution) -> dict:
+    """The one test of a submission with an expected output, as it ran (empty before it did)."""
+    results = execution.test_results if execution.verdict else []
+    return results[0] if results else {}
 
 
 def text_field(data: dict, name: str, encoded: bool, problems: dict) -> str | None:
@@ -386,16 +410,14 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
         problems["callback_url"] = ["must be a string"]
     if problems:
         raise Judge0Invalid(problems)
-    judging(expected_output)
     files = additional_files(data["additional_files"]) if data.get("additional_files") else ()
     return submissions.Submission(
         language,
         code,
-        stdin,
+        **judged_fields(expected_output, stdin, args),
         timeout_seconds=min(time_limits) if time_limits else None,
         memory_mb=math.ceil(memory_kb / 1024) if memory_kb is not None else None,
         files=files,
-        args=args,
         callback_url=callback_url,
     )
 
@@ -491,17 +513,21 @@ def represent(execution: Execution) -> dict:
     id_ = status_id(execution)
     language_id = LANGUAGE_IDS[execution.language][0] if execution.language in LANGUAGE_IDS else None
     language = languages.CATALOG.get(execution.language)
+    # A submission with an expected output is the platform's one-test judged execution: its stdin and
+    # arguments are the test's, and the test's own CPU time, wall time and peak memory are known.
+    test = execution.tests[0] if execution.tests else {}
+    ran = judged_test(execution)
     return {
         "source_code": execution.code,
         "language_id": language_id,
-        "stdin": execution.stdin or None,
-        "expected_output": None,
+        "stdin": test.get("stdin", execution.stdin) or None,
+        "expected_output": test.get("expected_output"),
         "stdout": execution.stdout or None,
         "status_id": id_,
         "created_at": judge0_time(execution.created_at),
         "finished_at": judge0_time(execution.finished_at),
-        "time": seconds(execution.duration_ms),
-        "memory": None,
+        "time": seconds(ran.get("cpu_time_ms", execution.duration_ms)),
+        "memory": ran.get("memory_kb"),
         "stderr": execution.stderr or None,
         "token": str(execution.id),
         "number_of_runs": 1,
@@ -518,9 +544,9 @@ def represent(execution: Execution) -> dict:
         "exit_code": execution.exit_code,
         "exit_signal": exit_signal(execution),
         "message": message(execution),
-        "wall_time": seconds(execution.duration_ms),
+        "wall_time": seconds(ran.get("wall_time_ms", execution.duration_ms)),
         "compiler_options": None,
-        "command_line_arguments": shlex.join(execution.args) if execution.args else None,
+        "command_line_arguments": shlex.join(test.get("args", execution.args)) or None,
         "redirect_stderr_to_stdout": False,
         "callback_url": execution.callback_url or None,
         "additional_files": None,

@@ -13,6 +13,7 @@ import docker.errors
 from django.conf import settings
 
 from executions import limits
+from executions.sandbox.judge import CGROUP_PREFIX
 from executions.sandbox.premade import WORKER_LABEL
 from executions.sandbox.runner import CODE_DIR, discard_code_dir, own_sandboxes, remove_container
 
@@ -25,7 +26,8 @@ WORKER_GRACE_SECONDS = 30
 
 
 def max_age_seconds() -> float:
-    return limits.longest_execution_seconds() + GRACE_SECONDS
+    # A judged test's sandbox lives up to its wall ceiling, which may be longer than a plain run's.
+    return max(limits.longest_execution_seconds(), limits.longest_test_seconds()) + GRACE_SECONDS
 
 
 def sweep(
@@ -126,4 +128,34 @@ def sweep_code_dirs(max_age: float | None = None, in_use: set[str] = frozenset()
             log.warning("janitor: removing stale code directory %s", entry.name)
             discard_code_dir(entry.path)
             removed.append(entry.path)
+    return removed
+
+
+def sweep_test_cgroups(max_age: float | None = None) -> list[str]:
+    """Remove the judged tests' cgroups (executions/sandbox/judge.py) left by a worker that died
+    mid-test and last changed more than `max_age` seconds ago. A cgroup still in use cannot be
+    removed (the kernel refuses), so one of another instance's live tests is safe."""
+    cutoff = time.time() - (max_age_seconds() if max_age is None else max_age)
+    root = settings.JUDGE_CGROUP_ROOT
+    removed = []
+    try:
+        hierarchies = [root] if os.path.exists(os.path.join(root, "cgroup.controllers")) else [
+            os.path.join(root, name) for name in os.listdir(root)
+        ]
+    except OSError:
+        return removed
+    for hierarchy in hierarchies:
+        try:
+            entries = list(os.scandir(os.path.join(hierarchy, CGROUP_PREFIX.lstrip("/"))))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    os.rmdir(entry.path)
+                    removed.append(entry.path)
+            except OSError:
+                continue
+    if removed:
+        log.warning("janitor: removed %d stale test cgroup(s)", len(removed))
     return removed

@@ -179,6 +179,8 @@ class Stage:
     command: str
     args: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
+    # Its command first waits for a line on its stdin, which closes once the worker has written it.
+    waits: bool = False
 
 
 def run_stage_of(language: Language, args: tuple[str, ...] = ()) -> Stage:
@@ -302,7 +304,7 @@ def own_sandboxes(api: docker.APIClient, *labels: str) -> list[dict]:
     return api.containers(all=True, filters={"label": selector})
 
 
-def host_config(api: docker.APIClient, limits: Limits, code_source: str | None = None) -> dict:
+def host_config(api: docker.APIClient, limits: Limits, code_source: str | None = None, cgroup_parent: str = "") -> dict:
     memory = limits.memory_mb * 1024 * 1024
     tmpfs = limits.tmpfs_mb * 1024 * 1024
     kwargs = dict(
@@ -332,10 +334,12 @@ def host_config(api: docker.APIClient, limits: Limits, code_source: str | None =
         kwargs["mounts"] = [docker.types.Mount(CODE_DIR, code_source, type="bind", read_only=True)]
     if limits.runtime:
         kwargs["runtime"] = limits.runtime
+    if cgroup_parent:
+        kwargs["cgroup_parent"] = cgroup_parent
     return api.create_host_config(**kwargs)
 
 
-def verify_restrictions(inspected: dict, limits: Limits, code_source: str | None = None) -> None:
+def verify_restrictions(inspected: dict, limits: Limits, code_source: str | None = None, cgroup_parent: str = "") -> None:
     """Fail closed: refuse to start a container whose engine dropped any restriction we asked for.
 
     `code_source` is the host directory bind-mounted read-only at /code, or None when the files are
@@ -361,6 +365,8 @@ def verify_restrictions(inspected: dict, limits: Limits, code_source: str | None
         wrong.append("CapAdd")
     if limits.runtime and hc.get("Runtime") != limits.runtime:
         wrong.append("Runtime")
+    if (hc.get("CgroupParent") or "") != cgroup_parent:
+        wrong.append("CgroupParent")
     config = inspected["Config"]
     if config.get("User") != f"{SANDBOX_UID}:{SANDBOX_UID}":
         wrong.append("User")
@@ -680,10 +686,16 @@ def copy_code(api: docker.APIClient, container_id: str, program: Program, stdin:
 
 
 def create_container(
-    api: docker.APIClient, stage: Stage | None, limits: Limits, labels: dict[str, str], code_source: str | None = None
+    api: docker.APIClient,
+    stage: Stage | None,
+    limits: Limits,
+    labels: dict[str, str],
+    code_source: str | None = None,
+    cgroup_parent: str = "",
 ) -> str:
     """A created, verified, not yet started sandbox; for `stage` None, one of the default image
-    that waits for its language on stdin (LAUNCHER)."""
+    that waits for its language on stdin (LAUNCHER). `cgroup_parent`: a cgroup of the caller's to
+    put it under (the engine's default if empty)."""
     image = stage.image if stage else sandbox_image(DEFAULT_FAMILY)
     command = ["/bin/sh", "-c", stage.command, "sh", *stage.args] if stage else None
     try:
@@ -707,11 +719,11 @@ def create_container(
             hostname="sandbox",
             environment={**dict(stage.environment if stage else ()), **ENVIRONMENT},
             network_disabled=True,
-            stdin_open=stage is None,
+            stdin_open=stage is None or stage.waits,
             # A volume for the archive API to copy into; a bind mount needs none.
             volumes=None if code_source else [CODE_DIR],
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
-            host_config=host_config(api, limits, code_source),
+            host_config=host_config(api, limits, code_source, cgroup_parent),
         )
     except UNREACHABLE as exc:
         raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
@@ -726,7 +738,7 @@ def create_container(
             inspected = api.inspect_container(container_id)
         except UNREACHABLE as exc:
             raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
-        verify_restrictions(inspected, limits, code_source)
+        verify_restrictions(inspected, limits, code_source, cgroup_parent)
     except BaseException as exc:
         # Not started: if the engine is gone, the janitor removes it once it is back.
         remove_container(api, container_id, 0 if isinstance(exc, EngineUnavailable) else ENGINE_RECOVERY_SECONDS)

@@ -24,7 +24,7 @@ EXIT_CODES = {
 # later (75: a quota, the rate, a full queue), the platform cannot take it (69).
 EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL = 65, 69, 75
 # The option that sets a field of the submission, to name it in a refusal.
-OPTIONS = {"timeout_seconds": "--timeout", "language": "--language"}
+OPTIONS = {"timeout_seconds": "--timeout", "language": "--language", "tests": "--tests"}
 
 
 def to_json(execution: Execution) -> str:
@@ -51,12 +51,18 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
         parser.add_argument("--wait", type=float, default=300, help="Seconds to wait for the result.")
         parser.add_argument("--timeout", type=float, help="A lower wall-clock limit for this run, in seconds.")
+        parser.add_argument(
+            "--tests",
+            help="A JSON file of tests to judge the program against: a list of {stdin, args, expected_output, name}, "
+            "or an object with `tests` and the options of the API (comparison, abs_tolerance, rel_tolerance, "
+            "stop_on_first_failure). Exits 0 only if every test is accepted.",
+        )
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the whole execution as JSON instead.")
         parser.add_argument("--no-wait", action="store_true", help="Print the task id (or --json) and exit at once.")
 
     def handle(
         self, *args, file: str, program_args: list[str], language: str | None, stdin: str | None, tenant: str, wait: float,
-        timeout: float | None, as_json: bool, no_wait: bool, **options,
+        timeout: float | None, as_json: bool, no_wait: bool, tests: str | None = None, **options,
     ):
         # The program's stderr is ours to print: keep the platform's own log lines out of it.
         logging.getLogger("executions").setLevel(logging.WARNING)
@@ -73,7 +79,10 @@ class Command(BaseCommand):
             owner = Tenant.objects.get(name=tenant)
         except Tenant.DoesNotExist:
             raise CommandError(f"no tenant {tenant!r}; create it with create_tenant") from None
-        submission = submissions.Submission(language, code, stdin_text, timeout_seconds=timeout, args=tuple(program_args))
+        judging = self.read_tests(tests) if tests else {}
+        submission = submissions.Submission(
+            language, code, stdin_text, timeout_seconds=timeout, args=tuple(program_args), **judging
+        )
         try:
             execution, _ = submissions.submit(owner, submission)
         except submissions.AdmissionError as exc:
@@ -86,8 +95,12 @@ class Command(BaseCommand):
         execution = self.wait_for(execution, wait)
         if as_json:
             self.stdout.write(to_json(execution))
+        elif execution.is_judged:
+            self.print_verdicts(execution)
         else:
             self.print_streams(execution)
+        if execution.is_judged and execution.status in (Execution.Status.COMPLETED, Execution.Status.COMPILATION_ERROR):
+            sys.exit(0 if execution.verdict == "accepted" else 1)
         code = EXIT_CODES.get(execution.status, execution.exit_code)
         sys.exit(code if code is not None else 1)
 
@@ -100,6 +113,30 @@ class Command(BaseCommand):
             detail = f": {execution.error}" if execution.error else ""
             sys.stderr.write(f"\n[{execution.status}{detail}]\n")
         sys.stderr.flush()
+
+    def print_verdicts(self, execution: Execution) -> None:
+        sys.stderr.write(execution.compile_output)
+        for result in execution.test_results:
+            figures = f"{result.get('cpu_time_ms', '-')} ms CPU, {result.get('wall_time_ms', '-')} ms wall, {result.get('memory_kb', '-')} KiB"
+            self.stdout.write(f"{result['name']}: {result['verdict']} ({figures})")
+        if execution.verdict:
+            self.stdout.write(f"verdict: {execution.verdict} ({execution.tests_passed or 0}/{len(execution.tests)} passed)")
+        else:
+            detail = f": {execution.error}" if execution.error else ""
+            sys.stderr.write(f"[{execution.status}{detail}]\n")
+
+    def read_tests(self, name: str) -> dict:
+        """Submission's judging fields from a JSON file of tests (admission checks what they hold)."""
+        try:
+            data = json.loads(self.read_text(name))
+        except ValueError as exc:
+            raise CommandError(f"{name} is not JSON: {exc}") from exc
+        if isinstance(data, list):
+            data = {"tests": data}
+        known = {"tests", "comparison", "abs_tolerance", "rel_tolerance", "stop_on_first_failure"}
+        if not isinstance(data, dict) or not isinstance(data.get("tests"), list) or set(data) - known:
+            raise CommandError(f"{name} must hold a list of tests, or an object with `tests` and only {', '.join(sorted(known - {'tests'}))}")
+        return {**data, "tests": tuple(data["tests"])}
 
     def read_text(self, name: str) -> str:
         try:

@@ -77,6 +77,80 @@
     indent(code, event.shiftKey);
   });
 
+  // --- Tests ----------------------------------------------------------------------------------
+
+  function addTest(focus) {
+    const row = byId("test-case-template").content.firstElementChild.cloneNode(true);
+    row.querySelector(".remove-test").addEventListener("click", () => row.remove());
+    byId("test-cases").appendChild(row);
+    if (focus) {
+      row.querySelector(".test-stdin").focus();
+    }
+  }
+
+  byId("add-test").addEventListener("click", () => addTest(true));
+
+  // A judged execution's page starts with its tests in the editor, to run again.
+  const draft = JSON.parse(byId("draft-tests").textContent);
+  if (draft && draft.tests.length) {
+    for (const test of draft.tests) {
+      addTest(false);
+      const row = byId("test-cases").lastElementChild;
+      row.querySelector(".test-name").value = test.name;
+      row.querySelector(".test-stdin").value = test.stdin;
+      row.querySelector(".test-expected").value = test.expected_output;
+    }
+    byId("comparison").value = draft.comparison;
+    byId("tests-editor").open = true;
+  }
+
+  function testCases() {
+    return Array.from(document.querySelectorAll("#test-cases .test-case"), (row) => ({
+      name: row.querySelector(".test-name").value,
+      stdin: row.querySelector(".test-stdin").value,
+      expected_output: row.querySelector(".test-expected").value,
+    }));
+  }
+
+  function submission() {
+    const body = { language: byId("language").value, code: code.value, stdin: byId("stdin").value };
+    const tests = testCases();
+    if (tests.length) {
+      body.tests = tests;
+      body.comparison = byId("comparison").value;
+    }
+    return body;
+  }
+
+  function cell(text) {
+    const node = document.createElement("td");
+    node.textContent = text === undefined || text === null ? "–" : String(text);
+    return node;
+  }
+
+  function renderTests(data) {
+    byId("judging").hidden = !data.test_results.length && !data.verdict;
+    const verdict = byId("verdict");
+    verdict.textContent = data.verdict ? statusLabel(data.verdict) : "";
+    verdict.dataset.status = data.verdict || "";
+    setText("test-counts", data.tests_passed === null ? "" : `${data.tests_passed} passed, ${data.tests_failed} failed`);
+    const rows = data.test_results.map((result) => {
+      const row = document.createElement("tr");
+      const output = document.createElement("td");
+      const pre = document.createElement("pre");
+      pre.className = "output";
+      pre.textContent = result.stdout || "";
+      output.appendChild(pre);
+      row.append(
+        cell(result.name), cell(statusLabel(result.verdict)), cell(result.exit_code), cell(result.cpu_time_ms),
+        cell(result.wall_time_ms), cell(result.memory_kb), output,
+      );
+      row.dataset.verdict = result.verdict;
+      return row;
+    });
+    byId("test-results").tBodies[0].replaceChildren(...rows);
+  }
+
   // --- Submitting ------------------------------------------------------------------------------
 
   form.addEventListener("submit", async (event) => {
@@ -88,11 +162,7 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken },
-        body: JSON.stringify({
-          language: byId("language").value,
-          code: code.value,
-          stdin: byId("stdin").value,
-        }),
+        body: JSON.stringify(submission()),
       });
       const body = await response.json().catch(() => null);
       if (response.status === 202 && body) {
@@ -122,6 +192,7 @@
     byId("stdout-truncated").hidden = !data.stdout_truncated;
     byId("stderr-truncated").hidden = !data.stderr_truncated;
     showMessage("platform-error", data.error);
+    renderTests(data);
     for (const cell of document.querySelectorAll("#history .status")) {
       if (cell.dataset.taskId === data.task_id) {
         cell.textContent = statusLabel(data.status);
