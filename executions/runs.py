@@ -100,35 +100,38 @@ def run(execution_id: str) -> str:
 
 
 def run_in_sandbox(execution: Execution) -> dict:
-    """The fields of the terminal row: the run's outcome, or `error` with a message."""
-    execution_id = str(execution.id)
-    if execution.is_judged:
-        return judge_in_sandboxes(execution)
+    """The fields of the terminal row: the run's (or the judging's) outcome, or `error` with a
+    message. EngineUnavailable goes up: the script never arrived, and the caller queues it again."""
+    doing = "while judging" if execution.is_judged else "in the sandbox runner"
     try:
-        run_limits = sandbox_limits(execution)
-        result = premade.run(
-            execution.language,
-            execution.code,
-            execution.stdin,
-            files=execution.program_files(),
-            args=tuple(execution.args),
-            limits=run_limits,
-            labels={"rce.execution": execution_id},
-            on_created=lambda cid: patiently(
-                lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
-                f"execution {execution_id}: record container",
-            ),
-            cancelled=lambda: store.cancel_requested(execution_id),
-            live=functools.partial(events.OutputPublisher, execution_id),
-        )
+        return judge_in_sandboxes(execution) if execution.is_judged else run_once(execution)
     except runner.EngineUnavailable:
         raise
     except runner.SandboxError as exc:
-        log.error("execution %s: sandbox error: %s", execution_id, exc)
+        log.error("execution %s: sandbox error %s: %s", execution.id, doing, exc)
         return {"status": Status.ERROR, "error": str(exc)}
     except Exception as exc:
-        log.exception("execution %s: unexpected fault in the sandbox runner", execution_id)
-        return {"status": Status.ERROR, "error": f"internal error in the sandbox runner ({type(exc).__name__})"}
+        log.exception("execution %s: unexpected fault %s", execution.id, doing)
+        return {"status": Status.ERROR, "error": f"internal error {doing} ({type(exc).__name__})"}
+
+
+def run_once(execution: Execution) -> dict:
+    execution_id = str(execution.id)
+    result = premade.run(
+        execution.language,
+        execution.code,
+        execution.stdin,
+        files=execution.program_files(),
+        args=tuple(execution.args),
+        limits=sandbox_limits(execution),
+        labels={"rce.execution": execution_id},
+        on_created=lambda cid: patiently(
+            lambda: Execution.objects.filter(id=execution_id).update(container_id=cid),
+            f"execution {execution_id}: record container",
+        ),
+        cancelled=lambda: store.cancel_requested(execution_id),
+        live=functools.partial(events.OutputPublisher, execution_id),
+    )
     return {
         "status": result.status,
         "exit_code": result.exit_code,
@@ -144,33 +147,24 @@ def run_in_sandbox(execution: Execution) -> dict:
 
 
 def judge_in_sandboxes(execution: Execution) -> dict:
-    """The fields of a judged execution's terminal row: its verdicts, or `error` with a message."""
+    """The fields of a judged execution's terminal row: its verdicts."""
     execution_id = str(execution.id)
     comparison = judging.Comparison(
         execution.comparison or judging.DEFAULT_COMPARISON,
         judging.DEFAULT_ABS_TOLERANCE if execution.abs_tolerance is None else execution.abs_tolerance,
         judging.DEFAULT_REL_TOLERANCE if execution.rel_tolerance is None else execution.rel_tolerance,
     )
-    try:
-        judged = judge.judge(
-            execution.language,
-            execution.code,
-            execution.tests,
-            comparison,
-            stop_on_first_failure=execution.stop_on_first_failure,
-            files=execution.program_files(),
-            limits=sandbox_limits(execution),
-            labels={"rce.execution": execution_id},
-            cancelled=lambda: store.cancel_requested(execution_id),
-        )
-    except runner.EngineUnavailable:
-        raise
-    except runner.SandboxError as exc:
-        log.error("execution %s: sandbox error while judging: %s", execution_id, exc)
-        return {"status": Status.ERROR, "error": str(exc)}
-    except Exception as exc:
-        log.exception("execution %s: unexpected fault while judging", execution_id)
-        return {"status": Status.ERROR, "error": f"internal error while judging ({type(exc).__name__})"}
+    judged = judge.judge(
+        execution.language,
+        execution.code,
+        execution.tests,
+        comparison,
+        stop_on_first_failure=execution.stop_on_first_failure,
+        files=execution.program_files(),
+        limits=sandbox_limits(execution),
+        labels={"rce.execution": execution_id},
+        cancelled=lambda: store.cancel_requested(execution_id),
+    )
     status = {"completed": Status.COMPLETED, "compilation_error": Status.COMPILATION_ERROR}.get(judged.status, Status.CANCELLED)
     return {
         **deciding_test_output(judged.results),

@@ -29,6 +29,7 @@ from executions import judging, limits, store, submissions
 from executions.api import auth, errors, waiting
 from executions.api.serializers import MAX_BATCH, MAX_WAIT_SECONDS
 from executions.api.views import AdmissionMixin, idempotency_key
+from executions.compat import platform_refusal
 from executions.compat.schema import (
     BASE64_ENCODED, FIELDS, JUDGE0_REQUEST, JUDGE0_STATUS, JUDGE0_SUBMISSION, WAIT, judge0 as judge0_schema,
 )
@@ -424,17 +425,9 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
 
 def admission_error(exc: submissions.AdmissionError) -> exceptions.APIException:
     """Admission's refusal in Judge0's shapes: a field's fault is a 422, the rest keep their status."""
-    if isinstance(exc, submissions.Refused):
-        error = Judge0Error(exc.message, status.HTTP_503_SERVICE_UNAVAILABLE if isinstance(exc, submissions.Overloaded) else 429)
-        # The admission script counted this request against its tenant's rate already.
-        error.retry_after, error.counted = exc.retry_after, True
-        return error
-    if isinstance(exc, submissions.QueueUnavailable):
-        return Judge0Error(exc.message, status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, submissions.TooLarge):
-        return Judge0Error(exc.message, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    if isinstance(exc, submissions.IdempotencyConflict):
-        return Judge0Error(exc.message, status.HTTP_409_CONFLICT)
+    refused = platform_refusal(exc, Judge0Error)
+    if refused is not None:
+        return refused
     if exc.code == "invalid_limit":
         field = "cpu_time_limit" if exc.field == "timeout_seconds" else "memory_limit"
         message = exc.message if exc.field == "timeout_seconds" else f"{exc.message} (here in MiB; Judge0's is in KB)"

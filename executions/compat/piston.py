@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from executions import limits, submissions
 from executions.api import auth, errors, waiting
 from executions.api.views import AdmissionMixin
+from executions.compat import platform_refusal
 from executions.compat.judge0 import language_versions
 from executions.compat.schema import PISTON_REQUEST, PISTON_RESULT, PISTON_RUNTIMES, piston as piston_schema
 from executions.models import Execution, NotCancellable, Tenant
@@ -291,14 +292,9 @@ PISTON_FIELDS = {"timeout_seconds": "run_timeout", "memory_mb": "run_memory_limi
 
 
 def admission_error(exc: submissions.AdmissionError) -> exceptions.APIException:
-    if isinstance(exc, submissions.Refused):
-        error = PistonError(exc.message, 503 if isinstance(exc, submissions.Overloaded) else 429)
-        error.retry_after, error.counted = exc.retry_after, True
-        return error
-    if isinstance(exc, submissions.QueueUnavailable):
-        return PistonError(exc.message, status.HTTP_503_SERVICE_UNAVAILABLE)
-    if isinstance(exc, submissions.TooLarge):
-        return PistonError(exc.message, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    refused = platform_refusal(exc, PistonError)
+    if refused is not None:
+        return refused
     field = PISTON_FIELDS.get(exc.field or "", exc.field)
     return PistonError(f"{field}: {exc.message}" if field else exc.message)
 
