@@ -48,6 +48,7 @@ class SandboxWorker(SimpleWorker):
         kwargs["worker_ttl"] = min(kwargs.get("worker_ttl") or 60, settings.WORKER_MAINTENANCE_INTERVAL + 15)
         queues = queues if isinstance(queues, (list, tuple)) else [queues]
         super().__init__(with_express_first(list(queues), kwargs.get("connection")), *args, **kwargs)
+        self.stop_asked = False
         # Under `manage.py sandbox_workers` the supervisor serves its workers' metrics on the port.
         if settings.WORKER_METRICS_PORT and serve_metrics:
             start_http_server(settings.WORKER_METRICS_PORT, registry=metrics.registry())
@@ -168,7 +169,21 @@ class SandboxWorker(SimpleWorker):
         except redis.RedisError:
             pass
 
+    def request_stop(self, signum, frame):
+        # Remembered here whatever becomes of the StopRequested that rq raises next: raised inside an
+        # engine call of a maintenance task (a janitor's or a probe's remove_container, which logs
+        # and goes on), it was swallowed, and the worker never stopped (seen: a worker replaced
+        # half a second before a Ctrl-C kept taking jobs for minutes, and `make run` waited on it).
+        self.stop_asked = True
+        super().request_stop(signum, frame)
+
     def run_maintenance_tasks(self):
+        self.maintenance_pass()
+        if self.stop_asked:
+            # rq's loop ends on it before it takes another job.
+            raise StopRequested()
+
+    def maintenance_pass(self):
         super().run_maintenance_tasks()
         close_old_connections()
         # Without its engine, a worker still settles what other hosts' dead workers left.

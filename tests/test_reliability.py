@@ -104,3 +104,25 @@ def test_a_stop_request_goes_through_a_maintenance_task(redis_conn):
         worker.maintain("stop", stop)
     # Any other failure of a task is logged and the worker goes on.
     worker.maintain("broken", lambda: 1 / 0)
+
+
+def test_a_stop_request_swallowed_inside_a_maintenance_task_still_stops_the_worker(redis_conn, monkeypatch):
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
+
+    def remove_container_as_sigterm_finds_it():
+        # The SIGTERM arrives during an engine call whose error handler logs any exception and
+        # goes on, as runner.remove_container does.
+        try:
+            worker.request_stop(signal.SIGTERM, None)
+        except Exception:
+            pass
+
+    monkeypatch.setattr(worker, "maintenance_pass", remove_container_as_sigterm_finds_it)
+    # rq's handler installs its cold-stop handlers in this process: put pytest's back after.
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(StopRequested):
+            worker.run_maintenance_tasks()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)

@@ -79,7 +79,7 @@ def test_a_signed_out_browser_still_needs_an_api_key(alice_member):
 
 def test_following_a_result_through_the_session_is_cheap(alice_member, alice, django_assert_num_queries):
     task_id = alice.submit("print(1)")
-    # The session, its user, the membership and the execution.
-    with django_assert_num_queries(4):
+    # The session, its user and the membership; the queued execution is read from Redis.
+    with django_assert_num_queries(3):
         response = alice_member.client.get(f"/api/v1/executions/{task_id}")
     assert response.status_code == 200
