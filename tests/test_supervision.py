@@ -126,12 +126,16 @@ def platform(transactional_db, redis_conn, tmp_path):
         wait_until(lambda: running.healthy() and len(worker_pids(redis_conn)) == 2, 120, "make run up")
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(60)
-        log.close()
-        for pid in stray_processes(tmp_path):
-            os.kill(pid, signal.SIGKILL)
+        try:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(60)
+        finally:
+            # Even when it did not stop in time: left running, its workers would take the jobs of
+            # every test after this one (they share its Redis database).
+            log.close()
+            for pid in stray_processes(tmp_path):
+                os.kill(pid, signal.SIGKILL)
 
 
 def sandbox_started(task_id: str) -> Execution:
