@@ -4,6 +4,7 @@ or a second worker host's engine, without touching the engine every other test u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,12 +30,20 @@ class PrivateEngine:
         self.config = self.directory / "daemon.json"
         self.config.write_text(json.dumps({"live-restore": live_restore}))
         self.process: subprocess.Popen | None = None
+        # A bridge of its own. `--bridge none` would make dockerd delete the interface docker0,
+        # which is the shared engine's (one network namespace): its builds then fail.
+        self.bridge = "rce" + self.directory.name.removeprefix("rce-dockerd-")[-10:]
+        digest = int(hashlib.sha256(self.bridge.encode()).hexdigest(), 16)
+        self.bridge_address = f"10.{200 + digest % 50}.{digest // 50 % 250 + 1}.1/24"
 
     def start(self) -> None:
         d = self.directory
+        subprocess.run(["ip", "link", "add", "name", self.bridge, "type", "bridge"], check=False, stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "addr", "replace", self.bridge_address, "dev", self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
         self.process = subprocess.Popen(
             ["dockerd", "--host", self.host, "--config-file", str(self.config), "--data-root", f"{d}/root",
-             "--exec-root", f"{d}/exec", "--pidfile", f"{d}/docker.pid", "--bridge", "none",
+             "--exec-root", f"{d}/exec", "--pidfile", f"{d}/docker.pid", "--bridge", self.bridge,
              "--iptables=false", "--ip6tables=false"],
             stdout=open(d / "dockerd.log", "ab"), stderr=subprocess.STDOUT,
         )
@@ -83,6 +92,7 @@ class PrivateEngine:
         for mount in sorted((m for m in mounts if m.startswith(f"{self.directory}/")), reverse=True):
             subprocess.run(["umount", "--lazy", mount], check=False)
         shutil.rmtree(self.directory, ignore_errors=True)
+        subprocess.run(["ip", "link", "delete", self.bridge], check=False, stderr=subprocess.DEVNULL)
 
     def leftover_processes(self) -> list[int]:
         """Processes started for this engine (their command line names its directory) and their
