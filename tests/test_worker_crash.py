@@ -40,7 +40,8 @@ def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
     assert reconciler.fail_orphaned(now=soon) == 1
 
     assert own_sandboxes(docker_api()) == []
-    assert len(removed) == 1
+    # The run's sandbox, and the one the worker had made ahead if it had made it before it died.
+    assert container["Id"] in removed and len(removed) <= 2
     # Its script's directory too.
     assert os.path.basename(code_dir) in [os.path.basename(path) for path in janitor.sweep_code_dirs(max_age=0)]
     assert not os.path.exists(code_dir)
