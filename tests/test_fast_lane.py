@@ -12,14 +12,16 @@ import asyncio
 import http.client
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 import redis
+from django.utils import timezone
 
 from executions import scheduler, store
 from executions.api import fastlane
-from executions.api.auth import KEYS
-from executions.models import Execution
+from executions.api.auth import KEYS, KeyCache
+from executions.models import ApiKey, Execution
 from tests.conftest import queued_job_count, start_web_server, stop_web_server
 
 
@@ -168,6 +170,47 @@ def test_a_disabled_tenant_or_a_wrong_key_is_left_to_django(lane, alice):
     assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}x") is None
     assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Basic {key}") is None
     assert Execution.objects.count() == 0
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The key cache's clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr(KeyCache, "clock", staticmethod(lambda: now[0]))
+    return now
+
+
+def test_a_key_that_expired_from_the_cache_is_looked_up_once_for_all_the_requests_waiting(lane, alice, clock, monkeypatch):
+    key = authenticated(alice)
+    clock[0] += 61
+    lookups = []
+    find = ApiKey.find
+    monkeypatch.setattr(ApiKey, "find", classmethod(lambda cls, plain: lookups.append(plain) or find(plain)))
+    results = answers(lane, 20, key)
+    assert [status for status, _, _ in results] == [202] * 20
+    assert lookups == [key]
+    # Cached again: the next ones need no lookup.
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")[0] == 202
+    assert lookups == [key]
+
+
+def test_a_key_revoked_elsewhere_is_left_to_django_once_it_expires(lane, alice, clock):
+    key = authenticated(alice)
+    # As another process revokes it: this one's cache is not emptied.
+    ApiKey.objects.filter(tenant=alice.tenant).update(revoked_at=timezone.now())
+    clock[0] += 61
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}") is None
+    assert alice.client.post("/api/v1/execute", "print(1)", content_type="text/plain").status_code == 401
+    assert Execution.objects.count() == 0
+
+
+def test_a_keys_use_is_recorded_as_django_records_it(lane, alice):
+    key = authenticated(alice)
+    long_ago = timezone.now() - timedelta(hours=1)
+    ApiKey.objects.filter(tenant=alice.tenant).update(last_used_at=long_ago)
+    KEYS.touched(key, long_ago)
+    assert answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")[0] == 202
+    assert ApiKey.objects.get(tenant=alice.tenant).last_used_at > long_ago
 
 
 def test_an_unreachable_queue_creates_nothing(lane, alice, monkeypatch):

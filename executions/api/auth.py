@@ -58,6 +58,10 @@ class KeyCache:
             return None
         return copy_key(entry[1])
 
+    def known(self, plain: str) -> bool:
+        """Whether find() found this key, however long ago, and nothing emptied the cache since."""
+        return key_digest(plain) in self.entries
+
     def touched(self, plain: str, when) -> None:
         """Note a write of last_used_at, so that the cached key does not write it again."""
         entry = self.entries.get(key_digest(plain))
@@ -114,6 +118,14 @@ def use_recorded(key: ApiKey, now) -> bool:
     return key.last_used_at is not None and (now - key.last_used_at).total_seconds() <= LAST_USED_RESOLUTION_SECONDS
 
 
+def record_use(key: ApiKey, plain: str) -> None:
+    """Write the key's last_used_at, unless it is recent enough."""
+    now = timezone.now()
+    if not use_recorded(key, now):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        KEYS.touched(plain, now)
+
+
 class TenantDisabled(exceptions.PermissionDenied):
     default_detail = "This tenant is disabled."
     default_code = "tenant_disabled"
@@ -131,10 +143,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.", code="invalid_api_key")
         if not key.tenant.is_active:
             raise TenantDisabled()
-        now = timezone.now()
-        if not use_recorded(key, now):
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-            KEYS.touched(plain, now)
+        record_use(key, plain)
         return key.tenant, key
 
     def presented_key(self, request) -> str | None:
