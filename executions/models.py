@@ -445,8 +445,19 @@ class Execution(models.Model):
             execution._state.db = using
 
     def insert_params(self, connection) -> list:
-        """insert_statement()'s parameters for this execution: each field's value as save() sends it."""
-        return [field.get_db_prep_save(field.pre_save(self, True), connection) for field in self._meta.local_concrete_fields]
+        """insert_statement()'s parameters for this execution: each field's value as save() sends it.
+
+        A field that holds its constant default (that very object) gets the default's value as
+        prepared once for the connection: a new execution's fields are mostly their defaults, and
+        preparing each took a quarter of a submission's CPU in the fast lane (0.05 of 0.19 ms).
+        """
+        params = []
+        for field, constant in insert_plan(connection.alias):
+            if constant is not None and self.__dict__.get(field.attname) is constant[0]:
+                params.append(constant[1])
+            else:
+                params.append(field.get_db_prep_save(field.pre_save(self, True), connection))
+        return params
 
     def to_dict(self) -> dict:
         """The one representation of an execution: the API's, the cache's and the CLI's."""
@@ -481,6 +492,27 @@ def file_content(file: dict) -> bytes:
     if file.get("encoding") == "base64":
         return base64.b64decode(file["content"], validate=True)
     return file["content"].encode("utf-8", errors="surrogatepass")
+
+
+# The defaults insert_plan() prepares once: values no one can change in place.
+IMMUTABLE_DEFAULTS = (str, int, float, bool, bytes, type(None))
+
+
+@functools.cache
+def insert_plan(using: str) -> list[tuple[models.Field, tuple | None]]:
+    """Each concrete field of Execution, with (its constant default, that default as get_db_prep_save()
+    prepares it for this database) when it has an immutable one and save() takes its value as it is
+    (no pre_save() of its own, unlike auto_now_add); None for the others."""
+    connection = connections[using]
+    plan = []
+    for field in Execution._meta.local_concrete_fields:
+        constant = None
+        if type(field).pre_save is models.Field.pre_save and not (field.has_default() and callable(field.default)):
+            default = field.get_default()
+            if isinstance(default, IMMUTABLE_DEFAULTS):
+                constant = (default, field.get_db_prep_save(default, connection))
+        plan.append((field, constant))
+    return plan
 
 
 @functools.cache

@@ -59,3 +59,19 @@ def test_a_duplicate_is_djangos_integrity_error(alice):
     with pytest.raises(IntegrityError), transaction.atomic():
         Execution(tenant=alice.tenant, **FIELDS).insert()
     assert Execution.objects.filter(idempotency_key="key-1").count() == 1
+
+
+def test_its_parameters_are_each_fields_as_save_prepares_them(alice):
+    from django.db import connection
+
+    for execution in (
+        Execution(tenant=alice.tenant, language="python", code="print(1)"),
+        Execution(tenant=alice.tenant, **FIELDS),
+        # Values equal to a default but not the default itself, and a default's type changed.
+        Execution(tenant=alice.tenant, language="python", code="x", stdout="".join([]), exit_code=0, error=""),
+    ):
+        generic = [field.get_db_prep_save(field.pre_save(execution, True), connection) for field in Execution._meta.local_concrete_fields]
+        # psycopg's Jsonb wrappers compare by identity: their objects are compared.
+        assert [getattr(value, "obj", value) for value in execution.insert_params(connection)] == [
+            getattr(value, "obj", value) for value in generic
+        ]
