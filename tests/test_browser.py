@@ -436,3 +436,18 @@ def test_without_the_editor_files_the_textarea_runs_a_two_file_program(browser, 
     run_two_files(browser)
     assert editor_ready(browser) == "textarea"
     assert file_tabs(browser) == ["main.py", "helper.py"]
+
+
+def test_the_arguments_reach_each_test_of_a_judged_program(browser, alice_member, worker_process):
+    sign_in(browser, "alice")
+    set_code(browser, "import sys\nprint(input() + sys.argv[1])\n")
+    set_args(browser, "!")
+    browser.find_element(By.CSS_SELECTOR, "#tests-editor summary").click()
+    browser.find_element(By.ID, "add-test").click()
+    browser.find_element(By.CSS_SELECTOR, ".test-case .test-stdin").send_keys("hi")
+    browser.find_element(By.CSS_SELECTOR, ".test-case .test-expected").send_keys("hi!")
+    run(browser, None)
+    assert terminal_status(browser) == "completed"
+    assert browser.find_element(By.ID, "verdict").get_attribute("data-status") == "accepted"
+    execution = Execution.objects.get()
+    assert execution.args == ["!"] and execution.tests[0]["args"] == ["!"]

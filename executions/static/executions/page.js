@@ -381,7 +381,8 @@
     }
     const tests = testCases();
     if (tests.length) {
-      body.tests = tests;
+      // A judged program runs once per test, each with the test's own arguments: these.
+      body.tests = args.length ? tests.map((test) => ({ ...test, args })) : tests;
       body.comparison = byId("comparison").value;
     }
     return body;
