@@ -8,11 +8,11 @@ TEST_POSTGRES_REDIS_URL ?= redis://127.0.0.1:6379/9
 .PHONY: run test test-sqlite test-postgres test-postgres-and-stack test-stack stack-suite setup images lock burst bench bench-ingest bench-lifecycle bench-adversarial bench-soak bench-setup bench-reads bench-capacity
 
 run:
-	scripts/dev.sh packages services venv
+	scripts/dev.sh packages services venv editor
 	scripts/dev.sh run
 
 setup:
-	scripts/dev.sh packages-test services-postgres venv-test
+	scripts/dev.sh packages-test services-postgres venv-test editor
 
 # The sandbox images, and those docker-compose.yml runs on here (made from Debian's packages, as
 # no registry may be reachable: scripts/dev.sh stack-images), whose Prometheus checks the alerts.

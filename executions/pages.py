@@ -79,12 +79,20 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
         "execution": execution,
         "execution_data": execution.to_dict() if execution else None,
         "draft": execution or Execution(language="python"),
-        "languages": languages.choices(),
+        # Each language with its entry file's name and its editor mode, from the catalog.
+        "languages": list(languages.CATALOG.values()),
+        "file_rules": {
+            "reserved": languages.RESERVED_NAMES,
+            "max_parts": languages.MAX_NAME_PARTS,
+            "max_part": languages.MAX_NAME_PART,
+        },
         "terminal_statuses": sorted(Execution.TERMINAL_STATUSES),
         "output_limit_kib": settings.SANDBOX_OUTPUT_LIMIT_BYTES // 1024,
         "comparisons": judging.COMPARISONS,
         # A judged execution's tests come back into the editor, to run again.
         "draft_tests": {"tests": execution.tests, "comparison": execution.comparison} if execution else None,
+        # And its other files and arguments (its entry point is the code above).
+        "draft_program": {"files": execution.files, "args": execution.args} if execution else None,
     }
     return render(request, "executions/page.html", context)
 

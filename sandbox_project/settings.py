@@ -170,6 +170,11 @@ LOGOUT_REDIRECT_URL = "/login/"
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The browser page's editor, CodeMirror 5, installed from npm by `scripts/dev.sh editor` (pinned in
+# executions/editor/package-lock.json), served as /static/editor/: only the files a browser loads.
+# Without it the page keeps its plain textarea.
+EDITOR_DIR = BASE_DIR / "executions" / "editor" / "node_modules" / "codemirror"
+STATICFILES_DIRS = [(f"editor/{part}", EDITOR_DIR / part) for part in ("lib", "mode", "addon") if (EDITOR_DIR / part).is_dir()]
 
 REDIS_URL = with_redis_timeouts(envstr("REDIS_URL", "redis://127.0.0.1:6379/0"))
 

@@ -4,6 +4,7 @@
 #             docker-compose, gVisor, and Chromium with its driver for the browser tests;
 #             packages-bench: and hey)
 #   services  start Redis, the Docker engine and (with --postgres) PostgreSQL, if not running
+#   editor    install the browser page's editor (CodeMirror, pinned in executions/editor) from npm
 #   venv      create .venv and install what running needs, from the lock requirements.txt (venv-test:
 #             and the tests' tools, requirements-test.txt; venv-bench: and bench/requirements.txt)
 #   run       serve the web app and start the sandbox workers in the foreground (see README,
@@ -48,9 +49,23 @@ packages() {
 }
 
 node_packages() {
-  # Node.js and npm run the Piston client's test (tests/test_piston_client.py). A Node.js installed
+  # Node.js and npm install the page's editor and run the Piston client's test
+  # (tests/test_piston_client.py). A Node.js installed
   # some other way (say, with npm inside it) is used as it is.
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages nodejs npm
+}
+
+# The browser page's editor, exactly as package-lock.json pins it (versions and integrity hashes:
+# `npm ci` refuses anything else), again only when the lock changes. Its package runs no scripts.
+editor() {
+  local dir=executions/editor
+  if [ -d "$dir/node_modules/codemirror" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.rce-installed-lock"; then
+    return
+  fi
+  node_packages
+  say "installing the browser page's editor (CodeMirror, from npm, as $dir/package-lock.json pins it)"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp "$dir/package-lock.json" "$dir/node_modules/.rce-installed-lock"
 }
 
 wait_for() {  # wait_for SECONDS COMMAND...
@@ -273,6 +288,7 @@ for step in "$@"; do
   case "$step" in
     packages) packages; ! command -v runsc >/dev/null 2>&1 || seccomp_profile ;;
     run) run ;;
+    editor) editor ;;
     venv) venv requirements.txt ;;
     venv-test) venv requirements-test.txt ;;
     venv-bench) venv requirements-test.txt bench/requirements.txt ;;

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 
+from django.conf import settings
+from django.contrib.staticfiles import finders
 from django.test import Client
 
 from executions.models import Execution, Membership
+from executions.sandbox import languages
 from tests.conftest import PASSWORD
 
 HOSTILE = "<script>alert(1)</script>"
@@ -103,6 +107,8 @@ def test_it_escapes_code_stdin_and_output(alice_member, alice):
         '<script id="execution-data" type="application/json">',
         '<script id="terminal-statuses" type="application/json">',
         '<script id="draft-tests" type="application/json">',
+        '<script id="draft-program" type="application/json">',
+        '<script id="file-rules" type="application/json">',
         '<script src="/static/executions/page.js">',
     ]
 
@@ -167,3 +173,34 @@ def test_a_judged_executions_page_carries_its_tests_and_results_as_data_only(ali
     assert '<option value="regex">' in page
     drafts = re.search(r'<script id="draft-tests" type="application/json">(.*?)</script>', page).group(1)
     assert '"comparison": "tokens"' in drafts and "\\u003Cscript\\u003E" in drafts
+
+
+def test_the_language_menu_carries_each_languages_entry_file_and_editor_mode(alice_member):
+    page = alice_member.client.get("/").content.decode()
+    options = re.findall(r'<option value="([^"]+)" data-source="([^"]+)" data-editor-mode="([^"]+)"', page)
+    assert options == [(language.name, language.source, language.editor_mode) for language in languages.CATALOG.values()]
+    assert 'data-editor-base="/static/editor/"' in page
+
+
+def test_every_editor_mode_is_one_the_installed_codemirror_knows():
+    # mode/meta.js is CodeMirror's list of modes by MIME type, which the page looks each one up in.
+    meta = (settings.EDITOR_DIR / "mode" / "meta.js").read_text()
+    for language in languages.CATALOG.values():
+        assert f'"{language.editor_mode}"' in meta, language.name
+    for path in ("editor/lib/codemirror.js", "editor/lib/codemirror.css", "editor/mode/meta.js", "editor/addon/mode/loadmode.js"):
+        assert finders.find(path), path
+    # Only what a browser loads is served: not the package's sources or build scripts.
+    assert finders.find("editor/package.json") is None and finders.find("editor/src/codemirror.js") is None
+
+
+def test_an_executions_page_carries_its_files_and_arguments_as_data_only(alice_member, alice):
+    files = [{"name": "helper.py", "content": f"</script>{HOSTILE}", "encoding": "utf-8"}]
+    execution = make_execution(alice.tenant, files=files, args=["a b", HOSTILE])
+    page = alice_member.client.get(f"/executions/{execution.id}").content.decode()
+    assert "<script>alert" not in page and "</script><" not in page
+    data = re.search(r'<script id="draft-program" type="application/json">(.*?)</script>', page).group(1)
+    assert json.loads(data) == {"files": files, "args": ["a b", HOSTILE]}
+    rules = re.search(r'<script id="file-rules" type="application/json">(.*?)</script>', page).group(1)
+    assert json.loads(rules) == {"reserved": ["stdin"], "max_parts": languages.MAX_NAME_PARTS, "max_part": languages.MAX_NAME_PART}
+    # A new program has none.
+    assert '<script id="draft-program" type="application/json">null</script>' in alice_member.client.get("/").content.decode()

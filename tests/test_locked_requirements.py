@@ -4,6 +4,8 @@ environment was installed from them (`make lock` refreshes them, see the Makefil
 
 from __future__ import annotations
 
+import json
+
 import re
 from importlib import metadata
 from pathlib import Path
@@ -85,6 +87,21 @@ def test_every_install_checks_the_hashes():
     assert "--require-hashes -r /app/requirements.txt" in dockerfile
     assert '--require-hashes -r "$lock"' in dev
     assert "venv) venv requirements.txt ;;" in dev and "venv-test) venv requirements-test.txt ;;" in dev
-    # make run installs only what running needs; the test tools come with make test.
-    assert "scripts/dev.sh packages services venv\n" in makefile
+    # make run installs only what running needs (and the page's editor); the test tools come with make test.
+    assert "scripts/dev.sh packages services venv editor\n" in makefile
+    assert "editor" in makefile.split("setup:")[1].split("\n\n")[0]
     assert "venv-test" in makefile.split("setup:")[1].split("\n\n")[0]
+
+
+def test_the_editor_is_installed_exactly_as_its_lock_says():
+    """npm ci installs the lock as it is (or fails) and checks each package's integrity hash."""
+    dev = (ROOT / "scripts" / "dev.sh").read_text()
+    assert "npm ci --ignore-scripts" in dev
+    editor = ROOT / "executions" / "editor"
+    wanted = json.loads((editor / "package.json").read_text())["dependencies"]
+    lock = json.loads((editor / "package-lock.json").read_text())["packages"]
+    # Exact versions, no ranges.
+    assert all(version[0].isdigit() for version in wanted.values()), wanted
+    for name, version in wanted.items():
+        assert lock[f"node_modules/{name}"]["version"] == version
+    assert all(entry["integrity"].startswith("sha512-") for path, entry in lock.items() if path)

@@ -1,8 +1,8 @@
 """The language catalog: one declarative entry per language, which everything else reads.
 
-Validation, the API's choices and /api/v1/languages, the OpenAPI enum, the browser page's menu, the
-CLI's file extensions, the images to build and the runner's commands all come from CATALOG and
-IMAGES. Adding a language is one Language here (and its image's packages in IMAGES, if it needs
+Validation, the API's choices and /api/v1/languages, the OpenAPI enum, the browser page's menu and
+editor modes, the CLI's file extensions, the images to build and the runner's commands all come from
+CATALOG and IMAGES. Adding a language is one Language here (and its image's packages in IMAGES, if it needs
 new ones), plus its programs in tests/languages.py; the README walks through it.
 
 Commands are fixed shell text run by /bin/sh in the sandbox; nothing a user sends is ever part of
@@ -56,6 +56,8 @@ class Language:
     run: str
     version: str
     extensions: tuple[str, ...]
+    # The browser page's editor mode: a MIME type CodeMirror 5 knows (its mode/meta.js lists them).
+    editor_mode: str
     # The run's default limits; a request may ask for less, or for more up to the maxima below
     # (None: the platform's SANDBOX_TIMEOUT_SECONDS and SANDBOX_MEMORY_MB). A tenant's maxima cap both.
     limits: StageLimits = StageLimits()
@@ -105,6 +107,7 @@ CATALOG: dict[str, Language] = {
             run="python3 -u /code/main.py",
             version="python3 -c 'import platform; print(platform.python_version())'",
             extensions=(".py",),
+            editor_mode="text/x-python",
             aliases=("python3", "py"),
         ),
         Language(
@@ -115,6 +118,7 @@ CATALOG: dict[str, Language] = {
             run="bash /code/main.sh",
             version="bash -c 'echo ${BASH_VERSINFO[0]}.${BASH_VERSINFO[1]}.${BASH_VERSINFO[2]}'",
             extensions=(".sh", ".bash"),
+            editor_mode="text/x-sh",
             aliases=("sh",),
         ),
         Language(
@@ -126,6 +130,7 @@ CATALOG: dict[str, Language] = {
             run="/code/main",
             version="gcc -dumpfullversion",
             extensions=(".c",),
+            editor_mode="text/x-csrc",
             aliases=("gcc",),
         ),
         Language(
@@ -137,6 +142,7 @@ CATALOG: dict[str, Language] = {
             run="/code/main",
             version="g++ -dumpfullversion",
             extensions=(".cpp", ".cc", ".cxx"),
+            editor_mode="text/x-c++src",
             aliases=("c++", "g++"),
         ),
         Language(
@@ -154,6 +160,7 @@ CATALOG: dict[str, Language] = {
             run="java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -XX:MaxRAMPercentage=100 -Xss1m -cp /code Main",
             version="java -XX:-UsePerfData -version 2>&1 | sed -n 's/.*version \"\\([^\"]*\\)\".*/\\1/p'",
             extensions=(".java",),
+            editor_mode="text/x-java",
             limits=StageLimits(memory_mb=256, pids=128),
             max_memory_mb=1024,
         ),
@@ -165,6 +172,7 @@ CATALOG: dict[str, Language] = {
             run="node /code/main.js",
             version="node -e 'console.log(process.versions.node)'",
             extensions=(".js", ".mjs", ".cjs"),
+            editor_mode="text/javascript",
             aliases=("js", "node", "nodejs"),
             limits=StageLimits(memory_mb=128),
             max_memory_mb=1024,
@@ -182,6 +190,7 @@ CATALOG: dict[str, Language] = {
             run="node /code/main.js",
             version="tsc --version | sed 's/^Version //'",
             extensions=(".ts",),
+            editor_mode="application/typescript",
             aliases=("ts",),
             limits=StageLimits(memory_mb=128),
             max_memory_mb=1024,
@@ -195,6 +204,7 @@ CATALOG: dict[str, Language] = {
             run="/code/main",
             version="go env GOVERSION | sed 's/^go//'",
             extensions=(".go",),
+            editor_mode="text/x-go",
             aliases=("golang",),
             environment={"GOCACHE": "/tmp/go-cache", "GOPATH": "/tmp/go", "GO111MODULE": "off", "CGO_ENABLED": "0"},
         ),
@@ -207,6 +217,7 @@ CATALOG: dict[str, Language] = {
             run="/code/main",
             version="rustc --version | cut -d' ' -f2",
             extensions=(".rs",),
+            editor_mode="text/x-rustsrc",
         ),
         Language(
             name="ruby",
@@ -216,6 +227,7 @@ CATALOG: dict[str, Language] = {
             run="ruby /code/main.rb",
             version="ruby -e 'puts RUBY_VERSION'",
             extensions=(".rb",),
+            editor_mode="text/x-ruby",
             aliases=("rb",),
         ),
         Language(
@@ -226,6 +238,7 @@ CATALOG: dict[str, Language] = {
             run="php /code/main.php",
             version="php -r 'echo PHP_VERSION, PHP_EOL;'",
             extensions=(".php",),
+            editor_mode="application/x-httpd-php",
         ),
         Language(
             name="lua",
@@ -235,6 +248,7 @@ CATALOG: dict[str, Language] = {
             run="lua5.4 /code/main.lua",
             version="lua5.4 -v | cut -d' ' -f2",
             extensions=(".lua",),
+            editor_mode="text/x-lua",
         ),
     )
 }
@@ -251,13 +265,16 @@ MAX_FILES = 20
 MAX_ARGS = 64
 MAX_ARG_BYTES = 4096
 RESERVED_NAMES = ("stdin",)
+# The browser page checks names by these rules too (executions/static/executions/page.js).
+MAX_NAME_PARTS = 4
+MAX_NAME_PART = 100
 
 
 def safe_name(name: str) -> bool:
     """A relative path of plain components: no absolute path, no `..`, nothing hidden or empty."""
     parts = name.split("/")
-    return 0 < len(parts) <= 4 and all(
-        part and part not in (".", "..") and not part.startswith(".") and len(part) <= 100 and part.isprintable()
+    return 0 < len(parts) <= MAX_NAME_PARTS and all(
+        part and part not in (".", "..") and not part.startswith(".") and len(part) <= MAX_NAME_PART and part.isprintable()
         and "\\" not in part
         for part in parts
     )

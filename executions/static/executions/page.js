@@ -1,4 +1,5 @@
-// The browser page: Tab indents in the editor, Run submits through the REST API with the session's
+// The browser page: the editor (CodeMirror, or the plain textarea without it) with the program's
+// files and arguments, where Tab indents; Run submits through the REST API with the session's
 // CSRF token, and the result follows the execution until its status is terminal: its event stream
 // (status changes and output as the program writes it), or, where the server cannot stream, polling.
 // Program output is untrusted: it only ever reaches the page through textContent.
@@ -36,6 +37,11 @@
 
   // --- The editor ------------------------------------------------------------------------------
 
+  // The textarea is the form's source of truth for the file shown. CodeMirror, once its files have
+  // loaded, edits it from above (with the catalog's mode for the language); without them the
+  // textarea stays, with the same keys.
+  let editor = null;
+
   // Indent (or with outdent, dedent) the selected lines; with no multi-line selection, Tab just
   // inserts an indent at the cursor.
   function indent(area, outdent) {
@@ -63,6 +69,9 @@
       tabReleased = true;
       return;
     }
+    if (event.key === "Shift") {
+      return;
+    }
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       form.requestSubmit();
@@ -76,6 +85,258 @@
     event.preventDefault();
     indent(code, event.shiftKey);
   });
+
+  // The same keys in CodeMirror.
+  function editorKeys() {
+    const tab = (outdent) => (cm) => {
+      if (outdent || cm.getSelection().includes("\n")) {
+        cm.execCommand(outdent ? "indentLess" : "indentMore");
+      } else {
+        cm.replaceSelection(INDENT, "end");
+      }
+    };
+    const run = () => form.requestSubmit();
+    return { Tab: tab(false), "Shift-Tab": tab(true), "Ctrl-Enter": run, "Cmd-Enter": run };
+  }
+
+  function loadScript(src) {
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = src;
+      script.addEventListener("load", resolve);
+      script.addEventListener("error", () => reject(new Error("could not load " + src)));
+      document.head.appendChild(script);
+    });
+  }
+
+  function loadStyle(href) {
+    const link = document.createElement("link");
+    link.rel = "stylesheet";
+    link.href = href;
+    document.head.appendChild(link);
+  }
+
+  async function startEditor() {
+    const base = form.dataset.editorBase;
+    try {
+      await loadScript(base + "lib/codemirror.js");
+      await Promise.all([loadScript(base + "mode/meta.js"), loadScript(base + "addon/mode/loadmode.js")]);
+    } catch (error) {
+      // Not installed (or not reachable): the textarea stays, which has the same keys.
+      form.dataset.editor = "textarea";
+      return;
+    }
+    loadStyle(base + "lib/codemirror.css");
+    CodeMirror.modeURL = base + "mode/%N/%N.js";
+    editor = CodeMirror.fromTextArea(code, {
+      lineNumbers: true,
+      indentUnit: INDENT.length,
+      tabSize: INDENT.length,
+      indentWithTabs: false,
+      // A contenteditable input is what screen readers follow best.
+      inputStyle: "contenteditable",
+      extraKeys: editorKeys(),
+      viewportMargin: Infinity,
+    });
+    // Every change reaches the textarea at once: the form reads the program from there.
+    editor.on("changes", () => editor.save());
+    editor.on("keydown", (cm, event) => {
+      if (event.key === "Tab" && tabReleased) {
+        // CodeMirror leaves this key alone: the browser moves the focus on.
+        event.codemirrorIgnore = true;
+      }
+      if (event.key !== "Shift") {
+        tabReleased = event.key === "Escape";
+      }
+    });
+    setMode();
+    form.dataset.editor = "codemirror";
+  }
+
+  // The mode of the chosen language, as the catalog names it; its file loads on first use.
+  function setMode() {
+    if (!editor) {
+      return;
+    }
+    const mime = chosenLanguage().dataset.editorMode;
+    editor.setOption("mode", mime);
+    const info = CodeMirror.findModeByMIME(mime);
+    if (info) {
+      CodeMirror.autoLoadMode(editor, info.mode);
+    }
+  }
+
+  function showText(text) {
+    code.value = text;
+    if (editor) {
+      editor.setValue(text);
+      editor.clearHistory();
+    }
+  }
+
+  function focusEditor() {
+    (editor || code).focus();
+  }
+
+  // --- Files and arguments ---------------------------------------------------------------------
+
+  const languageMenu = byId("language");
+  const nameInput = byId("file-name");
+  const rules = JSON.parse(byId("file-rules").textContent);
+  // An execution's page starts with its program: its entry point (the code) and its other files.
+  const program = JSON.parse(byId("draft-program").textContent) || { files: [], args: [] };
+
+  function chosenLanguage() {
+    return languageMenu.selectedOptions[0];
+  }
+
+  function entryName() {
+    return chosenLanguage().dataset.source;
+  }
+
+  const files = [{ name: entryName(), content: code.value }].concat(
+    program.files.map((file) => ({ name: file.name, content: file.content, encoding: file.encoding })),
+  );
+  let shown = 0;
+  byId("args").value = program.args.join("\n");
+
+  // As the API says: the file named like the language's entry file, else the first.
+  function entryIndex() {
+    const named = files.findIndex((file) => file.name === entryName());
+    return named === -1 ? 0 : named;
+  }
+
+  // languages.safe_name's rules: a relative path of plain, printable parts.
+  function safeName(name) {
+    const parts = name.split("/");
+    return parts.length <= rules.max_parts && parts.every((part) => part && part !== "." && part !== ".." &&
+      !part.startsWith(".") && [...part].length <= rules.max_part && !/[\p{C}\p{Zl}\p{Zp}]|(?! )\p{Zs}|\\/u.test(part));
+  }
+
+  // What the server would say of the files' names (it stays the judge: its answer is shown too).
+  function fileProblem() {
+    if (files.length === 1) {
+      return "";
+    }
+    const entry = entryIndex();
+    const names = [entryName()];
+    for (const [index, { name }] of files.entries()) {
+      if (index === entry) {
+        continue;
+      }
+      if (!safeName(name) || rules.reserved.includes(name)) {
+        return `files: '${name}' is not a safe relative file name (no absolute path, no \`..\`, no hidden part).`;
+      }
+      if (names.some((other) => other === name || other.startsWith(name + "/") || name.startsWith(other + "/"))) {
+        return `files: '${name}' is named twice (the entry point is ${entryName()}).`;
+      }
+      names.push(name);
+    }
+    return "";
+  }
+
+  function keepShown() {
+    files[shown].content = editor ? editor.getValue() : code.value;
+  }
+
+  function renderFiles() {
+    const entry = entryIndex();
+    const tabs = files.map((file, index) => {
+      const tab = document.createElement("button");
+      tab.type = "button";
+      tab.className = "file-tab";
+      tab.setAttribute("role", "tab");
+      tab.setAttribute("aria-selected", String(index === shown));
+      tab.textContent = file.name + (file.encoding === "base64" ? " (base64)" : "");
+      if (index === entry) {
+        tab.dataset.entry = "true";
+        tab.title = "The entry point";
+      }
+      tab.addEventListener("click", () => {
+        keepShown();
+        show(index);
+      });
+      return tab;
+    });
+    byId("file-tabs").replaceChildren(...tabs);
+    byId("remove-file").disabled = files.length === 1;
+    showMessage("file-error", fileProblem());
+  }
+
+  function show(index) {
+    shown = index;
+    showText(files[index].content);
+    nameInput.value = files[index].name;
+    renderFiles();
+  }
+
+  nameInput.addEventListener("input", () => {
+    files[shown].name = nameInput.value;
+    renderFiles();
+  });
+
+  byId("add-file").addEventListener("click", () => {
+    keepShown();
+    const dot = entryName().lastIndexOf(".");
+    const extension = dot > 0 ? entryName().slice(dot) : "";
+    let number = files.length;
+    while (files.some((file) => file.name === `file${number}${extension}`)) {
+      number += 1;
+    }
+    files.push({ name: `file${number}${extension}`, content: "" });
+    show(files.length - 1);
+    nameInput.select();
+    nameInput.focus();
+  });
+
+  byId("remove-file").addEventListener("click", () => {
+    if (files.length > 1) {
+      files.splice(shown, 1);
+      show(Math.min(shown, files.length - 1));
+      focusEditor();
+    }
+  });
+
+  // A new language brings its mode, and its entry file's name to a file still empty under the
+  // previous one's.
+  let previousEntryName = entryName();
+  languageMenu.addEventListener("change", () => {
+    keepShown();
+    for (const file of files) {
+      if (file.name === previousEntryName && !file.content.trim()) {
+        file.name = entryName();
+      }
+    }
+    previousEntryName = entryName();
+    nameInput.value = files[shown].name;
+    setMode();
+    renderFiles();
+  });
+
+  // One argument per line; the empty lines at the end are not arguments.
+  function argumentList() {
+    const lines = byId("args").value.split("\n");
+    while (lines.length && lines[lines.length - 1] === "") {
+      lines.pop();
+    }
+    return lines;
+  }
+
+  // A one-file program goes as `code`, as it always has; more go as `files`, with their names.
+  function programFields() {
+    keepShown();
+    if (files.length === 1 && files[0].encoding !== "base64") {
+      return { code: files[0].content };
+    }
+    return {
+      files: files.map(({ name, content, encoding }) => (encoding === "base64" ? { name, content, encoding } : { name, content })),
+    };
+  }
+
+  nameInput.value = files[0].name;
+  renderFiles();
+  byId("files").hidden = false;
+  startEditor();
 
   // --- Tests ----------------------------------------------------------------------------------
 
@@ -113,10 +374,15 @@
   }
 
   function submission() {
-    const body = { language: byId("language").value, code: code.value, stdin: byId("stdin").value };
+    const body = { language: languageMenu.value, ...programFields(), stdin: byId("stdin").value };
+    const args = argumentList();
+    if (args.length) {
+      body.args = args;
+    }
     const tests = testCases();
     if (tests.length) {
-      body.tests = tests;
+      // A judged program runs once per test, each with the test's own arguments: these.
+      body.tests = args.length ? tests.map((test) => ({ ...test, args })) : tests;
       body.comparison = byId("comparison").value;
     }
     return body;
