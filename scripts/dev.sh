@@ -49,23 +49,20 @@ packages() {
 }
 
 node_packages() {
-  # Node.js and npm install the page's editor and run the Piston client's test
-  # (tests/test_piston_client.py). A Node.js installed
+  # Node.js and npm run the Piston client's test (tests/test_piston_client.py). A Node.js installed
   # some other way (say, with npm inside it) is used as it is.
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || packages nodejs npm
 }
 
-# The browser page's editor, exactly as package-lock.json pins it (versions and integrity hashes:
-# `npm ci` refuses anything else), again only when the lock changes. Its package runs no scripts.
+# The browser page's editor, exactly as package-lock.json pins it (versions and sha512 hashes, checked
+# before anything is written), again only when the lock changes; no Node.js needed, nothing of it runs.
 editor() {
   local dir=executions/editor
   if [ -d "$dir/node_modules/codemirror" ] && cmp -s "$dir/package-lock.json" "$dir/node_modules/.rce-installed-lock"; then
     return
   fi
-  node_packages
-  say "installing the browser page's editor (CodeMirror, from npm, as $dir/package-lock.json pins it)"
-  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  cp "$dir/package-lock.json" "$dir/node_modules/.rce-installed-lock"
+  say "installing the browser page's editor (CodeMirror, from the npm registry, as $dir/package-lock.json pins it)"
+  python3 scripts/install_editor.py "$dir"
 }
 
 wait_for() {  # wait_for SECONDS COMMAND...
