@@ -138,9 +138,11 @@ def run_in(
     limits: Limits,
     cancelled: Callable[[], bool] = runner.never,
     live: runner.LiveOutput | None = None,
+    delivered: Callable[[], None] | None = None,
 ) -> RunResult:
-    """Deliver the script to a checked sandbox and run it, the deadline counting from delivery.
-    The sandbox is used up whatever happens: never deliver anything to it again."""
+    """Deliver the script to a checked sandbox and run it, the deadline counting from delivery;
+    `delivered` is called once the script is on its way, while it starts. The sandbox is used up
+    whatever happens: never deliver anything to it again."""
     program = runner.Program.of(languages.CATALOG[language], code)
     if cancelled():
         # Cancelled while the sandbox was being checked: the script never arrives.
@@ -160,6 +162,12 @@ def run_in(
     except OSError as exc:
         stream.close()
         raise SandboxError(f"could not start the script in the sandbox made ahead: {exc}") from exc
+    if delivered is not None:
+        try:
+            delivered()
+        except Exception:
+            # Bookkeeping only: the run goes on, and the output waits in the stream meanwhile.
+            log.exception("sandbox %s: after delivery", sandbox.container_id[:12])
     return runner.collect(api, sandbox.container_id, stream, limits, started, cancelled, live)
 
 
@@ -243,16 +251,22 @@ def run(
     on_created: Callable[[str], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
     live: Callable[[str], runner.LiveOutput] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> RunResult:
     """runner.run's contract, in this process's sandbox made ahead when it is sound and fits.
 
-    Only the default image's interpreted languages are made ahead, for programs of one file and no
-    arguments (the launcher takes none); everything else takes the cold path.
+    `on_started` is the caller's bookkeeping for a run under way (say, mirroring its state): in a
+    sandbox made ahead it runs once the script is delivered, off the path to its start; otherwise
+    before the cold path. Only the default image's interpreted languages are made ahead, for
+    programs of one file and no arguments (the launcher takes none); everything else takes the cold
+    path.
     """
     if languages.get(language) is None:
         raise SandboxError(f"unsupported language {language!r}")
     language = languages.get(language).name
     if language not in runner.MADE_AHEAD_LANGUAGES or files or args:
+        if on_started:
+            on_started()
         return runner.run(
             language, code, stdin, files=files, args=args, limits=limits, labels=labels, on_created=on_created,
             cancelled=cancelled, live=live,
@@ -260,13 +274,17 @@ def run(
     api = runner.docker_api()
     sandbox = take(api, limits)
     if sandbox is None:
+        if on_started:
+            on_started()
         return runner.run(
             language, code, stdin, limits=limits, labels=labels, on_created=on_created, cancelled=cancelled, live=live
         )
     try:
         if on_created:
             on_created(sandbox.container_id)
-        result = run_in(api, sandbox, language, code, stdin, limits, cancelled or runner.never, live and live("run"))
+        result = run_in(
+            api, sandbox, language, code, stdin, limits, cancelled or runner.never, live and live("run"), on_started
+        )
     except (runner.EngineLost, EngineUnavailable):
         # As runner.run: no wait for the engine; the janitor removes it once the engine is back.
         destroy(api, sandbox, patience=0)
