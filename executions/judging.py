@@ -52,6 +52,15 @@ class Comparison:
     abs_tolerance: float = DEFAULT_ABS_TOLERANCE
     rel_tolerance: float = DEFAULT_REL_TOLERANCE
 
+    @classmethod
+    def of(cls, mode: str, abs_tolerance: float | None, rel_tolerance: float | None) -> Comparison:
+        """As a submission or its row holds it: "" and None for what was not given, the defaults."""
+        return cls(
+            mode or DEFAULT_COMPARISON,
+            DEFAULT_ABS_TOLERANCE if abs_tolerance is None else abs_tolerance,
+            DEFAULT_REL_TOLERANCE if rel_tolerance is None else rel_tolerance,
+        )
+
     def check(self, expected_outputs: list[str]) -> None:
         """BadComparison unless every expected output can be compared this way."""
         if self.mode not in COMPARISONS:

@@ -160,11 +160,7 @@ def run_once(execution: Execution, started: Callable[[], None]) -> dict:
 def judge_in_sandboxes(execution: Execution) -> dict:
     """The fields of a judged execution's terminal row: its verdicts."""
     execution_id = str(execution.id)
-    comparison = judging.Comparison(
-        execution.comparison or judging.DEFAULT_COMPARISON,
-        judging.DEFAULT_ABS_TOLERANCE if execution.abs_tolerance is None else execution.abs_tolerance,
-        judging.DEFAULT_REL_TOLERANCE if execution.rel_tolerance is None else execution.rel_tolerance,
-    )
+    comparison = judging.Comparison.of(execution.comparison, execution.abs_tolerance, execution.rel_tolerance)
     judged = judge.judge(
         execution.language,
         execution.code,

@@ -134,11 +134,7 @@ class Submission:
         return max(1, len(self.tests))
 
     def judging_comparison(self) -> judging.Comparison:
-        return judging.Comparison(
-            self.comparison or judging.DEFAULT_COMPARISON,
-            judging.DEFAULT_ABS_TOLERANCE if self.abs_tolerance is None else self.abs_tolerance,
-            judging.DEFAULT_REL_TOLERANCE if self.rel_tolerance is None else self.rel_tolerance,
-        )
+        return judging.Comparison.of(self.comparison, self.abs_tolerance, self.rel_tolerance)
 
 
 def one_test(stdin: str = "", args: tuple[str, ...] = (), expected_output: str = "") -> dict:
