@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+import redis.asyncio
 from django.utils import timezone
 
 from executions import scheduler, store
@@ -283,6 +284,31 @@ def test_ids_django_does_not_route_are_left_to_it(lane, alice):
     task_id = finished(alice)
     for path in (f"/api/v1/executions/{task_id.upper()}", f"/api/v1/executions/{task_id.replace('-', '')}"):
         assert answer(lane, "GET", path, authorization=f"Bearer {key}") is None, path
+
+
+def test_a_read_redis_cannot_answer_is_left_to_django(lane, alice, monkeypatch):
+    key = authenticated(alice)
+    task_id = finished(alice)
+    # Nothing listens on port 1.
+    monkeypatch.setattr(store, "async_connection", lambda: redis.asyncio.Redis(port=1, socket_connect_timeout=1))
+    assert answer(lane, "GET", f"/api/v1/executions/{task_id}", authorization=f"Bearer {key}") is None
+
+
+def test_concurrent_reads_take_one_round_trip(lane, alice, monkeypatch):
+    key = authenticated(alice)
+    task_id = finished(alice)
+    sizes = []
+    flush = lane.reads.flush
+    monkeypatch.setattr(lane.reads, "flush", lambda group: sizes.append(len(group)) or flush(group))
+
+    async def reads():
+        protocols = [Protocol() for _ in range(10)]
+        scope = Scope("GET", f"/api/v1/executions/{task_id}", "", {"authorization": f"Bearer {key}"})
+        await asyncio.gather(*(lane.answer(scope, b"", protocol) for protocol in protocols))
+        return [protocol.answer[0] for protocol in protocols]
+
+    assert asyncio.run(reads()) == [200] * 10
+    assert sizes == [10]
 
 
 def test_every_read_answered_here_counts_against_the_rate_once(lane, alice):

@@ -14,9 +14,11 @@ work. Here (called by sandbox_project.rsgi) they skip that cycle, not its rules:
   next one; each group is one INSERT transaction and one Redis round trip of admission scripts
   (one per submission, each as atomic as a lone one). Every 202 is sent after its own row was
   committed and its job queued;
-- reads are grouped the same way: one Redis round trip counts each against its tenant's rate and
-  reads what the cache holds (a finished execution's result, or an unfinished one's mirrored
-  state: executions.store); the others come from the database, one precompiled statement each.
+- reads are grouped too, but on the event loop itself (asyncio Redis, no thread: a poll is mostly a
+  group of one, and the hand-off to a thread and back cost more than its work): one Redis round
+  trip counts each against its tenant's rate and reads what the cache holds (a finished
+  execution's result, or an unfinished one's mirrored state: executions.store); the others come
+  from the database, in a thread, one precompiled statement each.
 
 Anything else (no key in the cache, an Idempotency-Key, query options, an invalid script, a
 database error before a group was written, Redis unreachable for a read) goes to Django
@@ -33,7 +35,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
@@ -121,6 +123,43 @@ class Group:
             self.start(loop)
 
 
+class LoopGroup:
+    """Group's batching for work done on the event loop itself: `flush` is a coroutine function,
+    awaited for what arrived meanwhile, one group after another; no thread, no hand-off."""
+
+    def __init__(self, flush: Callable[[list], Awaitable[list]]):
+        self.flush = flush
+        self.pending: list[tuple[object, asyncio.Future]] = []
+        self.running: asyncio.Task | None = None
+
+    async def add(self, item):
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((item, future))
+        if self.running is None:
+            # It starts once the requests of this turn of the loop have added theirs.
+            self.running = loop.create_task(self.run())
+        return await future
+
+    async def run(self) -> None:
+        try:
+            while self.pending:
+                group, self.pending = self.pending[:MAX_GROUP], self.pending[MAX_GROUP:]
+                try:
+                    results = await self.flush([item for item, _ in group])
+                except Exception as exc:
+                    results = [exc] * len(group)
+                for (_, future), result in zip(group, results):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.running = None
+
+
 def write_group(group: list[submissions.Checked]) -> list:
     # Django does this around each request; a flush is this thread's request.
     close_old_connections()
@@ -138,28 +177,29 @@ def write_group(group: list[submissions.Checked]) -> list:
         return [submissions.QueueUnavailable()] * len(group)
 
 
-def read_group(group: list[tuple[int, str]]) -> list:
+async def read_cached(group: list[tuple[int, str]], rows: ThreadPoolExecutor) -> list:
     """For each (tenant id, execution id): the request's count in its tenant's rate window and the
-    execution's JSON from the cache, or else its row (queued_or_running); NOT_FOUND if it is not the
-    tenant's, DATABASE_DOWN if the database failed."""
+    execution's JSON from the cache, or else its row (queued_or_running, in a `rows` thread);
+    NOT_FOUND if it is not the tenant's, DATABASE_DOWN if the database failed. One round trip, on
+    the event loop."""
     now = time.time()
     try:
-        with store.connection().pipeline(transaction=False) as pipe:
-            for tenant_id, execution_id in group:
-                throttles.add_count(pipe, tenant_id, now)
-                pipe.get(store.RESULT_KEY.format(execution_id))
-            replies = pipe.execute()
-    except redis.RedisError:
+        pipe = store.async_connection().pipeline(transaction=False)
+        for tenant_id, execution_id in group:
+            throttles.add_count(pipe, tenant_id, now)
+            pipe.get(store.RESULT_KEY.format(execution_id))
+        replies = await pipe.execute()
+    except (redis.RedisError, OSError):
         # Django reads without Redis.
         return [Fallback()] * len(group)
     counts = replies[0::3]
     found = [store.owned_json(raw, tenant_id) for (tenant_id, _), raw in zip(group, replies[2::3])]
     misses = [execution_id for (_, execution_id), data in zip(group, found) if data is None]
     if misses:
-        rows = queued_or_running(misses)
+        found_rows = await asyncio.get_running_loop().run_in_executor(rows, queued_or_running, misses)
         for index, ((tenant_id, execution_id), data) in enumerate(zip(group, found)):
             if data is None:
-                row = rows.get(execution_id, NOT_FOUND) if rows is not None else DATABASE_DOWN
+                row = found_rows.get(execution_id, NOT_FOUND) if found_rows is not None else DATABASE_DOWN
                 found[index] = NOT_FOUND if isinstance(row, Execution) and row.tenant_id != tenant_id else row
     return list(zip(counts, found))
 
@@ -210,7 +250,8 @@ def refresh_key(plain: str) -> None:
 class FastLane:
     def __init__(self):
         self.submits = Group(write_group, "fast-submit", settings.FAST_LANE_FLUSHES)
-        self.reads = Group(read_group, "fast-read")
+        self.rows = ThreadPoolExecutor(1, thread_name_prefix="fast-read")
+        self.reads = LoopGroup(functools.partial(read_cached, rows=self.rows))
         self.key_lookups = ThreadPoolExecutor(1, thread_name_prefix="fast-keys")
         # The lookup under way for a key (refresh_key), which every request that presents it awaits.
         self.refreshing: dict[str, asyncio.Future] = {}
@@ -219,8 +260,8 @@ class FastLane:
 
     def close(self) -> None:
         """Finish the groups being written: their requests' rows are committed, their jobs queued."""
-        for group in (self.submits, self.reads):
-            group.executor.shutdown(wait=True)
+        self.submits.executor.shutdown(wait=True)
+        self.rows.shutdown(wait=True)
         self.key_lookups.shutdown(wait=True)
 
     async def answer(self, scope, body: bytes, protocol) -> bool:
