@@ -7,6 +7,7 @@ in a terminal status, through a database outage too (results are parked in Redis
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 import functools
@@ -85,7 +86,7 @@ def run(execution_id: str) -> str:
             if execution.attempts < MAX_ENGINE_ATTEMPTS:
                 return requeue_unstarted(execution, name, exc)
             fields = {"status": Status.ERROR, "error": f"no container engine could run it: {exc}"}
-    status = finish(execution_id, fields)
+    status = finish(execution_id, fields, execution)
     if status == "stale" and keep_cancelled_output(execution_id, fields):
         log_state(execution_id, Status.CANCELLED, tenant, name, duration_ms=fields.get("duration_ms"))
         return Status.CANCELLED
@@ -238,8 +239,9 @@ def as_text(data: bytes) -> str:
     return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-def finish(execution_id: str, fields: dict) -> str:
-    """Write the terminal status, or keep the result through a database outage.
+def finish(execution_id: str, fields: dict, execution: Execution | None = None) -> str:
+    """Write the terminal status, or keep the result through a database outage. `execution`: the
+    row as the worker read it when it claimed it, which the result is cached from (no query).
 
     After a few quick retries the result is parked in Redis, where every worker's maintenance pass
     writes it once the database is back. With Redis down too, this worker holds the result and
@@ -247,7 +249,7 @@ def finish(execution_id: str, fields: dict) -> str:
     """
     fields["finished_at"] = timezone.now()
     deadline = time.monotonic() + RESULT_HOLD_SECONDS
-    write = functools.partial(write_result, execution_id, fields)
+    write = functools.partial(write_result, execution_id, fields, execution)
     try:
         return patiently(write, f"execution {execution_id}: result")
     except DatabaseError as exc:
@@ -269,11 +271,21 @@ def finish(execution_id: str, fields: dict) -> str:
     return fields["status"]
 
 
-def write_result(execution_id: str, fields: dict) -> str:
-    """Record the result, then cache and announce it: "stale" if the row was no longer running."""
+def write_result(execution_id: str, fields: dict, claimed: Execution | None = None) -> str:
+    """Record the result, then cache and announce it: "stale" if the row was no longer running.
+
+    `claimed` is the row as it was when the worker claimed it: nothing but the job changes a running
+    row, so with `fields` it is the row just written, and the cached result needs no query.
+    """
     if not Execution.objects.finish(execution_id, fields):
         return "stale"
-    cache_result(execution_id)
+    if claimed is None:
+        cache_result(execution_id)
+    else:
+        ended = copy.copy(claimed)
+        for name, value in fields.items():
+            setattr(ended, name, value)
+        store.cache_result(str(ended.id), ended.tenant_id, ended.to_dict(), ended.status)
     return fields["status"]
 
 

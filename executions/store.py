@@ -72,10 +72,10 @@ def payload(owner_id: int, representation: dict) -> str:
 def cache_result(execution_id: str, owner_id: int, representation: dict, status: str) -> None:
     """Cache a finished execution's representation and announce it; a Redis failure only costs speed."""
     try:
-        connection().set(
-            RESULT_KEY.format(execution_id), payload(owner_id, representation), ex=settings.RESULT_CACHE_TTL_SECONDS
-        )
-        connection().publish(FINISHED_CHANNEL.format(execution_id), status)
+        with connection().pipeline(transaction=False) as pipe:
+            pipe.set(RESULT_KEY.format(execution_id), payload(owner_id, representation), ex=settings.RESULT_CACHE_TTL_SECONDS)
+            pipe.publish(FINISHED_CHANNEL.format(execution_id), status)
+            pipe.execute()
     except redis.RedisError:
         log.warning("execution %s: could not cache the result", execution_id, exc_info=True)
 

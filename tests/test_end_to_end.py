@@ -84,6 +84,18 @@ def test_the_result_is_cached_in_redis_with_a_ttl(alice, settings):
     assert 0 < ttl <= settings.RESULT_CACHE_TTL_SECONDS
 
 
+@pytest.mark.parametrize(
+    "code, stdin",
+    [("print(1)", ""), ("import sys; print(sys.stdin.read()); print('é\\x00', file=sys.stderr); sys.exit(3)", "in\n")],
+    ids=["completed", "failed"],
+)
+def test_the_cached_result_is_the_row_as_written(alice, code, stdin):
+    # The worker caches it from the row it claimed and the fields it wrote, not from a query.
+    task_id = alice.submit(code, stdin=stdin)
+    run_worker()
+    assert store.cached_result(task_id, alice.tenant.id) == Execution.objects.get(id=task_id).to_dict()
+
+
 def test_a_job_never_runs_a_script_twice(alice):
     task_id = alice.submit("print(1)")
     run_worker()
