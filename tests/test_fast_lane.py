@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -148,14 +150,16 @@ def test_the_rate_is_counted_once_per_submission(lane, alice):
     "query, headers, body",
     [
         ("timeout_seconds=2", {}, b"print(1)"),
-        ("wait=5", {}, b"print(1)"),
+        ("wait=31", {}, b"print(1)"),
+        ("wait=5&wait=6", {}, b"print(1)"),
+        ("wait=1e1", {}, b"print(1)"),
         ("language=cobol", {}, b"print(1)"),
         ("", {"idempotency-key": "k1"}, b"print(1)"),
         ("", {}, b"   "),
         ("", {}, b"\xff\xfe"),
         ("", {}, b"print('\x00')"),
     ],
-    ids=["options", "wait", "unknown-language", "idempotency-key", "empty", "not-utf8", "nul"],
+    ids=["options", "wait-out-of-range", "two-waits", "wait-exponent", "unknown-language", "idempotency-key", "empty", "not-utf8", "nul"],
 )
 def test_what_is_not_a_plain_valid_submission_is_left_to_django(lane, alice, query, headers, body):
     key = authenticated(alice)
@@ -363,3 +367,50 @@ def test_both_servers_answer_alike(two_servers, alice):
     for mine, djangos in zip(fast, plain):
         assert mine == djangos
     assert [answer[0] for answer in fast] == [202, 429, 200, 404]
+
+
+def comparable(answer: tuple[int, dict, bytes]) -> tuple:
+    """An answer without what differs from one execution to the next."""
+    status, headers, body = answer
+    data = json.loads(body)
+    return status, headers, {name: value for name, value in data.items() if name not in ("task_id", "created_at", "started_at", "finished_at", "duration_ms")}
+
+
+@pytest.mark.usefixtures("worker_process")
+def test_both_servers_wait_alike(two_servers, alice):
+    answers = []
+    for port in two_servers:
+        request(port, "GET", "/api/v1/executions", alice.key)
+        answers.append(comparable(request(port, "POST", "/api/v1/execute?language=bash&wait=25", alice.key, b"echo hi")))
+    assert answers[0] == answers[1]
+    status, _, body = answers[0]
+    assert (status, body["status"], body["stdout"]) == (200, "completed", "hi\n")
+
+
+def test_both_servers_answer_202_when_the_wait_ends_first(two_servers, alice):
+    answers = []
+    for port in two_servers:
+        request(port, "GET", "/api/v1/executions", alice.key)
+        started = time.monotonic()
+        answers.append(request(port, "POST", "/api/v1/execute?wait=0.5", alice.key, b"print(1)"))
+        assert time.monotonic() - started >= 0.5
+    assert [status for status, _, _ in answers] == [202, 202]
+    assert answers[0][1] == answers[1][1]
+    assert [json.loads(body)["status"] for _, _, body in answers] == ["queued", "queued"]
+
+
+def test_a_waiting_submission_holds_no_thread(transactional_db, alice):
+    # One request thread: a wait that held it (Django's path) would make the list below wait too.
+    server, port = start_web_server(WEB_WORKERS="1", WEB_THREADS="1", API_KEY_CACHE_SECONDS="60")
+    try:
+        request(port, "GET", "/api/v1/executions", alice.key)
+        waiting = threading.Thread(target=request, args=(port, "POST", "/api/v1/execute?wait=4", alice.key, b"print(1)"))
+        waiting.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert request(port, "GET", "/api/v1/executions", alice.key)[0] == 200
+        assert time.monotonic() - started < 2
+        assert waiting.is_alive()
+        waiting.join(10)
+    finally:
+        stop_web_server(server)

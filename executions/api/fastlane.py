@@ -42,13 +42,15 @@ from urllib.parse import parse_qsl
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, close_old_connections, connections, router
 from django.urls import resolve
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, Throttled
 
-from executions import metrics, scheduler, store, submissions
-from executions.api import errors, throttles, views
+from executions import events, metrics, scheduler, store, submissions
+from executions.api import errors, throttles, views, waiting
+from executions.api.serializers import MAX_WAIT_SECONDS
 from executions.api.auth import KEYS, plain_key, record_use, use_recorded
 from executions.models import Execution
 from executions.sandbox import languages
@@ -287,7 +289,7 @@ class FastLane:
 
     async def submit(self, scope, body: bytes) -> tuple[int, list, bytes]:
         key = await self.authenticated(scope.headers, extra=("idempotency-key",))
-        language = language_of(scope.query_string)
+        language, wait = raw_options(scope.query_string)
         try:
             code = body.decode("utf-8")
             checked = submissions.checked(key.tenant, submissions.Submission(language, code))
@@ -302,7 +304,55 @@ class FastLane:
             ("allow", SUBMIT_ALLOW),
             *SECURITY_HEADERS,
         ]
+        if wait:
+            try:
+                finished = await self.wait_for(str(result.id), key.tenant.id, wait)
+            except Exception:
+                # The execution is accepted whatever happens to the wait: 202, the client polls.
+                log.warning("execution %s: waiting failed, answering 202", result.id, exc_info=True)
+                finished = None
+            if finished is not None:
+                return 200, headers, finished
         return 202, headers, b'{"task_id":"%s","status":"queued"}' % str(result.id).encode()
+
+    async def wait_for(self, execution_id: str, tenant_id: int, seconds: float) -> bytes | None:
+        """?wait=N on the loop (as api.waiting does in a thread): the finished execution's JSON if it
+        ends within `seconds`, else None, also when the process's WAIT_SLOTS are all taken. It
+        wakes on the execution's events (events.dispatcher); a waiting request holds no thread."""
+        if not waiting.slots().acquire(blocking=False):
+            return None
+        event = events.dispatcher.watch(execution_id)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while (found := await self.finished(execution_id, tenant_id)) is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or events.dispatcher.closing:
+                    # The server stops: the client gets its 202 now, not after the wait.
+                    return None
+                event.clear()
+                try:
+                    async with asyncio.timeout(remaining):
+                        await event.wait()
+                except TimeoutError:
+                    # One last look, as after any wake.
+                    pass
+            return found
+        finally:
+            events.dispatcher.forget(execution_id, event)
+            waiting.slots().release()
+
+    async def finished(self, execution_id: str, tenant_id: int) -> bytes | None:
+        """The execution's JSON if it has finished: its cached result, or else its row (in a thread)."""
+        try:
+            data = store.owned_json(await store.async_connection().get(store.RESULT_KEY.format(execution_id)), tenant_id)
+        except (redis.RedisError, OSError):
+            data = None
+        if data is not None:
+            # A result, or its queued or running state mirrored: no query for that.
+            return None if json.loads(data)["status"] in store.UNFINISHED else data
+        found = await asyncio.get_running_loop().run_in_executor(self.rows, waiting.finished, execution_id, tenant_id)
+        return None if found is None else json.dumps(found, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False).encode()
 
     async def read(self, scope, execution_id: str) -> tuple[int, list, bytes]:
         if scope.query_string:
@@ -363,14 +413,26 @@ def presented_key(headers, extra: tuple[str, ...] = ()) -> str:
     return plain
 
 
-def language_of(query: str) -> str:
-    """The language's name (an alias as Django's path reads it: ExecuteRawView)."""
+# What ?wait= the fast lane takes itself; anything else (out of range, another spelling) Django
+# checks and answers.
+WAIT = re.compile(r"[0-9]{1,2}(\.[0-9]{1,6})?")
+
+
+def raw_options(query: str) -> tuple[str, float | None]:
+    """The language's name (an alias as Django's path reads it: ExecuteRawView) and ?wait=, if given."""
     if not query:
-        return "python"
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if len(pairs) != 1 or pairs[0][0] != "language":
+        return "python", None
+    options = parse_qsl(query, keep_blank_values=True)
+    found = dict(options)
+    if len(found) != len(options) or set(found) - {"language", "wait"}:
         raise Fallback()
-    return languages.SPELLINGS.get(pairs[0][1], pairs[0][1])
+    wait = None
+    if "wait" in found:
+        if not WAIT.fullmatch(found["wait"]) or not 0 < float(found["wait"]) <= MAX_WAIT_SECONDS:
+            raise Fallback()
+        wait = float(found["wait"])
+    language = found.get("language", "python")
+    return languages.SPELLINGS.get(language, language), wait
 
 
 def refusal(exc, allow: str) -> tuple[int, list, bytes]:
