@@ -19,7 +19,7 @@ def outage(monkeypatch):
     """Failing writes and parks, as many as each list says; records the calls and the sleeps."""
     state = {"write_failures": 0, "park_failures": 0, "writes": 0, "parks": 0, "sleeps": []}
 
-    def write_result(execution_id, fields):
+    def write_result(execution_id, fields, claimed=None):
         state["writes"] += 1
         if state["writes"] <= state["write_failures"]:
             raise OperationalError("database down")
