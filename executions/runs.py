@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
 import functools
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import redis
 from django.db import DatabaseError, close_old_connections
@@ -279,13 +279,12 @@ def write_result(execution_id: str, fields: dict, claimed: Execution | None = No
     """
     if not Execution.objects.finish(execution_id, fields):
         return "stale"
-    if claimed is None:
-        cache_result(execution_id)
-    else:
+    ended = None
+    if claimed is not None:
         ended = copy.copy(claimed)
         for name, value in fields.items():
             setattr(ended, name, value)
-        store.cache_result(str(ended.id), ended.tenant_id, ended.to_dict(), ended.status)
+    cache_result(execution_id, ended)
     return fields["status"]
 
 
@@ -326,11 +325,13 @@ def keep_cancelled_output(execution_id: str, fields: dict) -> bool:
     return True
 
 
-def cache_result(execution_id) -> None:
-    """Cache a finished execution's representation for reads, and announce it to waiting requests."""
-    try:
-        execution = Execution.objects.get(id=execution_id)
-    except DatabaseError:
-        # The result is written; only the cache misses out.
-        return
+def cache_result(execution_id, execution: Execution | None = None) -> None:
+    """Cache a finished execution's representation for reads, and announce it to waiting requests;
+    `execution`: its row as written, if the caller has it (else it is read)."""
+    if execution is None:
+        try:
+            execution = Execution.objects.get(id=execution_id)
+        except DatabaseError:
+            # The result is written; only the cache misses out.
+            return
     store.cache_result(str(execution.id), execution.tenant_id, execution.to_dict(), execution.status)

@@ -50,8 +50,8 @@ from rest_framework.exceptions import NotFound, Throttled
 
 from executions import events, metrics, scheduler, store, submissions
 from executions.api import errors, throttles, views, waiting
-from executions.api.serializers import MAX_WAIT_SECONDS
 from executions.api.auth import KEYS, plain_key, record_use, use_recorded
+from executions.api.serializers import MAX_WAIT_SECONDS
 from executions.models import Execution
 from executions.sandbox import languages
 
@@ -351,7 +351,8 @@ class FastLane:
         if data is not None:
             # A result, or its queued or running state mirrored: no query for that.
             return None if json.loads(data)["status"] in store.UNFINISHED else data
-        found = await asyncio.get_running_loop().run_in_executor(self.rows, waiting.finished, execution_id, tenant_id)
+        # The cache was just read: only the row is left to look at.
+        found = await asyncio.get_running_loop().run_in_executor(self.rows, waiting.finished_row, execution_id, tenant_id)
         return None if found is None else json.dumps(found, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False).encode()
 
     async def read(self, scope, execution_id: str) -> tuple[int, list, bytes]:
@@ -380,8 +381,11 @@ class FastLane:
                 raise Fallback()
             await asyncio.shield(self.refresh(plain))
             key = KEYS.recent(plain)
-        # Django refuses a disabled tenant's key, and records a key's use.
-        if key is None or not key.tenant.is_active or not use_recorded(key, timezone.now()):
+            # Django records a key's use: one whose lookup or write failed is Django's to answer.
+            if key is None or not use_recorded(key, timezone.now()):
+                raise Fallback()
+        # Django refuses a disabled tenant's key.
+        if not key.tenant.is_active:
             raise Fallback()
         return key
 

@@ -36,8 +36,11 @@ def slots() -> threading.BoundedSemaphore:
 def finished(execution_id: str, tenant_id: int) -> dict | None:
     """The API representation of the execution if it has finished, from the cache or the database."""
     cached = store.cached_result(execution_id, tenant_id)
-    if cached is not None:
-        return cached
+    return cached if cached is not None else finished_row(execution_id, tenant_id)
+
+
+def finished_row(execution_id: str, tenant_id: int) -> dict | None:
+    """The API representation of the execution if its row says it has finished."""
     execution = Execution.objects.filter(id=execution_id, tenant_id=tenant_id).first()
     if execution is not None and execution.is_terminal:
         return execution.to_dict()
