@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import resource
+import time
 
 import pytest
 
@@ -280,3 +281,36 @@ class TestOutputCollector:
         collector.feed(self.frame(1, b"abcdef") + self.frame(2, b"xy"))
         assert (bytes(collector.stdout), collector.stdout_truncated) == (b"abcd", True)
         assert (bytes(collector.stderr), collector.stderr_truncated) == (b"xy", False)
+
+
+class ResetStream:
+    """An attach stream the engine reset while the script ran (a stopping engine does this)."""
+
+    def settimeout(self, seconds):
+        pass
+
+    def recv(self, size):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    def close(self):
+        pass
+
+
+class TestBrokenOutputStream:
+    """A reset stream may have lost output: the run is the engine's fault, never a result."""
+
+    def test_it_is_the_engines_fault_when_the_engine_is_still_there(self):
+        api = runner.docker_api()
+        container = api.create_container(runner.sandbox_image(), command=["true"], labels={runner.LABEL: "test"})
+        try:
+            with pytest.raises(SandboxError, match="engine dropped the sandbox's output") as raised:
+                runner.collect(api, container["Id"], ResetStream(), DEFAULT, time.monotonic())
+            assert not isinstance(raised.value, runner.EngineLost)
+        finally:
+            api.remove_container(container["Id"], force=True)
+
+    def test_it_is_a_lost_engine_when_the_engine_stays_away(self, monkeypatch, tmp_path):
+        monkeypatch.setattr(runner, "ENGINE_RECOVERY_SECONDS", 1.0)
+        gone = runner.docker.APIClient(base_url=f"unix://{tmp_path}/no-engine.sock", version="1.41", timeout=2)
+        with pytest.raises(runner.EngineLost, match="engine became unreachable during the run"):
+            runner.collect(gone, "0" * 64, ResetStream(), DEFAULT, time.monotonic())

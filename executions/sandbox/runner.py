@@ -227,6 +227,10 @@ class EngineLost(SandboxError):
     ENGINE_RECOVERY_SECONDS: the script may have run, and its sandbox is left to the janitor."""
 
 
+class StreamBroken(Exception):
+    """The output stream failed (a reset, not its end) while the script ran; collect() tells why."""
+
+
 # How the Docker SDK fails when its engine is gone (socket removed, connection refused or reset) or
 # does not answer; an APIError is an answer.
 UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
@@ -798,6 +802,9 @@ def collect(
     output = OutputCollector(limits.output_limit_bytes)
     try:
         stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled, live)
+    except StreamBroken as exc:
+        # Part of the output may be lost: never a result, whatever the container did.
+        raise stream_broken(api, container_id, exc.__cause__) from exc.__cause__
     finally:
         raw.close()
     if live is not None:
@@ -874,6 +881,9 @@ def read_until_exit(
                 data = raw.recv(READ_CHUNK)
             except (TimeoutError, socket.timeout):
                 continue
+            except OSError as exc:
+                # The engine went away (or dropped the connection) with the script running.
+                raise StreamBroken() from exc
             if not data:
                 return stopped
             output.feed(data)
@@ -924,6 +934,19 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
                 log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
             waiting = True
             time.sleep(0.5)
+
+
+def stream_broken(api: docker.APIClient, container_id: str, failure: BaseException | None) -> SandboxError:
+    """What a run whose output stream failed ends with: EngineLost if the engine stays unreachable
+    for ENGINE_RECOVERY_SECONDS (as exit_state waits for it), else the engine's fault, named."""
+    deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
+    if is_running(api, container_id) is None:
+        log.warning("container %s: its output stream failed and the engine is unreachable; waiting for it", container_id[:12])
+        while is_running(api, container_id) is None:
+            if time.monotonic() > deadline:
+                return EngineLost(f"the container engine became unreachable during the run: {failure}")
+            time.sleep(0.5)
+    return SandboxError(f"the container engine dropped the sandbox's output while it ran: {failure}")
 
 
 def is_running(api: docker.APIClient, container_id: str) -> bool | None:
