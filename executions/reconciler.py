@@ -11,11 +11,15 @@ database was down are written first.
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from itertools import islice
 
 from django.utils import timezone
+from redis.exceptions import LockError, LockNotOwnedError
 from rq.job import Job, JobStatus
 
 from executions import limits, runs, scheduler, store
@@ -23,6 +27,7 @@ from executions.models import Execution, log_state
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api
 
+log = logging.getLogger(__name__)
 Status = Execution.Status
 
 # A queued row younger than this may still be between its INSERT and its enqueue.
@@ -35,7 +40,10 @@ ORPHAN_GRACE = timedelta(seconds=30)
 ALIVE_KEY = "rce:worker-alive:{}"
 # Every worker runs the pass; one at a time is enough, and a backlog makes each pass longer.
 LOCK_KEY = "rce:reconciler-lock"
-LOCK_SECONDS = 120
+# The pass renews its lock between its steps and batches: a holder lost mid-pass (its host stopped)
+# keeps the other workers' passes out this long at most, well within the bound for settling a lost
+# worker's execution (README, "Slots and supervision").
+LOCK_SECONDS = 15
 MAX_ATTEMPTS = 2
 BATCH = 500
 # A job waiting in its tenant's backlog (executions.scheduler) is `queued` too.
@@ -78,13 +86,14 @@ def batched(iterable, size: int):
         yield batch
 
 
-def requeue_lost(now=None) -> int:
+def requeue_lost(now=None, renew: Callable[[], None] = lambda: None) -> int:
     now = now or timezone.now()
     fixed = 0
     stale = Execution.objects.filter(status=Status.QUEUED, created_at__lt=now - QUEUED_GRACE)
     rows = stale.select_related("tenant").only("id", "attempts", "status", "tenant").order_by("created_at")
     # A backlog of thousands of queued rows is normal under a burst: check their jobs in batches.
     for batch in batched(rows.iterator(chunk_size=BATCH), BATCH):
+        renew()
         live = live_jobs(batch)
         fixed += sum(requeue_or_fail(execution) for execution in batch if str(execution.id) not in live)
     return fixed
@@ -179,20 +188,33 @@ def settle_orphan(execution: Execution) -> int:
 
 
 def reconcile(owner: str = "") -> dict[str, int] | None:
-    """One pass over everything, by one process at a time; None if another one holds the pass."""
-    connection = store.connection()
-    if not connection.set(LOCK_KEY, owner or "reconciler", nx=True, ex=LOCK_SECONDS):
+    """One pass over everything, by one process at a time; None if another one holds the pass.
+
+    The lock is redis-py's (a token of its own, renewed and released only by its holder). A pass
+    whose lock expired and went to another process stops at its next renewal (LockNotOwnedError).
+    """
+    lock = store.connection().lock(LOCK_KEY, timeout=LOCK_SECONDS, blocking=False)
+    if not lock.acquire(token=f"{owner or 'reconciler'} {uuid.uuid4().hex}"):
         return None
     try:
         # Parked results first: a row whose result is waiting in Redis has not lost its worker.
-        return {
-            "parked_results_written": runs.apply_parked_results(),
-            "requeued_or_failed": requeue_lost(),
-            "orphaned": fail_orphaned(),
-            "places_freed": release_ended(),
-        }
+        done = {"parked_results_written": runs.apply_parked_results()}
+        lock.reacquire()
+        done["requeued_or_failed"] = requeue_lost(renew=lock.reacquire)
+        lock.reacquire()
+        done["orphaned"] = fail_orphaned()
+        lock.reacquire()
+        done["places_freed"] = release_ended()
+        return done
+    except LockNotOwnedError:
+        log.warning("reconciler: the pass outlived its lock (%d s) and stopped; another one goes on", LOCK_SECONDS)
+        return None
     finally:
-        connection.delete(LOCK_KEY)
+        try:
+            lock.release()
+        except LockError:
+            # It expired, and maybe went to another pass: not ours to remove.
+            pass
 
 
 def release_ended(now=None) -> int:

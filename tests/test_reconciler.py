@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from executions import reconciler, runs, scheduler, store
@@ -160,3 +161,23 @@ def test_it_settles_a_reaped_workers_executions_at_once(alice, redis_conn):
     assert Execution.objects.get(id=lost).status == "error"
     assert Execution.objects.get(id=never_started).status == "queued"
     assert Execution.objects.get(id=other).status == "running"
+
+
+def test_a_pass_keeps_its_lock_short_and_renews_it(alice, redis_conn, monkeypatch):
+    # A holder lost mid-pass (its host stopped) keeps the others out LOCK_SECONDS at most.
+    seen = []
+    monkeypatch.setattr(reconciler, "fail_orphaned", lambda: seen.append(redis_conn.pttl(reconciler.LOCK_KEY)) or 0)
+    assert reconciler.reconcile("worker-1")["orphaned"] == 0
+    assert 0 < seen[0] <= reconciler.LOCK_SECONDS * 1000 <= 30_000
+    assert not redis_conn.exists(reconciler.LOCK_KEY)
+
+
+def test_a_pass_that_lost_its_lock_stops_and_leaves_the_new_holders_lock(alice, redis_conn, monkeypatch):
+    def taken_over():
+        redis_conn.set(reconciler.LOCK_KEY, "another-worker")
+        return 0
+
+    monkeypatch.setattr(reconciler, "fail_orphaned", taken_over)
+    monkeypatch.setattr(reconciler, "release_ended", lambda: pytest.fail("the pass went on without its lock"))
+    assert reconciler.reconcile("worker-1") is None
+    assert redis_conn.get(reconciler.LOCK_KEY) == b"another-worker"
