@@ -525,7 +525,7 @@ def new_execution(
     idempotency_key: str = "",
     batch: Batch | None = None,
 ) -> Execution:
-    return Execution(
+    return Execution.new(
         tenant=tenant,
         language=submission.language,
         code=submission.code,

@@ -75,3 +75,35 @@ def test_its_parameters_are_each_fields_as_save_prepares_them(alice):
         assert [getattr(value, "obj", value) for value in execution.insert_params(connection)] == [
             getattr(value, "obj", value) for value in generic
         ]
+
+
+def test_new_makes_what_the_constructor_makes(alice, django_assert_num_queries):
+    judged = dict(files=[{"name": "a.py", "content": "x"}], args=["-v"], tests=[{"stdin": "1"}], comparison="tokens")
+    for fields in (
+        dict(tenant=alice.tenant, language="python", code="print(1)"),
+        dict(tenant=alice.tenant, batch=None, **FIELDS, **judged),
+    ):
+        made, constructed = Execution.new(**fields), Execution(**fields)
+        assert made.id != constructed.id and made.id.version == 4
+        # Each is made "now", unless told when.
+        assert abs(made.created_at - constructed.created_at).total_seconds() < 1
+        mine = {name: value for name, value in vars(made).items() if name not in ("id", "_state", "created_at")}
+        theirs = {name: value for name, value in vars(constructed).items() if name not in ("id", "_state", "created_at")}
+        assert mine == theirs
+        assert {name: type(value) for name, value in mine.items()} == {name: type(value) for name, value in theirs.items()}
+        assert (made._state.adding, made._state.db) == (constructed._state.adding, constructed._state.db)
+        with django_assert_num_queries(0):
+            assert made.tenant is alice.tenant
+
+
+def test_new_executions_share_nothing_a_caller_could_change(alice):
+    first, second = Execution.new(tenant=alice.tenant), Execution.new(tenant=alice.tenant)
+    first.files.append({"name": "x"})
+    first.test_results.append({})
+    assert (second.files, second.test_results, Execution.new().files) == ([], [], [])
+    assert first.id != second.id
+
+
+def test_new_refuses_what_the_constructor_refuses():
+    with pytest.raises(TypeError, match="colour"):
+        Execution.new(colour="red")
