@@ -17,7 +17,8 @@ Dispatching happens on each admission, each job's start (started()) and each job
 
 Admission is one script, one round trip: the request is counted in its tenant's rate window, the
 tenant's max_queued and the platform's QUEUE_MAX_DEPTH are checked, and the jobs are written, put
-in the backlog and dispatched, all at once or not at all.
+in the backlog and dispatched, all at once or not at all. One run of the script takes a group of
+requests (the web's fast lane writes them in groups), each admitted or refused on its own.
 
 The job hash is rq's own format, made by rq's public API (Queue.create_job, Job.to_dict) and
 written by the script; tests/test_scheduler.py checks that rq's own worker runs what it writes.
@@ -51,6 +52,7 @@ from executions import limits, store
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 JOB_FUNCTION = "executions.runs.run_execution"
+# A tenant's count of requests in a minute (tenant id, minute since the epoch); ADMIT builds it too.
 RATE_KEY = "rce:rate:{}:{}"
 TENANT_KEY = "rce:tenant:{}:{}"
 BACKLOGGED_KEY = "rce:backlogged"
@@ -131,56 +133,74 @@ local function platform(first)
 end
 """
 
-# KEYS: the tenant's inflight, backlog and max-running, the rate window, rq's set of queues, the
-# tenant's weights and extra, then the platform's seven. ARGV: the rate limit (0: not counted), max
-# queued (-1: not checked), max depth, max running (-1: keep the tenant's; 0: none), now, the tenant
-# id, READY, the job count, then per job: its id, its hash key, its weight, its field count, its
-# fields and values.
+# KEYS: rq's set of queues, then the platform's seven. ARGV: now, the rate window's minute, READY,
+# the platform's max depth, rq's prefix of job keys, the number of requests, the number of fields
+# every job has alike and those fields and values (rq's, made once: job_template()), then per
+# request: the tenant id, its rate limit (0: not counted), max queued (-1: not checked), max running
+# (-1: keep the tenant's; 0: none) and its job count, then per job: its id, its weight, its time
+# (created_at and enqueued_at), its data and its description. Returns each request's {reason, value}.
 # A job's weight is the sandboxes it runs (a judged execution's tests): the request counts, and the
 # job takes places in max_queued, as that many executions would. `weights` keeps each heavier job's
 # weight beyond 1 and `extra` their sum, which release() gives back.
+# Each request is admitted or refused on its own, as if it were alone; the dispatcher runs once,
+# after all of them.
 ADMIT = DISPATCH + """
-platform(8)
-local count = tonumber(ARGV[8])
-local extra = 0
-local j = 9
-for _ = 1, count do
-    extra = extra + tonumber(ARGV[j + 2]) - 1
-    j = j + 4 + 2 * tonumber(ARGV[j + 3])
-end
-local rate_limit = tonumber(ARGV[1])
-if rate_limit > 0 then
-    local counted = redis.call('INCRBY', KEYS[4], 1 + extra)
-    if counted == 1 + extra then redis.call('EXPIRE', KEYS[4], 120) end
-    if counted > rate_limit then return {1, counted} end
-end
-local max_queued = tonumber(ARGV[2])
-if max_queued >= 0 then
-    local mine = redis.call('ZCARD', KEYS[1]) + tonumber(redis.call('GET', KEYS[7]) or '0')
-    if mine + count + extra > max_queued then return {2, mine} end
-    local waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
-        + tonumber(redis.call('GET', G.backlogged) or '0')
-    if waiting + count > tonumber(ARGV[3]) then return {3, waiting} end
-end
-local now, tenant = ARGV[5], ARGV[6]
-local i = 9
-for _ = 1, count do
-    local id, key, weight, fields = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-    redis.call('HSET', key, unpack(ARGV, i + 4, i + 3 + 2 * fields))
-    redis.call('ZADD', KEYS[1], now, id)
-    if weight > 1 and redis.call('HSETNX', KEYS[6], id, weight - 1) == 1 then
-        redis.call('INCRBY', KEYS[7], weight - 1)
+platform(2)
+local now, minute, ready, max_depth, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local requests, alike = tonumber(ARGV[6]), tonumber(ARGV[7])
+local template = {}
+for k = 1, 2 * alike do template[k] = ARGV[7 + k] end
+local JOB = 5
+
+local function admit_one(tenant, rate_limit, max_queued, max_running, first, count)
+    local extra = 0
+    for j = first, first + JOB * (count - 1), JOB do extra = extra + tonumber(ARGV[j + 1]) - 1 end
+    if rate_limit > 0 then
+        local rate = 'rce:rate:' .. tenant .. ':' .. minute
+        local counted = redis.call('INCRBY', rate, 1 + extra)
+        if counted == 1 + extra then redis.call('EXPIRE', rate, 120) end
+        if counted > rate_limit then return {1, counted} end
     end
-    redis.call('RPUSH', KEYS[2], id)
-    -- Per job: a write that fails half-way through a batch leaves the jobs before it counted.
-    redis.call('INCR', G.backlogged)
-    i = i + 4 + 2 * fields
+    if max_queued >= 0 then
+        local mine = redis.call('ZCARD', tkey(tenant, 'inflight')) + tonumber(redis.call('GET', tkey(tenant, 'extra')) or '0')
+        if mine + count + extra > max_queued then return {2, mine} end
+        local waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
+            + tonumber(redis.call('GET', G.backlogged) or '0')
+        if waiting + count > max_depth then return {3, waiting} end
+    end
+    for j = first, first + JOB * (count - 1), JOB do
+        local id, weight, time = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
+        local fields = {unpack(template)}
+        local n = #fields
+        fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'created_at', time, 'enqueued_at', time
+        fields[n + 5], fields[n + 6], fields[n + 7], fields[n + 8] = 'data', ARGV[j + 3], 'description', ARGV[j + 4]
+        redis.call('HSET', prefix .. id, unpack(fields))
+        redis.call('ZADD', tkey(tenant, 'inflight'), now, id)
+        if weight > 1 and redis.call('HSETNX', tkey(tenant, 'weights'), id, weight - 1) == 1 then
+            redis.call('INCRBY', tkey(tenant, 'extra'), weight - 1)
+        end
+        redis.call('RPUSH', tkey(tenant, 'backlog'), id)
+        -- Per job: a write that fails half-way through a batch leaves the jobs before it counted.
+        redis.call('INCR', G.backlogged)
+    end
+    if max_running >= 0 then redis.call('SET', tkey(tenant, 'max-running'), max_running) end
+    rescore(tenant)
+    return {0, 0}
 end
-if tonumber(ARGV[4]) >= 0 then redis.call('SET', KEYS[3], ARGV[4]) end
-redis.call('SADD', KEYS[5], G.shared, G.express)
-rescore(tenant)
-dispatch(now, tonumber(ARGV[7]))
-return {0, 0}
+
+local replies, admitted = {}, false
+local i = 8 + 2 * alike
+for r = 1, requests do
+    local tenant, count = ARGV[i], tonumber(ARGV[i + 4])
+    replies[r] = admit_one(tenant, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), i + 5, count)
+    admitted = admitted or replies[r][1] == 0
+    i = i + 5 + JOB * count
+end
+if admitted then
+    redis.call('SADD', KEYS[1], G.shared, G.express)
+    dispatch(now, ready)
+end
+return replies
 """
 
 # KEYS: the tenant's inflight, backlog and dispatched, the job's hash, the tenant's weights and
@@ -309,29 +329,36 @@ def job_timeout() -> int:
     return int(max(limits.longest_execution_seconds(), limits.longest_judging_seconds())) + JOB_TIMEOUT_MARGIN_SECONDS
 
 
-def job_args(execution_id, tenant_id: int, attempts: int) -> list:
-    """One job's id, hash key and fields, as ADMIT takes them.
+def job_args(execution_id, tenant_id: int, attempts: int, weight: int, stamp: str) -> list:
+    """A job's own part of ADMIT's arguments: its id, weight, time, data and description.
 
     rq's fields for our job are the same but for the id, the call and the times: rq's own
-    create_job() and to_dict() made them once (job_template()), and only those are written per job,
-    as rq writes them. Making each job with rq took 70-140 us of a submission's 200-400;
-    tests/test_scheduler.py checks that both give the same fields.
+    create_job() and to_dict() made them once (job_template()), ADMIT writes them with each job, and
+    only these are sent per job. Making each job with rq took 70-140 us of a submission's 200-400;
+    tests/test_scheduler.py checks that the hash written is the one rq makes, and that rq's own
+    worker runs it.
     """
     args = (str(execution_id), tenant_id)
-    identifier = job_id(execution_id, attempts)
-    stamp = utcformat(rq_now())
-    fields = dict(job_template(job_timeout(), queue().name))
-    fields["created_at"] = fields["enqueued_at"] = stamp
-    # As rq's Job.data and Job.to_dict() encode the call: (function, instance, args, kwargs).
-    fields["data"] = zlib.compress(queue().serializer.dumps((JOB_FUNCTION, None, args, {})))
-    fields["description"] = get_call_string(JOB_FUNCTION, args, {})
-    return [identifier, Job.key_for(identifier), len(fields), *(item for pair in fields.items() for item in pair)]
+    return [
+        job_id(execution_id, attempts),
+        weight,
+        stamp,
+        # As rq's Job.data and Job.to_dict() encode the call: (function, instance, args, kwargs).
+        zlib.compress(queue().serializer.dumps((JOB_FUNCTION, None, args, {}))),
+        get_call_string(JOB_FUNCTION, args, {}),
+    ]
+
+
+# The fields of a job's hash that differ from job to job.
+OWN_FIELDS = ("created_at", "enqueued_at", "data", "description")
 
 
 @functools.cache
-def job_template(timeout: int, queue_name: str) -> dict:
-    # By what the fields depend on, which tests change.
-    return rq_job_fields("00000000-0000-0000-0000-000000000000", 0, 0)
+def job_template(timeout: int, queue_name: str) -> tuple:
+    """The count, then the names and values, of the fields every job's hash has alike, as ADMIT
+    takes them. Cached by what the fields depend on, which tests change."""
+    fields = {name: value for name, value in rq_job_fields("00000000-0000-0000-0000-000000000000", 0, 0).items() if name not in OWN_FIELDS}
+    return (len(fields), *(item for pair in fields.items() for item in pair))
 
 
 def rq_job_fields(execution_id, tenant_id: int, attempts: int) -> dict:
@@ -357,37 +384,33 @@ def admit(
     before the jobs can be taken, so that a worker's "running" always comes after them. Raises
     redis.RedisError if Redis cannot be reached: then nothing was queued.
     """
-    if not states:
-        now = time.time()
-        keys, args = admission(tenant_id, quotas, executions, now)
-        return admission_refusal(run(ADMIT, keys, args), now)
     return admit_each([(tenant_id, quotas, executions)], states)[0]
 
 
 def admit_each(
-    requests: list[tuple[int, Quotas, list[tuple]]], states: list[tuple[str, str, int]] = ()
+    requests: list[tuple[int, Quotas | None, list[tuple]]], states: list[tuple[str, str, int]] = ()
 ) -> list[Refusal | None]:
     """admit() for several requests, each admitted or refused on its own, in one round trip.
 
-    Each request is its own run of the admission script, so each is as atomic as admit()'s; the
-    pipeline only saves the round trips. Raises redis.RedisError if Redis cannot be reached: then
-    some of the requests may have been queued, and the caller cannot tell which.
+    One run of the admission script takes them all, each counted and checked as if it were alone.
+    Raises redis.RedisError if Redis cannot be reached: then some of the states may have been
+    written, but no job was queued.
     """
     now = time.time()
     connection = store.connection()
-    admissions = [admission(tenant_id, quotas, executions, now) for tenant_id, quotas, executions in requests]
+    keys = [queue().redis_queues_keys, *platform_keys()]
+    args = admission(requests, now)
     # EVALSHA by hand: redis-py's pipeline asks Redis whether its scripts exist (SCRIPT EXISTS) on
     # every execute, a second round trip. After a restart of Redis (which forgets scripts) the
-    # first pipeline gets NOSCRIPT for every admission, so none of them ran: load it and send again.
+    # first pipeline gets NOSCRIPT: load the script and send again.
     sha = script(ADMIT).sha
     for attempt in (1, 2):
         try:
             with connection.pipeline(transaction=False) as pipe:
                 for key, value, seconds in states:
                     pipe.set(key, value, ex=seconds)
-                for keys, args in admissions:
-                    pipe.evalsha(sha, len(keys), *keys, *args)
-                replies = pipe.execute()[len(states):]
+                pipe.evalsha(sha, len(keys), *keys, *args)
+                replies = pipe.execute()[-1]
             break
         except redis.exceptions.NoScriptError:
             if attempt == 2:
@@ -396,32 +419,22 @@ def admit_each(
     return [admission_refusal(reply, now) for reply in replies]
 
 
-def admission(tenant_id: int, quotas: Quotas | None, executions: list[tuple], now: float) -> tuple[list, list]:
-    """ADMIT's keys and arguments for one request: jobs of (execution id, attempts[, weight])."""
-    keys = [
-        tenant_key(tenant_id, "inflight"),
-        tenant_key(tenant_id, "backlog"),
-        tenant_key(tenant_id, "max-running"),
-        RATE_KEY.format(tenant_id, int(now // 60)),
-        queue().redis_queues_keys,
-        tenant_key(tenant_id, "weights"),
-        tenant_key(tenant_id, "extra"),
-        *platform_keys(),
-    ]
-    args = [
-        quotas.rate_per_minute if quotas else 0,
-        quotas.max_queued if quotas else -1,
-        settings.QUEUE_MAX_DEPTH,
-        quotas.max_running if quotas else -1,
-        now,
-        tenant_id,
-        READY,
-        len(executions),
-    ]
-    for execution_id, attempts, *weight in executions:
-        identifier, key, *fields = job_args(execution_id, tenant_id, attempts)
-        args += [identifier, key, weight[0] if weight else 1, *fields]
-    return keys, args
+def admission(requests: list[tuple[int, Quotas | None, list[tuple]]], now: float) -> list:
+    """ADMIT's arguments for requests of (tenant id, quotas, jobs of (execution id, attempts[, weight]))."""
+    stamp = utcformat(rq_now())
+    args = [now, int(now // 60), READY, settings.QUEUE_MAX_DEPTH, Job.key_for(""), len(requests)]
+    args += job_template(job_timeout(), queue().name)
+    for tenant_id, quotas, executions in requests:
+        args += [
+            tenant_id,
+            quotas.rate_per_minute if quotas else 0,
+            quotas.max_queued if quotas else -1,
+            quotas.max_running if quotas else -1,
+            len(executions),
+        ]
+        for execution_id, attempts, *weight in executions:
+            args += job_args(execution_id, tenant_id, attempts, weight[0] if weight else 1, stamp)
+    return args
 
 
 def admission_refusal(reply: list, now: float) -> Refusal | None:

@@ -60,18 +60,22 @@ def test_rqs_own_worker_runs_what_the_script_writes(alice, transactional_db):
     assert dispatched(alice.tenant.id) == set()
 
 
-def test_the_job_fields_written_are_the_ones_rq_makes(settings):
+def test_the_job_hash_written_is_the_one_rq_makes(alice, settings):
     for timeout in (10, 30):
         settings.SANDBOX_TIMEOUT_SECONDS = timeout
-        identifier, key, count, *pairs = scheduler.job_args("0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11", 42, 3)
-        written = dict(zip(pairs[0::2], pairs[1::2]))
-        made = scheduler.rq_job_fields("0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11", 42, 3)
-        assert (identifier, key, count) == ("execution-0b7f3ad4-3c51-4bd4-a2c5-3b1f8a0e2c11-3", Job.key_for(identifier), len(made))
+        (row,) = new_rows(alice, 1)
+        assert admit(alice, [row]) is None
+        written = {name.decode(): value.decode("latin-1") for name, value in store.connection().hgetall(Job.key_for(job_of(row))).items()}
+        made = scheduler.rq_job_fields(row.id, alice.tenant.id, row.attempts)
+        # As Redis stores each value: redis-py's own encoding of it.
+        encode = store.connection().get_encoder().encode
+        made = {name: encode(value).decode("latin-1") for name, value in made.items()}
         times = ("created_at", "enqueued_at")
         assert {name: value for name, value in written.items() if name not in times} == {
             name: value for name, value in made.items() if name not in times
         }
         assert all(written[name][:16] == made[name][:16] for name in times)
+        assert written["timeout"] == str(scheduler.job_timeout())
 
 
 def express() -> list[str]:
@@ -171,3 +175,25 @@ def test_a_job_whose_row_is_gone_runs_nothing_and_frees_its_place(alice, transac
     SimpleWorker(both_queues(), connection=connection, serializer=JSONSerializer).work(burst=True)
     assert Job.fetch(job_of(row), connection=connection, serializer=JSONSerializer).return_value() == "skipped"
     assert scheduler.counts(alice.tenant.id) == (0, 0)
+
+
+def test_a_group_admits_or_refuses_each_request_on_its_own(alice, bob):
+    first, second, third = new_rows(alice, 3)
+    (other,) = new_rows(bob, 1)
+    one_queued = scheduler.Quotas(rate_per_minute=100, max_queued=1, max_running=0)
+    two_a_minute = scheduler.Quotas(rate_per_minute=2, max_queued=100, max_running=0)
+    refusals = scheduler.admit_each([
+        (alice.tenant.id, one_queued, [(first.id, first.attempts)]),
+        (alice.tenant.id, one_queued, [(second.id, second.attempts)]),
+        (bob.tenant.id, two_a_minute, [(other.id, other.attempts)]),
+        (alice.tenant.id, None, [(third.id, third.attempts)]),
+    ])
+    assert [refusal and refusal.reason for refusal in refusals] == [None, scheduler.QUOTA_EXCEEDED, None, None]
+    assert refusals[1].value == 1
+    connection = store.connection()
+    assert [connection.exists(Job.key_for(job_of(row))) for row in (first, second, other, third)] == [1, 0, 1, 1]
+    queued = set(backlog(alice.tenant.id)) | dispatched(alice.tenant.id)
+    assert queued == {job_of(first), job_of(third)}
+    assert set(backlog(bob.tenant.id)) | dispatched(bob.tenant.id) == {job_of(other)}
+    # Bob's request was counted in his window, once: two more and he is over.
+    assert scheduler.admit_each([(bob.tenant.id, two_a_minute, [])] * 2)[1].reason == scheduler.RATE_LIMITED
