@@ -52,7 +52,7 @@ from executions import limits, store
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
 JOB_TIMEOUT_MARGIN_SECONDS = 120
 JOB_FUNCTION = "executions.runs.run_execution"
-# A tenant's count of requests in a minute (tenant id, minute since the epoch); ADMIT builds it too.
+# A tenant's count of requests in a minute (tenant id, minute since the epoch).
 RATE_KEY = "rce:rate:{}:{}"
 TENANT_KEY = "rce:tenant:{}:{}"
 BACKLOGGED_KEY = "rce:backlogged"
@@ -133,10 +133,10 @@ local function platform(first)
 end
 """
 
-# KEYS: rq's set of queues, then the platform's seven. ARGV: now, the rate window's minute, READY,
-# the platform's max depth, rq's prefix of job keys, the number of requests, the number of fields
-# every job has alike and those fields and values (rq's, made once: job_template()), then per
-# request: the tenant id, its rate limit (0: not counted), max queued (-1: not checked), max running
+# KEYS: rq's set of queues, then the platform's seven. ARGV: now, READY, the platform's max depth,
+# rq's prefix of job keys, the number of requests, the number of fields every job has alike and
+# those fields and values (rq's, made once: job_template()), then per request: the tenant id, its
+# rate window's key, its rate limit (0: not counted), max queued (-1: not checked), max running
 # (-1: keep the tenant's; 0: none) and its job count, then per job: its id, its weight, its time
 # (created_at and enqueued_at), its data and its description. Returns each request's {reason, value}.
 # A job's weight is the sandboxes it runs (a judged execution's tests): the request counts, and the
@@ -146,17 +146,16 @@ end
 # after all of them.
 ADMIT = DISPATCH + """
 platform(2)
-local now, minute, ready, max_depth, prefix = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local requests, alike = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now, ready, max_depth, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local requests, alike = tonumber(ARGV[5]), tonumber(ARGV[6])
 local template = {}
-for k = 1, 2 * alike do template[k] = ARGV[7 + k] end
+for k = 1, 2 * alike do template[k] = ARGV[6 + k] end
 local JOB = 5
 
-local function admit_one(tenant, rate_limit, max_queued, max_running, first, count)
+local function admit_one(tenant, rate, rate_limit, max_queued, max_running, first, count)
     local extra = 0
     for j = first, first + JOB * (count - 1), JOB do extra = extra + tonumber(ARGV[j + 1]) - 1 end
     if rate_limit > 0 then
-        local rate = 'rce:rate:' .. tenant .. ':' .. minute
         local counted = redis.call('INCRBY', rate, 1 + extra)
         if counted == 1 + extra then redis.call('EXPIRE', rate, 120) end
         if counted > rate_limit then return {1, counted} end
@@ -189,12 +188,14 @@ local function admit_one(tenant, rate_limit, max_queued, max_running, first, cou
 end
 
 local replies, admitted = {}, false
-local i = 8 + 2 * alike
+local i = 7 + 2 * alike
 for r = 1, requests do
-    local tenant, count = ARGV[i], tonumber(ARGV[i + 4])
-    replies[r] = admit_one(tenant, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), i + 5, count)
+    local count = tonumber(ARGV[i + 5])
+    replies[r] = admit_one(
+        ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), i + 6, count
+    )
     admitted = admitted or replies[r][1] == 0
-    i = i + 5 + JOB * count
+    i = i + 6 + JOB * count
 end
 if admitted then
     redis.call('SADD', KEYS[1], G.shared, G.express)
@@ -422,11 +423,12 @@ def admit_each(
 def admission(requests: list[tuple[int, Quotas | None, list[tuple]]], now: float) -> list:
     """ADMIT's arguments for requests of (tenant id, quotas, jobs of (execution id, attempts[, weight]))."""
     stamp = utcformat(rq_now())
-    args = [now, int(now // 60), READY, settings.QUEUE_MAX_DEPTH, Job.key_for(""), len(requests)]
+    args = [now, READY, settings.QUEUE_MAX_DEPTH, Job.key_for(""), len(requests)]
     args += job_template(job_timeout(), queue().name)
     for tenant_id, quotas, executions in requests:
         args += [
             tenant_id,
+            RATE_KEY.format(tenant_id, int(now // 60)),
             quotas.rate_per_minute if quotas else 0,
             quotas.max_queued if quotas else -1,
             quotas.max_running if quotas else -1,
