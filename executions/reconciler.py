@@ -44,7 +44,6 @@ LOCK_KEY = "rce:reconciler-lock"
 # keeps the other workers' passes out this long at most, well within the bound for settling a lost
 # worker's execution (README, "Slots and supervision").
 LOCK_SECONDS = 15
-MAX_ATTEMPTS = 2
 BATCH = 500
 # A job waiting in its tenant's backlog (executions.scheduler) is `queued` too.
 LIVE_JOB_STATUSES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
@@ -100,9 +99,9 @@ def requeue_lost(now=None, renew: Callable[[], None] = lambda: None) -> int:
 
 
 def requeue_or_fail(execution: Execution) -> int:
-    if execution.attempts >= MAX_ATTEMPTS:
+    if execution.attempts >= runs.MAX_ATTEMPTS:
         state = Status.ERROR
-        updated = fail(execution, Status.QUEUED, "the execution's job was lost twice; it never ran")
+        updated = fail(execution, Status.QUEUED, f"the execution's job was lost after {execution.attempts} attempts; it never ran")
     else:
         state = Status.QUEUED
         updated = requeue(execution)
@@ -175,7 +174,7 @@ def settle_orphan(execution: Execution) -> int:
     if store.is_parked(execution.id):
         # Finished during a database outage: its result is on its way.
         return 0
-    if not execution.container_id and execution.attempts < MAX_ATTEMPTS:
+    if not execution.container_id and execution.attempts < runs.MAX_ATTEMPTS:
         # Its sandbox was never created, so the script never ran: it may run once more.
         state = Status.QUEUED
         updated = requeue(execution)

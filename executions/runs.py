@@ -29,8 +29,10 @@ from executions.sandbox import judge, languages, premade, runner
 log = logging.getLogger(__name__)
 
 DATABASE_RETRY_DELAYS = (0.5, 1, 2, 4)
-# An execution queued again this many times because no engine could take it ends `error`.
-MAX_ENGINE_ATTEMPTS = 5
+# An execution whose script never ran is queued again for the platform's faults (no engine could
+# take it, its job or its worker was lost: executions.reconciler) up to this many attempts in all;
+# its next fault of either kind ends it `error`. One budget for both, as both count in `attempts`.
+MAX_ATTEMPTS = 5
 RESULT_HOLD_SECONDS = 3600
 Status = Execution.Status
 # What a run cancelled midway keeps: its output so far, never its status or finish time.
@@ -83,7 +85,7 @@ def run(execution_id: str) -> str:
         try:
             fields = run_in_sandbox(execution, lambda: mirror_running(execution))
         except runner.EngineUnavailable as exc:
-            if execution.attempts < MAX_ENGINE_ATTEMPTS:
+            if execution.attempts < MAX_ATTEMPTS:
                 return requeue_unstarted(execution, name, exc)
             fields = {"status": Status.ERROR, "error": f"no container engine could run it: {exc}"}
     status = finish(execution_id, fields, execution)

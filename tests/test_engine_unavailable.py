@@ -59,7 +59,7 @@ def test_a_run_the_engine_failed_before_its_script_arrived_goes_back_to_the_queu
 
 def test_it_ends_error_once_no_engine_could_take_it_five_times(alice, engine_gone, transactional_db):
     task_id = alice.submit("print(1)")
-    Execution.objects.filter(id=task_id).update(attempts=runs.MAX_ENGINE_ATTEMPTS)
+    Execution.objects.filter(id=task_id).update(attempts=runs.MAX_ATTEMPTS)
     assert runs.run(task_id) == "error"
     execution = Execution.objects.get(id=task_id)
     assert execution.status == "error" and "no container engine could run it" in execution.error

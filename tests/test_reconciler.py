@@ -28,19 +28,34 @@ def test_it_leaves_a_young_queued_execution_alone(alice, redis_conn):
     assert reconciler.requeue_lost() == 0
 
 
-def test_it_requeues_a_lost_job_once_then_gives_up(alice, redis_conn):
+def test_it_requeues_a_lost_job_until_the_attempts_run_out(alice, redis_conn):
     task_id = alice.submit("print(1)")
     age(task_id, minutes=5)
-    redis_conn.flushdb()
-    assert reconciler.requeue_lost() == 1
-    execution = Execution.objects.get(id=task_id)
-    assert (execution.status, execution.attempts) == ("queued", 2)
-    assert listed_jobs() == [f"execution-{task_id}-2"]
+    for attempt in range(2, runs.MAX_ATTEMPTS + 1):
+        redis_conn.flushdb()
+        assert reconciler.requeue_lost() == 1
+        execution = Execution.objects.get(id=task_id)
+        assert (execution.status, execution.attempts) == ("queued", attempt)
+        assert listed_jobs() == [f"execution-{task_id}-{attempt}"]
     redis_conn.flushdb()
     assert reconciler.requeue_lost() == 1
     execution = Execution.objects.get(id=task_id)
     assert execution.status == "error"
     assert "never ran" in execution.error and execution.finished_at is not None
+
+
+def test_a_job_lost_after_an_engine_fault_is_queued_again(alice, redis_conn):
+    # One budget of attempts for every platform fault: the engine's refusal queued it again once
+    # (attempts 2); its job lost then is a first loss, not a second.
+    task_id = alice.submit("print(1)")
+    execution = Execution.objects.get(id=task_id)
+    runs.requeue_unstarted(execution, "worker-1", RuntimeError("engine refused"))
+    age(task_id, minutes=5)
+    redis_conn.flushdb()
+    assert reconciler.requeue_lost() == 1
+    execution = Execution.objects.get(id=task_id)
+    assert (execution.status, execution.attempts) == ("queued", 3)
+    assert listed_jobs() == [f"execution-{task_id}-3"]
 
 
 def test_it_requeues_a_job_that_a_lost_worker_took_from_the_list(alice, redis_conn):
@@ -88,15 +103,16 @@ def test_it_leaves_a_live_workers_execution_alone_until_no_run_could_last_that_l
     assert Execution.objects.get(id=task_id).status == "error"
 
 
-def test_it_runs_again_once_an_execution_whose_sandbox_never_started(alice, redis_conn):
+def test_it_runs_again_an_execution_whose_sandbox_never_started_until_the_attempts_run_out(alice, redis_conn):
     task_id = alice.submit("print(1)")
-    redis_conn.flushdb()
-    running(task_id, seconds_ago=40, container="")
-    assert reconciler.fail_orphaned() == 1
-    execution = Execution.objects.get(id=task_id)
-    assert (execution.status, execution.attempts, execution.started_at) == ("queued", 2, None)
-    assert listed_jobs() == [f"execution-{task_id}-2"]
-    # Lost a second time, it ends in error.
+    for attempt in range(2, runs.MAX_ATTEMPTS + 1):
+        redis_conn.flushdb()
+        running(task_id, seconds_ago=40, container="")
+        assert reconciler.fail_orphaned() == 1
+        execution = Execution.objects.get(id=task_id)
+        assert (execution.status, execution.attempts, execution.started_at) == ("queued", attempt, None)
+        assert listed_jobs() == [f"execution-{task_id}-{attempt}"]
+    # Lost once more, it ends in error.
     running(task_id, seconds_ago=40, container="")
     assert reconciler.fail_orphaned() == 1
     assert Execution.objects.get(id=task_id).status == "error"

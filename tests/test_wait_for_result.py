@@ -102,6 +102,6 @@ def test_the_reconciler_announces_the_errors_it_writes(transactional_db, alice, 
     execution, _ = submissions.submit(alice.tenant, submissions.Submission("python", "print(1)"))
     scheduler.queue().empty()
     old = execution.created_at - reconciler.QUEUED_GRACE * 2
-    Execution.objects.filter(id=execution.id).update(created_at=old, attempts=reconciler.MAX_ATTEMPTS)
+    Execution.objects.filter(id=execution.id).update(created_at=old, attempts=runs.MAX_ATTEMPTS)
     reconciler.requeue_lost()
     assert store.cached_result(str(execution.id), alice.tenant.id)["status"] == "error"
