@@ -46,7 +46,7 @@ from rq.job import Job
 from rq.utils import get_call_string, utcformat
 from rq.utils import now as rq_now
 
-from executions import limits, store
+from executions import limits, ownjobs, store
 
 # How long a job may sit in rq before rq itself gives up on it; the sandbox's own deadline is
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
@@ -295,31 +295,15 @@ def execution_of(job: str) -> str:
     return job.removeprefix("execution-").rsplit("-", 1)[0]
 
 
-# Fields of rq's job format that make a worker import or call something beyond the job's function,
-# or send requests: a job of the platform's never has them.
-FOREIGN_FIELDS = ("success_callback_name", "failure_callback_name", "stopped_callback_name", "webhooks")
-
-
 def refusal(job: Job) -> str | None:
-    """Why a job a worker dequeued is not one the platform wrote, or None if it is.
+    """Why a job a sandbox worker dequeued is not one the platform wrote, or None if it is: a sandbox
+    worker runs only run_execution, with an execution's arguments and nothing else attached
+    (executions.ownjobs)."""
+    return ownjobs.refusal(job, JOB_FUNCTION, execution_arguments, "execution")
 
-    rq imports whatever function a job names, and the workers hold the container engine (root on
-    the host): anyone who can write to Redis could run code there. A worker runs only
-    run_execution, with an execution's arguments and nothing else attached.
-    """
-    try:
-        fields = job.to_dict(include_meta=False, include_result=False)
-        function, args, kwargs = job.func_name, job.args, job.kwargs
-    except Exception as exc:
-        return f"its data is not the platform's JSON ({type(exc).__name__})"
-    if function != JOB_FUNCTION:
-        return f"it names the function {function!r}"
-    if kwargs or len(args) != 2 or args[0] != execution_of(job.id) or not is_tenant_id(args[1]):
-        return "its arguments are not those of the execution it names"
-    attached = [name for name in FOREIGN_FIELDS if fields.get(name)]
-    if attached:
-        return f"it carries {', '.join(attached)}"
-    return None
+
+def execution_arguments(job: Job, args: tuple) -> bool:
+    return len(args) == 2 and args[0] == execution_of(job.id) and is_tenant_id(args[1])
 
 
 def is_tenant_id(value) -> bool:

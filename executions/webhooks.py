@@ -34,7 +34,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker import SimpleWorker
 
-from executions import destinations, metrics
+from executions import destinations, metrics, ownjobs
 from executions.models import WEBHOOK_SECRET_PREFIX, Batch, Delivery, Execution, Tenant
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,22 @@ def queue():
 def job_id(delivery: Delivery) -> str:
     # One job per attempt: a re-send or a retry never collides with an earlier attempt's job.
     return f"delivery-{delivery.id}-{delivery.attempts}"
+
+
+JOB_FUNCTION = "executions.webhooks.deliver"
+
+
+def refusal(job: Job) -> str | None:
+    """Why a job a webhook worker dequeued is not a delivery the platform queued, or None: it runs
+    deliver() with the delivery its id names and nothing else attached (executions.ownjobs)."""
+    return ownjobs.refusal(job, JOB_FUNCTION, delivery_arguments, "delivery")
+
+
+def delivery_arguments(job: Job, args: tuple) -> bool:
+    if len(args) != 1 or not isinstance(args[0], str):
+        return False
+    prefix = f"delivery-{args[0]}-"
+    return job.id.startswith(prefix) and job.id[len(prefix):].isdigit()
 
 
 def enqueue(delivery: Delivery, delay: float = 0) -> None:
@@ -254,12 +270,17 @@ def requeue_lost() -> int:
     return requeued
 
 
-class WebhookWorker(SimpleWorker):
+class WebhookWorker(ownjobs.OwnJobsOnly, SimpleWorker):
     """Drains the webhooks queue in its own process; its scheduler starts the retries when due.
 
     Its maintenance pass (on start and every WORKER_MAINTENANCE_INTERVAL seconds) queues again the
     deliveries whose job was lost.
     """
+
+    refused_by = "the webhook worker"
+
+    def refusal(self, job) -> str | None:
+        return refusal(job)
 
     def __init__(self, queues, *args, **kwargs):
         kwargs["serializer"] = JSONSerializer

@@ -19,7 +19,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
-from executions import metrics, reconciler, scheduler, store
+from executions import metrics, ownjobs, reconciler, scheduler, store
 from executions.sandbox import janitor, premade, runner, runtimes
 from executions.sandbox.runner import docker_api
 
@@ -31,7 +31,7 @@ ALIVE_EVERY = 5
 ENGINE_POLL_SECONDS = 1
 
 
-class SandboxWorker(SimpleWorker):
+class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
     """Runs jobs in its own process: isolation comes from the container, so forking buys nothing.
 
     Its maintenance pass, on start and every WORKER_MAINTENANCE_INTERVAL seconds, also removes
@@ -112,27 +112,10 @@ class SandboxWorker(SimpleWorker):
                 self.maintain("sandbox removal", premade.tidy)
                 self.make_ahead()
 
-    def perform_job(self, job, queue, execution) -> bool:
-        reason = scheduler.refusal(job)
-        if reason is None:
-            return super().perform_job(job, queue, execution)
-        self.refuse(job, queue, execution, reason)
-        return False
+    refused_by = "the sandbox worker"
 
-    def refuse(self, job, queue, execution, reason: str) -> None:
-        """Fail a job that is not the platform's without reading, importing or calling anything it
-        names (no callback, webhook, retry or dependent): it shows in rq's failed jobs with the
-        reason, and in the log and metrics."""
-        log.error("refused job %s from %s: %s", job.id, queue.name, reason)
-        metrics.refused_job()
-        with self.connection.pipeline() as pipe:
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
-            self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            text = f"refused by the sandbox worker: {reason}\n"
-            queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=text, pipeline=pipe)
-            Result.create_failure(job, job.failure_ttl, exc_string=text, worker_name=self.name, pipeline=pipe)
-            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipe.execute()
+    def refusal(self, job) -> str | None:
+        return scheduler.refusal(job)
 
     def make_ahead(self) -> None:
         with self.busy():

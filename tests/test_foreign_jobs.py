@@ -6,7 +6,9 @@ os.makedirs on a path of the test's: if the worker ran it (or anything it attach
 
 from __future__ import annotations
 
+import time
 import uuid
+from datetime import timedelta
 
 import django_rq
 import pytest
@@ -15,7 +17,8 @@ from rq import Callback, Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from executions import metrics, scheduler, store
+from executions import metrics, scheduler, store, webhooks
+from executions.models import Delivery
 from tests.conftest import run_worker
 
 
@@ -102,3 +105,81 @@ def test_it_accepts_the_jobs_the_platform_writes(alice, transactional_db):
     assert scheduler.refusal(Job.fetch(job_id, connection=store.connection(), serializer=JSONSerializer)) is None
     run_worker()
     assert alice.get(task_id)["status"] == "completed"
+
+
+# The webhook workers run beside the sandbox workers (manage.py sandbox_workers, Compose's worker
+# container with the engine's socket): they run only deliveries.
+
+
+def webhook_queue(serializer=JSONSerializer) -> Queue:
+    return Queue(settings.WEBHOOK_QUEUE, connection=store.connection(), serializer=serializer)
+
+
+def run_webhook_worker() -> None:
+    queue = webhook_queue()
+    webhooks.WebhookWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def assert_webhook_worker_refused(job_id: str, marker, reason: str) -> None:
+    assert not marker.exists(), "the planted job ran"
+    job = Job.fetch(job_id, connection=store.connection(), serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FAILED
+    assert job_id in webhook_queue().failed_job_registry.get_job_ids()
+    failure = job.latest_result().exc_string
+    assert "refused by the webhook worker" in failure and reason in failure
+
+
+def test_the_webhook_worker_refuses_a_job_naming_another_function(alice, transactional_db, tmp_path):
+    marker = tmp_path / "planted"
+    job = webhook_queue().enqueue("os.makedirs", str(marker))
+    before = refused_count()
+    run_webhook_worker()
+    assert_webhook_worker_refused(job.id, marker, "it names the function 'os.makedirs'")
+    assert refused_count() == before + 1
+
+
+def test_the_webhook_worker_refuses_a_pickled_job(alice, transactional_db, tmp_path):
+    marker = tmp_path / "planted"
+    job = webhook_queue(serializer=None).enqueue("os.makedirs", str(marker))
+    run_webhook_worker()
+    assert_webhook_worker_refused(job.id, marker, "is not the platform's JSON")
+
+
+def test_the_webhook_worker_refuses_a_planted_job_that_comes_due_from_its_schedule(alice, transactional_db, tmp_path):
+    marker = tmp_path / "planted"
+    job = webhook_queue().enqueue_in(timedelta(seconds=0), "os.makedirs", str(marker))
+    deadline = time.monotonic() + 15
+    while Job.fetch(job.id, connection=store.connection(), serializer=JSONSerializer).get_status() != JobStatus.FAILED:
+        assert time.monotonic() < deadline, "the scheduled job never came due"
+        run_webhook_worker()
+    assert_webhook_worker_refused(job.id, marker, "it names the function 'os.makedirs'")
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, on_failure",
+    [
+        (("other",), {}, None),
+        ((None, "extra"), {}, None),
+        ((None,), {"url": "http://169.254.169.254/"}, None),
+        ((None,), {}, Callback("os.makedirs")),
+    ],
+)
+def test_the_webhook_worker_refuses_deliver_with_other_arguments_or_callbacks(
+    alice, transactional_db, args, kwargs, on_failure
+):
+    delivery_id = str(uuid.uuid4())
+    args = tuple(delivery_id if arg is None else arg for arg in args)
+    job = webhook_queue().enqueue(
+        webhooks.JOB_FUNCTION, *args, job_id=f"delivery-{delivery_id}-0", on_failure=on_failure, **kwargs
+    )
+    run_webhook_worker()
+    job = Job.fetch(job.id, connection=store.connection(), serializer=JSONSerializer)
+    assert job.get_status() == JobStatus.FAILED
+    assert "refused by the webhook worker" in job.latest_result().exc_string
+
+
+def test_the_webhook_worker_accepts_the_deliveries_the_platform_queues(alice, transactional_db):
+    delivery = Delivery.make(alice.tenant.id, "http://192.0.2.1/hook", execution_id=alice.submit("print(1)"))
+    webhooks.enqueue(delivery)
+    (job_id,) = webhook_queue().job_ids
+    assert webhooks.refusal(Job.fetch(job_id, connection=store.connection(), serializer=JSONSerializer)) is None
