@@ -56,7 +56,18 @@ def failed(username: str, address: str) -> None:
 
 
 def client_address(request) -> str:
-    return (request.META.get("REMOTE_ADDR") if request else None) or "unknown"
+    """The address a sign-in came from. Behind SIGNIN_TRUSTED_PROXIES reverse proxies, each of which
+    appends the address it was reached from to X-Forwarded-For, it is the entry the outermost of
+    them appended (entries further left are the client's own say, and not believed); without such
+    an entry, the connection's."""
+    if request is None:
+        return "unknown"
+    hops = settings.SIGNIN_TRUSTED_PROXIES
+    if hops > 0:
+        forwarded = [entry.strip() for entry in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        if len(forwarded) >= hops and forwarded[-hops]:
+            return forwarded[-hops]
+    return request.META.get("REMOTE_ADDR") or "unknown"
 
 
 class LimitedSignIn:

@@ -338,6 +338,9 @@ FAST_LANE_FLUSHES = max(1, envint("FAST_LANE_FLUSHES", 1))
 SIGNIN_ATTEMPTS_PER_USER = envint("SIGNIN_ATTEMPTS_PER_USER", 5)
 SIGNIN_ATTEMPTS_PER_ADDRESS = envint("SIGNIN_ATTEMPTS_PER_ADDRESS", 20)
 SIGNIN_WINDOW_SECONDS = envint("SIGNIN_WINDOW_SECONDS", 900)
+# Reverse proxies in front of the web that append to X-Forwarded-For: the per-address sign-in limit
+# then counts the address the outermost one saw, not the proxy's (executions.signin.client_address).
+SIGNIN_TRUSTED_PROXIES = envint("SIGNIN_TRUSTED_PROXIES", 0)
 # The web server's request threads per process (sandbox_project/serve.py reads the same variable).
 WEB_THREADS = envint("WEB_THREADS", 32)
 # How many requests per process may wait (?wait=N) at once: the other threads (8 by default) stay

@@ -74,3 +74,32 @@ def test_the_limit_ends_with_its_window(staff, limits):
     for key in store.connection().keys("rce:signin:*"):
         store.connection().delete(key)
     assert sign_in("/login/", "operator", PASSWORD)[2] is True
+
+
+def forwarded_sign_in(url: str, forwarded_for: str, proxy: str = "10.9.9.9") -> bool:
+    client = Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=forwarded_for)
+    client.post(url, {"username": "operator", "password": PASSWORD})
+    return "_auth_user_id" in client.session
+
+
+@pytest.mark.parametrize("url", LOGIN_PAGES)
+def test_behind_a_trusted_proxy_each_client_is_counted_on_its_own(url, staff, limits):
+    limits.SIGNIN_TRUSTED_PROXIES = 1
+    # One client guesses under other users' names through the proxy, until its address is refused...
+    for number in range(5):
+        sign_in_through = Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR="198.51.100.7")
+        sign_in_through.post(url, {"username": f"nobody{number}", "password": "guess"})
+    assert forwarded_sign_in(url, "198.51.100.7") is False
+    # ...another client of the same proxy still signs in, and the guesser cannot pass for it by
+    # writing the header's left part itself.
+    assert forwarded_sign_in(url, "203.0.113.5") is True
+    assert forwarded_sign_in(url, "203.0.113.5, 198.51.100.7") is False
+
+
+@pytest.mark.parametrize("url", LOGIN_PAGES)
+def test_without_trusted_proxies_the_forwarded_header_is_not_believed(url, staff, limits):
+    for number in range(5):
+        Client(REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{number}").post(
+            url, {"username": f"nobody{number}", "password": "guess"}
+        )
+    assert forwarded_sign_in(url, "203.0.113.5") is False
