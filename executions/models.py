@@ -462,8 +462,11 @@ class Execution(models.Model):
         using = router.db_for_write(Execution)
         connection = connections[using]
         rows = [execution.insert_params(connection) for execution in executions]
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.executemany(insert_statement(using, connection.vendor), rows)
+        if connection.vendor == "sqlite" and not connection.in_atomic_block:
+            insert_sqlite(connection, rows)
+        else:
+            with transaction.atomic(using=using), connection.cursor() as cursor:
+                cursor.executemany(insert_statement(using, connection.vendor), rows)
         for execution in executions:
             execution._state.adding = False
             execution._state.db = using
@@ -556,6 +559,32 @@ def blank_execution() -> tuple[dict, list, frozenset]:
     fresh = [(field.attname, field.get_default) for field in fields if field.has_default() and callable(field.default)]
     names = frozenset(name for field in fields for name in (field.name, field.attname))
     return blank, fresh, names
+
+
+def insert_sqlite(connection, rows: list[list]) -> None:
+    """The rows in one transaction of SQLite's own, outside Django's transaction and cursor
+    wrappers (as Django would: BEGIN in autocommit, in the database's transaction mode).
+
+    Measured in the fast lane's groups (6 rows): 460 -> 360 us of CPU a group, a sixth of the
+    insert. Django's query metrics (django_db_execute*) do not count these statements.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        raw = connection.connection
+        raw.execute(f"BEGIN {connection.transaction_mode or ''}")
+        try:
+            raw.executemany(sqlite_insert_statement(connection.alias), rows)
+            raw.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+
+
+@functools.cache
+def sqlite_insert_statement(using: str) -> str:
+    # Django's SQLite cursor turns its %s into sqlite3's ? on each run.
+    return insert_statement(using, "sqlite").replace("%s", "?")
 
 
 @functools.cache

@@ -107,3 +107,32 @@ def test_new_executions_share_nothing_a_caller_could_change(alice):
 def test_new_refuses_what_the_constructor_refuses():
     with pytest.raises(TypeError, match="colour"):
         Execution.new(colour="red")
+
+
+# insert_all(), as the fast lane's group commit calls it: outside any transaction of the caller's
+# (on SQLite, then, in a transaction of sqlite3's own: executions.models.insert_sqlite).
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_writes_what_save_writes(alice):
+    group = [Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": f"group-{n}"}) for n in range(3)]
+    Execution.insert_all(group)
+    saved = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "saved"})
+    saved.save(force_insert=True)
+    for n, inserted in enumerate(group):
+        assert row(inserted.id) == {**row(saved.id), "idempotency_key": f"group-{n}"}
+        assert not inserted._state.adding and inserted._state.db == "default"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_the_database_refuses_leaves_no_row_and_the_connection_usable(alice):
+    first = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "first"})
+    second = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "second"})
+    duplicate = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "first"})
+    with pytest.raises(IntegrityError):
+        Execution.insert_all([second, duplicate, first])
+    with pytest.raises(IntegrityError):
+        Execution.insert_all([first, duplicate])
+    assert not Execution.objects.filter(idempotency_key__in=["first", "second"]).exists()
+    Execution.insert_all([first, second])
+    assert Execution.objects.filter(idempotency_key__in=["first", "second"]).count() == 2
