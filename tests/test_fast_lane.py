@@ -325,6 +325,18 @@ def test_every_read_answered_here_counts_against_the_rate_once(lane, alice):
     assert statuses == [200, 404, 200, 429]
 
 
+
+def test_reads_count_in_the_window_with_its_expiry_even_after_redis_forgot_the_script(lane, alice, redis_conn):
+    key = authenticated(alice)
+    task_id = finished(alice)
+    path = f"/api/v1/executions/{task_id}"
+    assert answer(lane, "GET", path, authorization=f"Bearer {key}")[0] == 200
+    redis_conn.script_flush()
+    assert answer(lane, "GET", path, authorization=f"Bearer {key}")[0] == 200
+    (window,) = redis_conn.keys(scheduler.RATE_KEY.format(alice.tenant.id, "*"))
+    assert int(redis_conn.get(window)) == 3  # the first, Django's, and these two
+    assert 0 < redis_conn.ttl(window) <= 120
+
 # Served: the same requests to the server with the fast lane and to one without.
 
 @pytest.fixture

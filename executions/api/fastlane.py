@@ -184,18 +184,14 @@ async def read_cached(group: list[tuple[int, str]], rows: ThreadPoolExecutor) ->
     execution's JSON from the cache, or else its row (queued_or_running, in a `rows` thread);
     NOT_FOUND if it is not the tenant's, DATABASE_DOWN if the database failed. One round trip, on
     the event loop."""
-    now = time.time()
+    reads = [(tenant_id, store.RESULT_KEY.format(execution_id)) for tenant_id, execution_id in group]
     try:
-        pipe = store.async_connection().pipeline(transaction=False)
-        for tenant_id, execution_id in group:
-            throttles.add_count(pipe, tenant_id, now)
-            pipe.get(store.RESULT_KEY.format(execution_id))
-        replies = await pipe.execute()
+        replies = await throttles.count_and_get(store.async_connection(), reads, time.time())
     except (redis.RedisError, OSError):
         # Django reads without Redis.
         return [Fallback()] * len(group)
-    counts = replies[0::3]
-    found = [store.owned_json(raw, tenant_id) for (tenant_id, _), raw in zip(group, replies[2::3])]
+    counts = [count for count, _ in replies]
+    found = [store.owned_json(raw, tenant_id) for (tenant_id, _), (_, raw) in zip(group, replies)]
     misses = [execution_id for (_, execution_id), data in zip(group, found) if data is None]
     if misses:
         found_rows = await asyncio.get_running_loop().run_in_executor(rows, queued_or_running, misses)
