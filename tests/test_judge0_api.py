@@ -93,6 +93,13 @@ def test_base64_goes_both_ways_and_fields_choose_the_answer(alice):
     assert everything["created_at"].endswith("Z")
 
 
+def test_command_line_arguments_lose_judge0s_shell_characters_and_expand_no_globs(alice):
+    arguments = "a;b $HOME `id` c|d e&f <in >out 'x y' *.py"
+    token = submit(alice, {"source_code": "print(1)", "language_id": 71, "command_line_arguments": arguments})["token"]
+    # As Judge0: $&;<>|` deleted, then split; no shell here, so no glob is expanded.
+    assert Execution.objects.get(id=token).args == ["ab", "HOME", "id", "cd", "ef", "in", "out", "x y", "*.py"]
+
+
 def test_additional_files_are_the_programs_files(alice):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:

@@ -335,6 +335,28 @@ def number_field(data: dict, name: str, problems: dict) -> float | None:
     return number
 
 
+# The characters Judge0 deletes from command_line_arguments and compiler_options before its shell
+# sees them. Here no shell ever does (the rest is split into argv items), but a client that relied
+# on Judge0 deleting them gets the same arguments.
+SHELL_CHARACTERS = str.maketrans("", "", "$&;<>|`")
+MAX_OPTIONS_LENGTH = 512
+
+
+def split_options(data: dict, name: str, problems: dict) -> tuple[str, ...]:
+    """Judge0's command_line_arguments or compiler_options as argv items: at most 512 characters,
+    without Judge0's deleted characters, split by shell quoting (no expansion of any kind)."""
+    value = data.get(name)
+    if not value:
+        return ()
+    try:
+        if not isinstance(value, str) or len(value) > MAX_OPTIONS_LENGTH:
+            raise ValueError
+        return tuple(shlex.split(value.translate(SHELL_CHARACTERS)))
+    except ValueError:
+        problems[name] = [f"must be a string of at most {MAX_OPTIONS_LENGTH} characters that a shell can split"]
+        return ()
+
+
 def true(value) -> bool:
     return value is True or value in ("true", "1", 1)
 
@@ -397,15 +419,7 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
     for name in ("enable_per_process_and_thread_time_limit", "enable_per_process_and_thread_memory_limit"):
         if true(data.get(name)):
             problems[name] = ["this option cannot be enabled"]
-    args: tuple[str, ...] = ()
-    arguments = data.get("command_line_arguments")
-    if arguments:
-        try:
-            if not isinstance(arguments, str) or len(arguments) > 512:
-                raise ValueError
-            args = tuple(shlex.split(arguments))
-        except ValueError:
-            problems["command_line_arguments"] = ["must be a string of at most 512 characters that a shell can split"]
+    args = split_options(data, "command_line_arguments", problems)
     callback_url = data.get("callback_url") or ""
     if not isinstance(callback_url, str):
         problems["callback_url"] = ["must be a string"]
