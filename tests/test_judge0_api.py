@@ -143,12 +143,25 @@ def test_bad_input_is_judge0s_422(alice, body, errors):
     assert_nothing_created()
 
 
-def test_a_limit_out_of_bounds_is_a_422_naming_judge0s_field(alice):
-    response = judge0_client(alice).post(
-        "/judge0/submissions", {"source_code": "x", "language_id": 71, "wall_time_limit": 500}, format="json"
-    )
-    assert response.status_code == 422 and list(response.json()) == ["cpu_time_limit"]
+@pytest.mark.parametrize(
+    "limits, fields",
+    [
+        ({"wall_time_limit": 500}, ["wall_time_limit"]),
+        ({"cpu_time_limit": 500}, ["cpu_time_limit"]),
+        ({"cpu_time_limit": 500, "wall_time_limit": 600}, ["cpu_time_limit"]),
+        ({"cpu_time_limit": 700, "wall_time_limit": 600}, ["wall_time_limit"]),
+        ({"cpu_time_limit": 500, "wall_time_limit": 500}, ["cpu_time_limit", "wall_time_limit"]),
+        ({"memory_limit": 10**9}, ["memory_limit"]),
+    ],
+)
+def test_a_limit_out_of_bounds_is_a_422_naming_judge0s_field(alice, limits, fields):
+    response = judge0_client(alice).post("/judge0/submissions", {"source_code": "x", "language_id": 71, **limits}, format="json")
+    assert response.status_code == 422 and sorted(response.json()) == fields
     assert_nothing_created()
+    batch = judge0_client(alice).post(
+        "/judge0/submissions/batch", {"submissions": [{"source_code": "x", "language_id": 71, **limits}]}, format="json"
+    )
+    assert batch.status_code == 422 and sorted(batch.json()[0]) == fields
 
 
 def test_an_expected_output_is_judged_as_judge0_judges_it(alice):
