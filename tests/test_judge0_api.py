@@ -7,9 +7,11 @@ import io
 import zipfile
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
-from executions.models import Execution
+from executions.models import Execution, Tenant
 from tests.conftest import assert_nothing_created, run_worker
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -74,8 +76,13 @@ def test_a_submission_is_an_execution_of_its_tenant(alice):
     assert set(body) == {"token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
     assert (body["stdout"], body["stderr"], body["status"]["id"]) == ("hello\n", None, 3)
     assert float(body["time"]) >= 0
-    # The native API shows the same execution.
+    # The native API shows the same execution, and so does the admin's list.
     assert alice.get(token)["stdout"] == "hello\n"
+    User.objects.create_superuser("operator", "operator@example.com", "correct horse battery")
+    operator = Client()
+    assert operator.login(username="operator", password="correct horse battery")
+    listed = operator.get("/admin/executions/execution/")
+    assert listed.status_code == 200 and token in listed.content.decode()
 
 
 def test_base64_goes_both_ways_and_fields_choose_the_answer(alice):
@@ -237,3 +244,18 @@ def test_wait_true_answers_with_the_finished_submission(alice):
     body = submit(alice, {"source_code": b64("print('waited')"), "language_id": 71}, "?wait=true&base64_encoded=true")
     assert body["status"] == {"id": 3, "description": "Accepted"}
     assert base64.b64decode(body["stdout"]) == b"waited\n"
+
+
+def test_a_quota_or_rate_refusal_is_judge0s_429_with_retry_after(alice, bob):
+    Tenant.objects.filter(pk=alice.tenant.pk).update(max_queued=1)
+    submit(alice, {"source_code": "print(1)", "language_id": 71})
+    refused = judge0_client(alice).post("/judge0/submissions", {"source_code": "print(2)", "language_id": 71}, format="json")
+    assert refused.status_code == 429 and set(refused.json()) == {"error"}
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Execution.objects.count() == 1
+    Tenant.objects.filter(pk=bob.tenant.pk).update(rate_per_minute=2)
+    for _ in range(2):
+        assert judge0_client(bob).get("/judge0/statuses").status_code == 200
+    limited = judge0_client(bob).get("/judge0/statuses")
+    assert limited.status_code == 429 and set(limited.json()) == {"error"}
+    assert 1 <= int(limited["Retry-After"]) <= 60
