@@ -65,6 +65,48 @@ def test_config_info_has_every_key_the_sdk_reads(alice):
     assert config.allow_enable_network is False and config.max_submission_batch_size == 20
 
 
+def test_callbacks_are_enabled_for_a_tenant_with_a_webhook_secret(alice):
+    assert judge0_client(alice).get("/judge0/config_info").json()["enable_callbacks"] is False
+    body = {"source_code": "print(1)", "language_id": 71, "callback_url": "https://example.com/hook"}
+    refused = judge0_client(alice).post("/judge0/submissions", body, format="json")
+    assert refused.status_code == 422 and list(refused.json()) == ["callback_url"]
+    alice.tenant.rotate_webhook_secret()
+    assert judge0_client(alice).get("/judge0/config_info").json()["enable_callbacks"] is True
+
+
+@pytest.mark.parametrize(
+    "body, errors",
+    [
+        # Judge0 1.14.0's ids are not 1.13.1's, which this platform says it is.
+        ({"source_code": b64("print(1)"), "language_id": 92}, {"language_id": ["language with id 92 doesn't exist"]}),
+        ({"source_code": b64("print(1)"), "language_id": 71, "stdin": base64.b64encode(b"\xff\xfe").decode()},
+         {"stdin": ["is not valid base64 of UTF-8 text"]}),
+    ],
+)
+def test_what_the_readme_says_is_refused_is_a_422(alice, body, errors):
+    response = judge0_client(alice).post("/judge0/submissions?base64_encoded=true", body, format="json")
+    assert (response.status_code, response.json()) == (422, errors)
+    assert_nothing_created()
+
+
+def zipped(*names: str) -> str:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in names:
+            zipped.writestr(name, "x = 1\n")
+    return base64.b64encode(archive.getvalue()).decode()
+
+
+# zipfile warns when it writes a name twice: that is the point here.
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("names", [(".env",), ("lib/.hidden.py",), ("main.py",), ("a.py", "a.py")])
+def test_a_hidden_or_twice_named_additional_file_is_a_422(alice, names):
+    body = {"source_code": "print(1)", "language_id": 71, "additional_files": zipped(*names)}
+    response = judge0_client(alice).post("/judge0/submissions", body, format="json")
+    assert response.status_code == 422 and list(response.json()) == ["additional_files"], response.json()
+    assert_nothing_created()
+
+
 def test_a_submission_is_an_execution_of_its_tenant(alice):
     token = submit(alice, {"source_code": "print(input()[::-1])", "language_id": 71, "stdin": "olleh"})["token"]
     execution = Execution.objects.get(id=token)

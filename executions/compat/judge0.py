@@ -185,11 +185,12 @@ class AboutView(Judge0View):
 class ConfigInfoView(Judge0View):
     @judge0_schema("Judge0's configuration keys, with this platform's values", {"type": "object"}, operation_id="judge0_config_info")
     def get(self, request: Request) -> Response:
-        return Response(config_info())
+        return Response(config_info(request.user))
 
 
-def config_info() -> dict:
-    """Judge0's configuration keys, with this platform's values (limits of the default language)."""
+def config_info(tenant: Tenant) -> dict:
+    """Judge0's configuration keys, with this platform's values for this tenant (limits of the
+    default language). Callbacks are the tenant's webhooks: signed, so only with a webhook secret."""
     default = languages.CATALOG["python"]
     defaults, maxima = limits.language_defaults(default), limits.language_maxima(default)
     return {
@@ -199,7 +200,7 @@ def config_info() -> dict:
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
         "enable_submission_delete": False,
-        "enable_callbacks": True,
+        "enable_callbacks": bool(tenant.webhook_secret),
         "callbacks_max_tries": 1,
         "callbacks_timeout": float(settings.WEBHOOK_TIMEOUT_SECONDS),
         "enable_additional_files": True,
