@@ -149,3 +149,33 @@ def test_a_compile_error_is_pistons_compile_stage_and_its_run(alice):
     assert "boom" in compiled["stderr"] and compiled["output"] == compiled["stderr"]
     # As Piston: the run that never happened is the compile stage again.
     assert body["run"] == compiled
+
+
+JAVA_CLASSES = [
+    ("public class HelloWorld {", "HelloWorld"),
+    ("public final class Solution {", "Solution"),
+    ("class Program {", "Program"),
+]
+
+
+@pytest.mark.usefixtures("worker_process")
+def test_a_java_class_of_any_name_runs_as_on_piston(alice):
+    for declaration, name in JAVA_CLASSES:
+        source = f"{declaration}\n  public static void main(String[] args) {{ System.out.println(\"{name} \" + args[0]); }}\n}}\n"
+        body = {"language": "java", "version": "*", "files": [{"name": "Main.java", "content": source}], "args": ["ran"]}
+        response = execute(f"/piston/{alice.key}/api/v2/execute", body)
+        assert response.status_code == 200, response.content
+        result = response.json()
+        assert (result["run"]["stdout"], result["run"]["code"]) == (f"{name} ran\n", 0), result
+
+
+def test_a_java_class_name_is_only_ever_an_identifier(alice):
+    from executions.compat.piston import java_program
+
+    assert java_program("public class Main { }", ()) == ("public class Main { }", ())
+    # Not an identifier this reads as a file name: left as it is (and javac says what is wrong).
+    for source in ("public class Hello$World { }", "public class ../../x { }", "// the class here\n"):
+        assert java_program(source, ()) == (source, ())
+    launcher, (program,) = java_program("class A {}\npublic class B { }", ())
+    assert program == {"name": "B.java", "content": "class A {}\npublic class B { }", "encoding": "utf-8"}
+    assert "B.main(args)" in launcher
