@@ -77,6 +77,10 @@ class SandboxWorker(SimpleWorker):
         unreachable."""
         super().check_for_suspension(burst)
         self.wait_for_engine(burst)
+        if self.stop_asked:
+            # A stop request swallowed by anything since (an engine call's error handler) still
+            # ends the loop before it takes another job.
+            raise StopRequested()
 
     def wait_for_engine(self, burst: bool = False) -> None:
         """Take no job while the container engine does not answer: it could not run it, and another
@@ -228,6 +232,9 @@ def with_express_first(queues: list, connection) -> list:
 def engine_health() -> str:
     try:
         docker_api().ping()
+    except StopRequested:
+        # rq's SIGTERM handler raised it during the ping: a stop, not the engine's fault.
+        raise
     except Exception as exc:
         return f"unreachable: {type(exc).__name__}: {exc}"[:300]
     return "ok"

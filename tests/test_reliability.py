@@ -13,6 +13,7 @@ import redis
 from rq.exceptions import StopRequested
 
 from executions import scheduler, store
+from executions import worker as worker_module
 from executions.models import Execution
 from executions.worker import SandboxWorker
 from tests.conftest import free_port, run_worker, wait_for_status
@@ -123,6 +124,35 @@ def test_a_stop_request_swallowed_inside_a_maintenance_task_still_stops_the_work
     try:
         with pytest.raises(StopRequested):
             worker.run_maintenance_tasks()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def test_a_stop_request_during_the_engine_check_before_a_job_stops_the_worker(redis_conn, monkeypatch):
+    """A SIGTERM that came during the engine's ping before a job was once taken for an unreachable
+    engine: the worker waited for it, found it again, and listened for jobs with its stop forgotten."""
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
+
+    pings = []
+
+    class Engine:
+        def ping(self):
+            # The SIGTERM comes during the first ping; the engine itself is fine.
+            pings.append(1)
+            if len(pings) == 1:
+                worker.request_stop(signal.SIGTERM, None)
+
+    monkeypatch.setattr(worker_module, "docker_api", Engine)
+    monkeypatch.setattr(worker, "make_ahead", lambda: None)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(StopRequested):
+            worker.check_for_suspension(burst=False)
+        # Swallowed on its way, it still stops the worker before the next job.
+        monkeypatch.setattr(worker_module, "engine_health", lambda: "ok")
+        with pytest.raises(StopRequested):
+            worker.check_for_suspension(burst=False)
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
