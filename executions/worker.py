@@ -202,11 +202,14 @@ class SandboxWorker(SimpleWorker):
             self.maintain("test cgroup janitor", janitor.sweep_test_cgroups)
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
+        # Busy meanwhile, as for a sandbox made ahead: a SIGTERM raised inside its engine calls
+        # left a created probe sandbox that nothing removes.
         if engine_up:
-            self.maintain(
-                "runtime versions",
-                lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection),
-            )
+            with self.busy():
+                self.maintain(
+                    "runtime versions",
+                    lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection),
+                )
 
     def maintain(self, name: str, task) -> None:
         """One maintenance task: its failure is logged, never fatal; a stop request goes through."""

@@ -156,3 +156,29 @@ def test_a_stop_request_during_the_engine_check_before_a_job_stops_the_worker(re
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+def test_a_stop_request_waits_for_the_runtime_probe_then_stops_the_worker(redis_conn, monkeypatch):
+    """A SIGTERM raised inside the probe's engine calls left its sandbox created and never removed."""
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
+    finished = []
+
+    def probe_as_sigterm_finds_it(connection):
+        worker.request_stop(signal.SIGTERM, None)
+        finished.append(True)
+
+    monkeypatch.setattr(worker_module, "engine_health", lambda: "ok")
+    monkeypatch.setattr(worker_module.janitor, "sweep", lambda *args, **kwargs: None)
+    monkeypatch.setattr(worker_module.janitor, "sweep_code_dirs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(worker_module.janitor, "mounted_code_dirs", lambda *args, **kwargs: set())
+    monkeypatch.setattr(worker_module.reconciler, "reconcile", lambda name: None)
+    monkeypatch.setattr(worker, "make_ahead", lambda: None)
+    monkeypatch.setattr(worker_module.runtimes, "record", probe_as_sigterm_finds_it)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(StopRequested):
+            worker.run_maintenance_tasks()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert finished == [True]
