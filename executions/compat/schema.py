@@ -79,7 +79,10 @@ JUDGE0_REQUEST = {
         "wall_time_limit": {"type": "number", "nullable": True},
         "memory_limit": {"type": "number", "nullable": True, "description": "KB"},
         "command_line_arguments": {**STRING_OR_NULL, "maxLength": 512},
-        "compiler_options": {**STRING_OR_NULL, "description": "Refused (422) unless empty: not supported yet (see `/config_info`)."},
+        "compiler_options": {
+            **STRING_OR_NULL,
+            "description": "Refused (422) unless empty: not supported yet (see `/config_info`).",
+        },
         "additional_files": {**STRING_OR_NULL, "description": "A base64 zip: the program's other files."},
         "callback_url": STRING_OR_NULL,
         "enable_network": {"type": "boolean", "nullable": True, "description": "`true` is refused (422)."},
