@@ -77,6 +77,10 @@ class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
         unreachable."""
         super().check_for_suspension(burst)
         self.wait_for_engine(burst)
+        if self.stop_asked:
+            # A stop request swallowed by anything since (an engine call's error handler) still
+            # ends the loop before it takes another job.
+            raise StopRequested()
 
     def wait_for_engine(self, burst: bool = False) -> None:
         """Take no job while the container engine does not answer: it could not run it, and another
@@ -181,11 +185,14 @@ class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
             self.maintain("test cgroup janitor", janitor.sweep_test_cgroups)
         self.maintain("reconciler", lambda: reconciler.reconcile(self.name))
         # The probe costs a sandbox start: never before a user's waiting job, a later pass will do.
+        # Busy meanwhile, as for a sandbox made ahead: a SIGTERM raised inside its engine calls
+        # left a created probe sandbox that nothing removes.
         if engine_up:
-            self.maintain(
-                "runtime versions",
-                lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection),
-            )
+            with self.busy():
+                self.maintain(
+                    "runtime versions",
+                    lambda: any(queue.count for queue in self.queues) or runtimes.record(self.connection),
+                )
 
     def maintain(self, name: str, task) -> None:
         """One maintenance task: its failure is logged, never fatal; a stop request goes through."""
@@ -211,6 +218,9 @@ def with_express_first(queues: list, connection) -> list:
 def engine_health() -> str:
     try:
         docker_api().ping()
+    except StopRequested:
+        # rq's SIGTERM handler raised it during the ping: a stop, not the engine's fault.
+        raise
     except Exception as exc:
         return f"unreachable: {type(exc).__name__}: {exc}"[:300]
     return "ok"

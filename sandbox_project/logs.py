@@ -19,7 +19,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -33,15 +33,32 @@ class RoutineFilter(logging.Filter):
         return True
 
 
-# Piston's clients carry the API key in the path: /piston/<key>/api/v2/...
-PATH_KEY = re.compile(r"/piston/[^/\s]+/api/")
+# Piston's clients carry the API key in the path: /piston/<key>/api/v2/.... The segment after
+# /piston/ (and any repeated slash) is masked whatever follows it, since a mistyped path must not
+# show the key either; "api", the first segment of the key-less paths, is no key. The access log
+# writes a path as the client sent it, where "/piston/" may be percent-encoded (%73, %2F) and still
+# route there: either spelling counts.
+PISTON = "".join(f"(?:{re.escape(char)}|%{ord(char):02x})" for char in "/piston") + "(?:/|%2f)+"
+PATH_KEY = re.compile(PISTON + r"(?!api(?:[/?#\s\"]|%2f|$))[^/?#\s\"]+?(?=[/?#\s\"]|%2f|$)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    return PATH_KEY.sub("/piston/<key>", text)
 
 
 class RedactFilter(logging.Filter):
-    """Removes the API key from any path a record mentions (Django logs a failed request's path)."""
+    """Removes the API key from any path a record mentions: its message (Django logs a failed
+    request's path, granian's access log every request's) and its traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/piston/" in message:
-            record.msg, record.args = PATH_KEY.sub("/piston/<key>/api/", message), ()
+        if PATH_KEY.search(message):
+            record.msg, record.args = redact(message), ()
+        if record.exc_info and not record.exc_text:
+            # Formatters use the text cached here rather than format the exception again.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

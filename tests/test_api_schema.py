@@ -111,6 +111,17 @@ def test_the_dialects_document_their_originals_error_shapes(schema):
     assert "422" in schema["paths"]["/judge0/submissions"]["post"]["responses"]
 
 
+def test_judge0s_fields_are_described_as_they_behave(schema):
+    post = schema["paths"]["/judge0/submissions"]["post"]
+    request = post["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    answer = post["responses"]["201"]["content"]["application/json"]["schema"]["properties"]
+    # expected_output is judged, and a judged run reports its CPU time and memory.
+    assert "Accepted" in request["expected_output"]["description"]
+    assert "judged" in answer["memory"]["description"] and "CPU time" in answer["time"]["description"]
+    for field in (*request.values(), *answer.values()):
+        assert "until judging" not in field.get("description", "") and "Always null" not in field.get("description", "")
+
+
 def test_it_documents_the_202_with_its_location(schema):
     for path in ("/api/v1/execute", "/api/v1/executions"):
         accepted = schema["paths"][path]["post"]["responses"]["202"]

@@ -26,6 +26,10 @@ logging.getLogger("rq.worker").info("Worker %s: started with PID %d", "w1", 1)
 logging.getLogger("executions.state").info("execution task_id=t1 state=running")
 print("status", Client(HTTP_HOST="localhost").get("/api/v1/executions").status_code, flush=True)
 logging.getLogger("django.request").error("Internal Server Error: /boom")
+try:
+    raise ValueError("no route for /piston/rce_abc_SECRET1/v2/execute")
+except ValueError:
+    logging.getLogger("django.request").exception("Internal Server Error: %s", "/piston/rce_abc_SECRET2")
 """
 
 
@@ -71,3 +75,11 @@ def test_an_unknown_log_format_is_reported(settings):
     assert [error.id for error in checks.check_log_format(None)] == ["executions.E010"]
     settings.LOG_FORMAT = "json"
     assert checks.check_log_format(None) == []
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_a_piston_key_in_a_path_is_masked_in_messages_and_tracebacks(log_format):
+    _, stderr = console(LOG_FORMAT=log_format)
+    assert "SECRET" not in stderr
+    assert "Internal Server Error: /piston/<key>" in stderr
+    assert "no route for /piston/<key>/v2/execute" in stderr

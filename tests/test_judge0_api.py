@@ -7,9 +7,11 @@ import io
 import zipfile
 
 import pytest
+from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
-from executions.models import Execution
+from executions.models import Execution, Tenant
 from tests.conftest import assert_nothing_created, run_worker
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -63,6 +65,48 @@ def test_config_info_has_every_key_the_sdk_reads(alice):
     assert config.allow_enable_network is False and config.max_submission_batch_size == 20
 
 
+def test_callbacks_are_enabled_for_a_tenant_with_a_webhook_secret(alice):
+    assert judge0_client(alice).get("/judge0/config_info").json()["enable_callbacks"] is False
+    body = {"source_code": "print(1)", "language_id": 71, "callback_url": "https://example.com/hook"}
+    refused = judge0_client(alice).post("/judge0/submissions", body, format="json")
+    assert refused.status_code == 422 and list(refused.json()) == ["callback_url"]
+    alice.tenant.rotate_webhook_secret()
+    assert judge0_client(alice).get("/judge0/config_info").json()["enable_callbacks"] is True
+
+
+@pytest.mark.parametrize(
+    "body, errors",
+    [
+        # Judge0 1.14.0's ids are not 1.13.1's, which this platform says it is.
+        ({"source_code": b64("print(1)"), "language_id": 92}, {"language_id": ["language with id 92 doesn't exist"]}),
+        ({"source_code": b64("print(1)"), "language_id": 71, "stdin": base64.b64encode(b"\xff\xfe").decode()},
+         {"stdin": ["is not valid base64 of UTF-8 text"]}),
+    ],
+)
+def test_what_the_readme_says_is_refused_is_a_422(alice, body, errors):
+    response = judge0_client(alice).post("/judge0/submissions?base64_encoded=true", body, format="json")
+    assert (response.status_code, response.json()) == (422, errors)
+    assert_nothing_created()
+
+
+def zipped(*names: str) -> str:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in names:
+            zipped.writestr(name, "x = 1\n")
+    return base64.b64encode(archive.getvalue()).decode()
+
+
+# zipfile warns when it writes a name twice: that is the point here.
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("names", [(".env",), ("lib/.hidden.py",), ("main.py",), ("a.py", "a.py")])
+def test_a_hidden_or_twice_named_additional_file_is_a_422(alice, names):
+    body = {"source_code": "print(1)", "language_id": 71, "additional_files": zipped(*names)}
+    response = judge0_client(alice).post("/judge0/submissions", body, format="json")
+    assert response.status_code == 422 and list(response.json()) == ["additional_files"], response.json()
+    assert_nothing_created()
+
+
 def test_a_submission_is_an_execution_of_its_tenant(alice):
     token = submit(alice, {"source_code": "print(input()[::-1])", "language_id": 71, "stdin": "olleh"})["token"]
     execution = Execution.objects.get(id=token)
@@ -74,8 +118,13 @@ def test_a_submission_is_an_execution_of_its_tenant(alice):
     assert set(body) == {"token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
     assert (body["stdout"], body["stderr"], body["status"]["id"]) == ("hello\n", None, 3)
     assert float(body["time"]) >= 0
-    # The native API shows the same execution.
+    # The native API shows the same execution, and so does the admin's list.
     assert alice.get(token)["stdout"] == "hello\n"
+    User.objects.create_superuser("operator", "operator@example.com", "correct horse battery")
+    operator = Client()
+    assert operator.login(username="operator", password="correct horse battery")
+    listed = operator.get("/admin/executions/execution/")
+    assert listed.status_code == 200 and token in listed.content.decode()
 
 
 def test_base64_goes_both_ways_and_fields_choose_the_answer(alice):
@@ -91,6 +140,13 @@ def test_base64_goes_both_ways_and_fields_choose_the_answer(alice):
     everything = judge0_client(alice).get(f"/judge0/submissions/{token}?fields=*").json()
     assert everything["language"]["id"] == 71 and everything["command_line_arguments"] == "a 'b c'"
     assert everything["created_at"].endswith("Z")
+
+
+def test_command_line_arguments_lose_judge0s_shell_characters_and_expand_no_globs(alice):
+    arguments = "a;b $HOME `id` c|d e&f <in >out 'x y' *.py"
+    token = submit(alice, {"source_code": "print(1)", "language_id": 71, "command_line_arguments": arguments})["token"]
+    # As Judge0: $&;<>|` deleted, then split; no shell here, so no glob is expanded.
+    assert Execution.objects.get(id=token).args == ["ab", "HOME", "id", "cd", "ef", "in", "out", "x y", "*.py"]
 
 
 def test_additional_files_are_the_programs_files(alice):
@@ -136,12 +192,25 @@ def test_bad_input_is_judge0s_422(alice, body, errors):
     assert_nothing_created()
 
 
-def test_a_limit_out_of_bounds_is_a_422_naming_judge0s_field(alice):
-    response = judge0_client(alice).post(
-        "/judge0/submissions", {"source_code": "x", "language_id": 71, "wall_time_limit": 500}, format="json"
-    )
-    assert response.status_code == 422 and list(response.json()) == ["cpu_time_limit"]
+@pytest.mark.parametrize(
+    "limits, fields",
+    [
+        ({"wall_time_limit": 500}, ["wall_time_limit"]),
+        ({"cpu_time_limit": 500}, ["cpu_time_limit"]),
+        ({"cpu_time_limit": 500, "wall_time_limit": 600}, ["cpu_time_limit"]),
+        ({"cpu_time_limit": 700, "wall_time_limit": 600}, ["wall_time_limit"]),
+        ({"cpu_time_limit": 500, "wall_time_limit": 500}, ["cpu_time_limit", "wall_time_limit"]),
+        ({"memory_limit": 10**9}, ["memory_limit"]),
+    ],
+)
+def test_a_limit_out_of_bounds_is_a_422_naming_judge0s_field(alice, limits, fields):
+    response = judge0_client(alice).post("/judge0/submissions", {"source_code": "x", "language_id": 71, **limits}, format="json")
+    assert response.status_code == 422 and sorted(response.json()) == fields
     assert_nothing_created()
+    batch = judge0_client(alice).post(
+        "/judge0/submissions/batch", {"submissions": [{"source_code": "x", "language_id": 71, **limits}]}, format="json"
+    )
+    assert batch.status_code == 422 and sorted(batch.json()[0]) == fields
 
 
 def test_an_expected_output_is_judged_as_judge0_judges_it(alice):
@@ -217,3 +286,18 @@ def test_wait_true_answers_with_the_finished_submission(alice):
     body = submit(alice, {"source_code": b64("print('waited')"), "language_id": 71}, "?wait=true&base64_encoded=true")
     assert body["status"] == {"id": 3, "description": "Accepted"}
     assert base64.b64decode(body["stdout"]) == b"waited\n"
+
+
+def test_a_quota_or_rate_refusal_is_judge0s_429_with_retry_after(alice, bob):
+    Tenant.objects.filter(pk=alice.tenant.pk).update(max_queued=1)
+    submit(alice, {"source_code": "print(1)", "language_id": 71})
+    refused = judge0_client(alice).post("/judge0/submissions", {"source_code": "print(2)", "language_id": 71}, format="json")
+    assert refused.status_code == 429 and set(refused.json()) == {"error"}
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Execution.objects.count() == 1
+    Tenant.objects.filter(pk=bob.tenant.pk).update(rate_per_minute=2)
+    for _ in range(2):
+        assert judge0_client(bob).get("/judge0/statuses").status_code == 200
+    limited = judge0_client(bob).get("/judge0/statuses")
+    assert limited.status_code == 429 and set(limited.json()) == {"error"}
+    assert 1 <= int(limited["Retry-After"]) <= 60

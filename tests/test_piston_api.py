@@ -118,3 +118,64 @@ def test_an_execute_that_cannot_be_waited_for_is_cancelled_and_refused(alice, mo
     assert response.status_code == 503 and response["Retry-After"] == "5"
     assert set(response.json()) == {"message"}
     assert Execution.objects.get().status == "cancelled"
+
+
+def test_a_quota_or_rate_refusal_is_pistons_429_with_retry_after(alice, bob):
+    Tenant.objects.filter(pk=alice.tenant.pk).update(max_queued=1)
+    alice.submit("print(1)")
+    refused = execute(f"/piston/{alice.key}/api/v2/execute", PYTHON)
+    assert refused.status_code == 429 and set(refused.json()) == {"message"}
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Execution.objects.count() == 1
+    Tenant.objects.filter(pk=bob.tenant.pk).update(rate_per_minute=2)
+    for _ in range(2):
+        assert APIClient().get(f"/piston/{bob.key}/api/v2/runtimes").status_code == 200
+    limited = APIClient().get(f"/piston/{bob.key}/api/v2/runtimes")
+    assert limited.status_code == 429 and set(limited.json()) == {"message"}
+    assert 1 <= int(limited["Retry-After"]) <= 60
+
+
+@pytest.mark.usefixtures("worker_process")
+def test_a_compile_error_is_pistons_compile_stage_and_its_run(alice):
+    response = execute(
+        f"/piston/{alice.key}/api/v2/execute",
+        {"language": "c", "version": "*", "files": [{"name": "main.c", "content": "int main(void) { return boom; }"}]},
+    )
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["language"], set(body)) == ("c", {"language", "version", "compile", "run"})
+    compiled = body["compile"]
+    assert (compiled["stdout"], compiled["code"], compiled["signal"], compiled["status"]) == ("", 1, None, "RE")
+    assert "boom" in compiled["stderr"] and compiled["output"] == compiled["stderr"]
+    # As Piston: the run that never happened is the compile stage again.
+    assert body["run"] == compiled
+
+
+JAVA_CLASSES = [
+    ("public class HelloWorld {", "HelloWorld"),
+    ("public final class Solution {", "Solution"),
+    ("class Program {", "Program"),
+]
+
+
+@pytest.mark.usefixtures("worker_process")
+def test_a_java_class_of_any_name_runs_as_on_piston(alice):
+    for declaration, name in JAVA_CLASSES:
+        source = f"{declaration}\n  public static void main(String[] args) {{ System.out.println(\"{name} \" + args[0]); }}\n}}\n"
+        body = {"language": "java", "version": "*", "files": [{"name": "Main.java", "content": source}], "args": ["ran"]}
+        response = execute(f"/piston/{alice.key}/api/v2/execute", body)
+        assert response.status_code == 200, response.content
+        result = response.json()
+        assert (result["run"]["stdout"], result["run"]["code"]) == (f"{name} ran\n", 0), result
+
+
+def test_a_java_class_name_is_only_ever_an_identifier(alice):
+    from executions.compat.piston import java_program
+
+    assert java_program("public class Main { }", ()) == ("public class Main { }", ())
+    # Not an identifier this reads as a file name: left as it is (and javac says what is wrong).
+    for source in ("public class Hello$World { }", "public class ../../x { }", "// the class here\n"):
+        assert java_program(source, ()) == (source, ())
+    launcher, (program,) = java_program("class A {}\npublic class B { }", ())
+    assert program == {"name": "B.java", "content": "class A {}\npublic class B { }", "encoding": "utf-8"}
+    assert "B.main(args)" in launcher

@@ -94,6 +94,12 @@ def test_the_key_in_the_path_never_reaches_the_log(server):
     )
     assert request(f"{base}/{key}/api/v2/nothing")[0] == 404
     assert request(f"{base}/{key}/api/v2/execute", {"language": "python"}, "application/x-www-form-urlencoded")[0] == 415
+    # Whatever follows the key, and whatever spelling of the path routes to it.
+    for path in (f"{key}", f"{key}/", f"{key}/api", f"{key}/runtimes", f"{key}/v2/execute", f"{key}?x=1", f"/{key}"):
+        assert request(f"{base}/{path}")[0] == 404, path
+    # The access log writes the path as sent; these spellings route to the key's views all the same.
+    for path in (f"/pi%73ton/{key}/api/v2/runtimes", f"/piston%2F{key}/api/v2/runtimes"):
+        assert request(f"http://127.0.0.1:{port}{path}")[0] == 200, path
     mistyped = key[:-4] + "abcd"
     status, body = request(f"{base}/{mistyped}/api/v2/runtimes")
     assert status == 401 and mistyped not in body["message"]

@@ -13,6 +13,7 @@ import redis
 from rq.exceptions import StopRequested
 
 from executions import scheduler, store
+from executions import worker as worker_module
 from executions.models import Execution
 from executions.worker import SandboxWorker
 from tests.conftest import free_port, run_worker, wait_for_status
@@ -126,3 +127,58 @@ def test_a_stop_request_swallowed_inside_a_maintenance_task_still_stops_the_work
     finally:
         for number, handler in handlers.items():
             signal.signal(number, handler)
+
+
+def test_a_stop_request_during_the_engine_check_before_a_job_stops_the_worker(redis_conn, monkeypatch):
+    """A SIGTERM that came during the engine's ping before a job was once taken for an unreachable
+    engine: the worker waited for it, found it again, and listened for jobs with its stop forgotten."""
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
+
+    pings = []
+
+    class Engine:
+        def ping(self):
+            # The SIGTERM comes during the first ping; the engine itself is fine.
+            pings.append(1)
+            if len(pings) == 1:
+                worker.request_stop(signal.SIGTERM, None)
+
+    monkeypatch.setattr(worker_module, "docker_api", Engine)
+    monkeypatch.setattr(worker, "make_ahead", lambda: None)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(StopRequested):
+            worker.check_for_suspension(burst=False)
+        # Swallowed on its way, it still stops the worker before the next job.
+        monkeypatch.setattr(worker_module, "engine_health", lambda: "ok")
+        with pytest.raises(StopRequested):
+            worker.check_for_suspension(burst=False)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def test_a_stop_request_waits_for_the_runtime_probe_then_stops_the_worker(redis_conn, monkeypatch):
+    """A SIGTERM raised inside the probe's engine calls left its sandbox created and never removed."""
+    worker = SandboxWorker([scheduler.queue()], connection=store.connection())
+    finished = []
+
+    def probe_as_sigterm_finds_it(connection):
+        worker.request_stop(signal.SIGTERM, None)
+        finished.append(True)
+
+    monkeypatch.setattr(worker_module, "engine_health", lambda: "ok")
+    monkeypatch.setattr(worker_module.janitor, "sweep", lambda *args, **kwargs: None)
+    monkeypatch.setattr(worker_module.janitor, "sweep_code_dirs", lambda *args, **kwargs: None)
+    monkeypatch.setattr(worker_module.janitor, "mounted_code_dirs", lambda *args, **kwargs: set())
+    monkeypatch.setattr(worker_module.reconciler, "reconcile", lambda name: None)
+    monkeypatch.setattr(worker, "make_ahead", lambda: None)
+    monkeypatch.setattr(worker_module.runtimes, "record", probe_as_sigterm_finds_it)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(StopRequested):
+            worker.run_maintenance_tasks()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    assert finished == [True]

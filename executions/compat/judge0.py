@@ -185,11 +185,12 @@ class AboutView(Judge0View):
 class ConfigInfoView(Judge0View):
     @judge0_schema("Judge0's configuration keys, with this platform's values", {"type": "object"}, operation_id="judge0_config_info")
     def get(self, request: Request) -> Response:
-        return Response(config_info())
+        return Response(config_info(request.user))
 
 
-def config_info() -> dict:
-    """Judge0's configuration keys, with this platform's values (limits of the default language)."""
+def config_info(tenant: Tenant) -> dict:
+    """Judge0's configuration keys, with this platform's values for this tenant (limits of the
+    default language). Callbacks are the tenant's webhooks: signed, so only with a webhook secret."""
     default = languages.CATALOG["python"]
     defaults, maxima = limits.language_defaults(default), limits.language_maxima(default)
     return {
@@ -199,7 +200,7 @@ def config_info() -> dict:
         "allowed_languages_for_compile_options": [],
         "enable_command_line_arguments": True,
         "enable_submission_delete": False,
-        "enable_callbacks": True,
+        "enable_callbacks": bool(tenant.webhook_secret),
         "callbacks_max_tries": 1,
         "callbacks_timeout": float(settings.WEBHOOK_TIMEOUT_SECONDS),
         "enable_additional_files": True,
@@ -335,6 +336,35 @@ def number_field(data: dict, name: str, problems: dict) -> float | None:
     return number
 
 
+# The characters Judge0 deletes from command_line_arguments and compiler_options before its shell
+# sees them. Here no shell ever does (the rest is split into argv items), but a client that relied
+# on Judge0 deleting them gets the same arguments.
+SHELL_CHARACTERS = str.maketrans("", "", "$&;<>|`")
+MAX_OPTIONS_LENGTH = 512
+
+
+def split_options(data: dict, name: str, problems: dict) -> tuple[str, ...]:
+    """Judge0's command_line_arguments or compiler_options as argv items: at most 512 characters,
+    without Judge0's deleted characters, split by shell quoting (no expansion of any kind)."""
+    value = data.get(name)
+    if not value:
+        return ()
+    try:
+        if not isinstance(value, str) or len(value) > MAX_OPTIONS_LENGTH:
+            raise ValueError
+        return tuple(shlex.split(value.translate(SHELL_CHARACTERS)))
+    except ValueError:
+        problems[name] = [f"must be a string of at most {MAX_OPTIONS_LENGTH} characters that a shell can split"]
+        return ()
+
+
+def time_limit_fields(data: dict, problems: dict) -> dict[str, float]:
+    """Judge0's time limits given, by name. The platform has one deadline per run, on the wall
+    clock: the lower of the two."""
+    given = {name: number_field(data, name, problems) for name in ("cpu_time_limit", "wall_time_limit")}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def true(value) -> bool:
     return value is True or value in ("true", "1", 1)
 
@@ -387,8 +417,7 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
             pass
         if language is None:
             problems["language_id"] = [f"language with id {language_id} doesn't exist"]
-    # The platform has one deadline per run, on the wall clock: the tighter of Judge0's two limits.
-    time_limits = [t for t in (number_field(data, n, problems) for n in ("cpu_time_limit", "wall_time_limit")) if t is not None]
+    time_limits = time_limit_fields(data, problems)
     memory_kb = number_field(data, "memory_limit", problems)
     if data.get("compiler_options"):
         problems["compiler_options"] = ["setting compiler options is not allowed"]
@@ -397,15 +426,7 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
     for name in ("enable_per_process_and_thread_time_limit", "enable_per_process_and_thread_memory_limit"):
         if true(data.get(name)):
             problems[name] = ["this option cannot be enabled"]
-    args: tuple[str, ...] = ()
-    arguments = data.get("command_line_arguments")
-    if arguments:
-        try:
-            if not isinstance(arguments, str) or len(arguments) > 512:
-                raise ValueError
-            args = tuple(shlex.split(arguments))
-        except ValueError:
-            problems["command_line_arguments"] = ["must be a string of at most 512 characters that a shell can split"]
+    args = split_options(data, "command_line_arguments", problems)
     callback_url = data.get("callback_url") or ""
     if not isinstance(callback_url, str):
         problems["callback_url"] = ["must be a string"]
@@ -416,22 +437,27 @@ def as_submission(data, encoded: bool) -> submissions.Submission:
         language,
         code,
         **judged_fields(expected_output, stdin, args),
-        timeout_seconds=min(time_limits) if time_limits else None,
+        timeout_seconds=min(time_limits.values()) if time_limits else None,
         memory_mb=math.ceil(memory_kb / 1024) if memory_kb is not None else None,
         files=files,
         callback_url=callback_url,
     )
 
 
-def admission_error(exc: submissions.AdmissionError) -> exceptions.APIException:
-    """Admission's refusal in Judge0's shapes: a field's fault is a 422, the rest keep their status."""
+def admission_error(exc: submissions.AdmissionError, data=None) -> exceptions.APIException:
+    """Admission's refusal of the submission `data` in Judge0's shapes: a field's fault is a 422
+    naming that field, the rest keep their status."""
     refused = platform_refusal(exc, Judge0Error)
     if refused is not None:
         return refused
+    if exc.code == "invalid_limit" and exc.field == "timeout_seconds":
+        # The one deadline is the lower time limit: the fields that set it are at fault.
+        given = time_limit_fields(data, {}) if isinstance(data, dict) else {}
+        lowest = min(given.values(), default=None)
+        at_fault = [name for name, value in given.items() if value == lowest] or ["cpu_time_limit"]
+        return Judge0Invalid({name: [exc.message] for name in at_fault})
     if exc.code == "invalid_limit":
-        field = "cpu_time_limit" if exc.field == "timeout_seconds" else "memory_limit"
-        message = exc.message if exc.field == "timeout_seconds" else f"{exc.message} (here in MiB; Judge0's is in KB)"
-        return Judge0Invalid({field: [message]})
+        return Judge0Invalid({"memory_limit": [f"{exc.message} (here in MiB; Judge0's is in KB)"]})
     if exc.code == "language_not_allowed":
         return Judge0Invalid({"language_id": [exc.message]})
     if exc.field in FIELD_NAMES:
@@ -603,7 +629,7 @@ class SubmissionsView(AdmissionMixin, Judge0View):
         try:
             execution, _ = submissions.submit(request.user, submission, idempotency_key(request))
         except submissions.AdmissionError as exc:
-            raise admission_error(exc) from None
+            raise admission_error(exc, request.data) from None
         if request.query_params.get("wait") != "true":
             return Response({"token": str(execution.id)}, status=status.HTTP_201_CREATED)
         # Judge0 answers when the run ends; here a run that outlasts the wait (or finds no free
@@ -672,7 +698,7 @@ class BatchView(AdmissionMixin, Judge0View):
             except Judge0Invalid as exc:
                 answers.append(exc.fields)
             except submissions.AdmissionError as exc:
-                error = admission_error(exc)
+                error = admission_error(exc, item)
                 if not isinstance(error, Judge0Invalid):
                     raise error from None
                 answers.append(error.fields)

@@ -277,15 +277,40 @@ def as_submission(body, versions: dict[str, str]) -> tuple[languages.Language, s
         raise PistonError("stdin must be a string")
     run_timeout, run_memory = body.get("run_timeout"), body.get("run_memory_limit")
     # Piston runs its first utf8 file; here that file is the language's entry point.
+    code = files[entry]["content"]
+    others = tuple(program_file(file, index) for index, file in enumerate(files) if index != entry)
+    if language.name == "java":
+        code, others = java_program(code, others)
     return language, submissions.Submission(
         language.name,
-        files[entry]["content"],
+        code,
         stdin,
         timeout_seconds=run_timeout / 1000 if run_timeout and run_timeout > 0 else None,
         memory_mb=math.ceil(run_memory / (1024 * 1024)) if run_memory and run_memory > 0 else None,
-        files=tuple(program_file(file, index) for index, file in enumerate(files) if index != entry),
+        files=others,
         args=tuple(args),
     )
+
+
+# A Java source's class, declared at the start of a line (not in a comment): its public one, else
+# its first. A plain identifier only, since it becomes a file name and a line of Java source.
+JAVA_PUBLIC_CLASS = re.compile(
+    r"^[ \t]*public\s+(?:(?:final|abstract|strictfp)\s+)*class\s+([A-Za-z_][A-Za-z0-9_]*)\b(?!\$)", re.MULTILINE
+)
+JAVA_CLASS = re.compile(r"^[ \t]*(?:(?:final|abstract|strictfp)\s+)*class\s+([A-Za-z_][A-Za-z0-9_]*)\b(?!\$)", re.MULTILINE)
+
+
+def java_program(code: str, files: tuple[dict, ...]) -> tuple[str, tuple[dict, ...]]:
+    """Piston runs a Java program whatever its class is called (java's single-file launcher); the
+    catalog compiles Main.java and runs class Main, and javac wants a public class in a file of its
+    name. A program whose class is not Main goes in a file named after it, and the entry point
+    becomes a Main that calls its main."""
+    match = JAVA_PUBLIC_CLASS.search(code) or JAVA_CLASS.search(code)
+    if match is None or re.search(r"\bclass\s+Main\b", code):
+        return code, files
+    name = match.group(1)
+    launcher = f"public class Main {{ public static void main(String[] args) throws Throwable {{ {name}.main(args); }} }}\n"
+    return launcher, ({"name": f"{name}.java", "content": code, "encoding": "utf-8"}, *files)
 
 
 PISTON_FIELDS = {"timeout_seconds": "run_timeout", "memory_mb": "run_memory_limit", "code": "files"}

@@ -50,9 +50,17 @@ JUDGE0_SUBMISSION = {
         "exit_code": {"type": "integer", "nullable": True},
         "exit_signal": {"type": "integer", "nullable": True},
         "status": JUDGE0_STATUS,
-        "time": {**STRING_OR_NULL, "description": "Seconds the run took (wall clock), as a decimal string."},
-        "wall_time": STRING_OR_NULL,
-        "memory": {"type": "integer", "nullable": True, "description": "Always null: not measured."},
+        "time": {
+            **STRING_OR_NULL,
+            "description": "Seconds, as a decimal string: the run's CPU time when it was judged (with "
+            "`expected_output`), else its wall-clock time.",
+        },
+        "wall_time": {**STRING_OR_NULL, "description": "Seconds the run took on the wall clock, as a decimal string."},
+        "memory": {
+            "type": "integer",
+            "nullable": True,
+            "description": "The run's peak memory in KB when it was judged (with `expected_output`); else null.",
+        },
     },
 }
 JUDGE0_REQUEST = {
@@ -62,12 +70,19 @@ JUDGE0_REQUEST = {
         "source_code": {"type": "string"},
         "language_id": {"type": "integer"},
         "stdin": STRING_OR_NULL,
-        "expected_output": {**STRING_OR_NULL, "description": "Refused (422) until judging is wired in."},
+        "expected_output": {
+            **STRING_OR_NULL,
+            "description": "The run is judged against it: Accepted (3) or Wrong Answer (4); whitespace at "
+            "the ends of lines and of the output does not count.",
+        },
         "cpu_time_limit": {"type": "number", "nullable": True},
         "wall_time_limit": {"type": "number", "nullable": True},
         "memory_limit": {"type": "number", "nullable": True, "description": "KB"},
         "command_line_arguments": {**STRING_OR_NULL, "maxLength": 512},
-        "compiler_options": {**STRING_OR_NULL, "description": "Refused (422) unless empty."},
+        "compiler_options": {
+            **STRING_OR_NULL,
+            "description": "Refused (422) unless empty: not supported yet (see `/config_info`).",
+        },
         "additional_files": {**STRING_OR_NULL, "description": "A base64 zip: the program's other files."},
         "callback_url": STRING_OR_NULL,
         "enable_network": {"type": "boolean", "nullable": True, "description": "`true` is refused (422)."},
