@@ -6,8 +6,9 @@
 With --live, on a private platform with real workers (bench.common.Stack, PostgreSQL): how long a
 line printed by a script every 100 ms takes to reach an SSE client (the script prints its clock;
 the client compares with its own), and the sandbox throughput of a batch of short runs with and
-without --streams streams open on them (the same workers; runs per second from the first start to
-the last end, as the database recorded them). Then, in-process: what publishing costs a run,
+without --streams streams kept open on them the whole time (each client follows a run not yet
+ended; the same workers; runs per second from the first start to the last end, as the database
+recorded them; --rounds batches of each, alternated). Then, in-process: what publishing costs a run,
 watched or not (CPU time in the publisher per run).
 
 Starts the web server (sandbox_project/serve.py, one process, WEB_THREADS 8) and no sandbox worker;
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -170,29 +172,56 @@ async def live_latency(stack, runs: int, lines: int) -> list[float]:
     return latencies
 
 
-async def batch_throughput(stack, count: int, streams: int) -> tuple[float, int]:
+async def batch_throughput(stack, count: int, streams: int) -> tuple[float, int, float]:
     """Runs per second of `count` short runs submitted at once, with `streams` streams open on them
-    (spread evenly) from before the first starts; and the output events the streams received."""
+    the whole time: each client watches a run not yet ended and, when its stream ends, opens
+    another on one still unfinished, as long as any is. Returns the rate, the output events the
+    streams received, and how many streams were open on average while the runs ran."""
     stack.manage("shell", "-c", "from executions.models import Execution; Execution.objects.all().delete()")
     # Submitted with no worker running, so that every stream is open before any run starts.
     task_ids = [stack.submit(SHORT) for _ in range(count)]
     received = [0]
+    ended: set[str] = set()
+    open_now = [0]
 
     def on_event(name, data, received_at):
         received[0] += name == "output"
+        if name == "execution":
+            ended.add(data["task_id"])
 
-    readers = [
-        asyncio.ensure_future(sse_events(stack.port, stack.key, task_ids[i % count], on_event)) for i in range(streams)
-    ]
+    async def follow(first: int) -> None:
+        task_id = task_ids[first]
+        while True:
+            open_now[0] += 1
+            try:
+                await sse_events(stack.port, stack.key, task_id, on_event)
+            finally:
+                open_now[0] -= 1
+            ended.add(task_id)
+            unfinished = [other for other in task_ids if other not in ended]
+            if not unfinished:
+                return
+            task_id = random.choice(unfinished)
+
+    followers = [asyncio.ensure_future(follow(i % count)) for i in range(streams)]
     await asyncio.sleep(min(30, 2 + streams / 100))
+    samples: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            samples.append(open_now[0])
+            await asyncio.sleep(0.25)
+
+    sampler = asyncio.ensure_future(sample())
     stack.start_workers(WORKERS)
     await asyncio.get_running_loop().run_in_executor(None, stack.wait_until_finished, 300)
-    await asyncio.wait_for(asyncio.gather(*readers), 120)
+    sampler.cancel()
+    await asyncio.wait_for(asyncio.gather(*followers), 120)
     stack.stop(stack.workers)
     stack.workers.clear()
     rows = stack.executions()
     started, finished = min(r["started"] for r in rows), max(r["finished"] for r in rows)
-    return count / (finished - started), received[0]
+    return count / (finished - started), received[0], statistics.mean(samples) if samples else 0.0
 
 
 WORKERS = 2
@@ -250,19 +279,27 @@ async def live_main(args) -> None:
         stack.stop(stack.workers)
         stack.workers.clear()
         data["latency_ms"] = {k: v * 1000 if k != "n" else v for k, v in summary(latencies).items()}
-        without, _ = await batch_throughput(stack, args.batch, 0)
-        with_streams, outputs = await batch_throughput(stack, args.batch, args.streams)
-        again, _ = await batch_throughput(stack, args.batch, 0)
-        data["throughput"] = {"without": [without, again], "with_streams": with_streams, "streams": args.streams,
-                              "output_events_received": outputs, "workers": WORKERS, "batch": args.batch}
+        # Alternated, as the spread between batches of the same kind is of the order of the effect.
+        withouts, withs, outputs, opened = [], [], 0, []
+        for _ in range(args.rounds):
+            withouts.append((await batch_throughput(stack, args.batch, 0))[0])
+            rate, events, open_mean = await batch_throughput(stack, args.batch, args.streams)
+            withs.append(rate)
+            outputs += events
+            opened.append(open_mean)
+        without, with_streams = statistics.median(withouts), statistics.median(withs)
+        data["throughput"] = {"without": withouts, "with_streams": withs, "streams": args.streams,
+                              "streams_open_mean": opened, "output_events_received": outputs,
+                              "workers": WORKERS, "batch": args.batch}
     data["publishing_cpu_ms_per_run"] = {k: v * 1000 for k, v in publishing_cost(args.cost_runs, args.runtime).items()}
     lat = data["latency_ms"]
     print(f"runtime: {args.runtime or 'runc'}; {load_note(data['machine'])}")
     print(f"print -> SSE receipt, {lat['n']} lines: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, max {lat['max']:.1f} ms")
     t = data["throughput"]
-    print(f"throughput, {t['batch']} short runs, {t['workers']} workers: without streams {without:.2f}/s and "
-          f"{again:.2f}/s; with {t['streams']} streams open on them {with_streams:.2f}/s "
-          f"({(with_streams / ((without + again) / 2) - 1) * 100:+.1f} %), {outputs} output events received")
+    print(f"throughput, {t['batch']} short runs, {t['workers']} workers, {args.rounds} rounds: without streams "
+          f"{', '.join(f'{r:.2f}' for r in withouts)}/s (median {without:.2f}); with {t['streams']} streams "
+          f"(open on average {', '.join(f'{o:.0f}' for o in opened)}) {', '.join(f'{r:.2f}' for r in withs)}/s "
+          f"(median {with_streams:.2f}, {(with_streams / without - 1) * 100:+.1f} %), {outputs} output events received")
     cost = data["publishing_cpu_ms_per_run"]
     print(f"publisher CPU per run: unwatched {cost['unwatched']:.3f} ms, watched {cost['watched']:.3f} ms")
     print(json.dumps(data))
@@ -274,6 +311,7 @@ if __name__ == "__main__":
     parser.add_argument("--live", action="store_true", help="live output: latency, throughput with streams, cost")
     parser.add_argument("--runtime", default="", help="with --live: runc (default) or runsc")
     parser.add_argument("--batch", type=int, default=100, help="with --live: short runs per throughput batch")
+    parser.add_argument("--rounds", type=int, default=3, help="with --live: batches without and with streams, alternated")
     parser.add_argument("--latency-runs", type=int, default=5, help="with --live: runs of 20 lines for the latency")
     parser.add_argument("--cost-runs", type=int, default=20, help="with --live: runs per publishing cost figure")
     arguments = parser.parse_args()
