@@ -168,12 +168,9 @@ def check_files(language: languages.Language, code: str, files: tuple[dict, ...]
     names = {language.source}
     for file in files:
         name = file["name"]
-        if not languages.safe_name(name) or name in languages.RESERVED_NAMES:
-            raise Invalid(
-                f"{name!r} is not a safe relative file name (no absolute path, no `..`, no hidden part).",
-                code="invalid_file_name",
-                field="files",
-            )
+        problem = languages.name_problem(name)
+        if problem:
+            raise Invalid(problem, code="invalid_file_name", field="files")
         if name in names or any(other.startswith(name + "/") or name.startswith(other + "/") for other in names):
             raise Invalid(f"{name!r} is named twice (the entry point is {language.source}).", code="duplicate_file", field="files")
         names.add(name)

@@ -25,6 +25,19 @@ def test_it_refuses_an_unsafe_file_name(alice, name):
     assert_nothing_created()
 
 
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", ".hidden.py", "stdin"])
+def test_it_refuses_an_unsafe_name_for_the_entry_point_too(alice, name):
+    # Without `code`, the entry point is one of the files: its name is checked before it is let go.
+    entry_first = {"language": "python", "files": [{"name": name, "content": "print(1)"}]}
+    body = assert_error(post(alice, entry_first), 400, "invalid_file_name")
+    assert body["error"]["message"].startswith("files: ")
+    entry_later = {"language": "python", "files": [{"name": "lib.py", "content": ""}, {"name": name, "content": "x"}]}
+    assert_error(post(alice, entry_later), 400, "invalid_file_name")
+    batch = alice.client.post("/api/v1/executions/batch", {"executions": [entry_first]}, format="json")
+    assert_error(batch, 400, "invalid_file_name")
+    assert_nothing_created()
+
+
 def test_it_refuses_two_files_of_one_name(alice):
     body = {"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}
     assert_error(post(alice, body), 400, "duplicate_file")

@@ -280,6 +280,13 @@ def safe_name(name: str) -> bool:
     )
 
 
+def name_problem(name: str) -> str | None:
+    """Why a program's file may not have this name, or None: every name, the entry point's too."""
+    if not safe_name(name) or name in RESERVED_NAMES:
+        return f"{name!r} is not a safe relative file name (no absolute path, no `..`, no hidden part)."
+    return None
+
+
 def get(name: str) -> Language | None:
     """The language a name or alias stands for, or None."""
     canonical = SPELLINGS.get(name)
