@@ -30,8 +30,7 @@ ATTACKS = {
 
 
 RUNTIMES = ["runc"] + (["runsc"] if "runsc" in runner.docker_api().info().get("Runtimes", {}) else [])
-# Go's compiler starts threads, which gVisor with --oci-seccomp refuses here (see test_every_language).
-PARAMS = [(runtime, name) for runtime in RUNTIMES for name in ATTACKS if runtime == "runc" or not name.startswith("go")]
+PARAMS = [(runtime, name) for runtime in RUNTIMES for name in ATTACKS]
 
 
 @pytest.mark.parametrize("runtime, name", PARAMS)
