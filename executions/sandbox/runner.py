@@ -56,8 +56,18 @@ def run_command(language: Language) -> str:
 
 
 # A compile stage's diagnostics go to stderr; its stdout is a tar of what it made, and nothing else.
+# The compiler reads /dev/null and writes to a file that tail copies to stderr as it grows (until the
+# compiler ends, so a killed compile keeps what it said): were its stdout and stderr the stage's
+# pipes, a source that includes /proc/self/fd/1 would read its own output stream, waiting for itself
+# until the compile time limit.
+COMPILE_LOG = "/tmp/compile.log"
+
+
 def compile_command(language: Language) -> str:
-    return f"mkdir {OUT_DIR} && {{ {language.compile.command}\n}} >&2 && exec tar -cf - -C {OUT_DIR} ."
+    return (
+        f"mkdir {OUT_DIR} && : >{COMPILE_LOG} && {{ {{ {language.compile.command}\n}} </dev/null >>{COMPILE_LOG} 2>&1 & "
+        f"tail -s 0.05 -c +1 -f --pid=$! {COMPILE_LOG} >&2; wait $!; }} && exec tar -cf - -C {OUT_DIR} ."
+    )
 
 
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
