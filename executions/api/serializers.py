@@ -91,8 +91,8 @@ class LanguageField(serializers.ChoiceField):
         super().__init__(choices=languages.choices(), **kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and data in languages.SPELLINGS:
-            data = languages.SPELLINGS[data]
+        if isinstance(data, str):
+            data = languages.name_of(data) or data
         return super().to_internal_value(data)
 
 

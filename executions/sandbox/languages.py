@@ -254,7 +254,8 @@ CATALOG: dict[str, Language] = {
 }
 
 NAMES: tuple[str, ...] = tuple(CATALOG)
-# Every accepted spelling (name or alias) to the language's name.
+# Every accepted spelling (name or alias, in lower case) to the language's name. Read it through
+# name_of(): the API, the fast lane and the CLI accept the same spellings, in any ASCII case.
 SPELLINGS: dict[str, str] = {
     spelling: language.name for language in CATALOG.values() for spelling in (language.name, *language.aliases)
 }
@@ -287,9 +288,14 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def name_of(spelling: str) -> str | None:
+    """The name of the language a name or alias stands for ("JS" -> "javascript"), or None."""
+    return SPELLINGS.get(spelling.lower() if spelling.isascii() else spelling)
+
+
 def get(name: str) -> Language | None:
     """The language a name or alias stands for, or None."""
-    canonical = SPELLINGS.get(name)
+    canonical = name_of(name)
     return CATALOG[canonical] if canonical else None
 
 
