@@ -46,6 +46,40 @@ def test_it_refuses_two_files_of_one_name(alice):
     assert_nothing_created()
 
 
+def test_a_java_entry_point_is_named_after_its_public_class(alice):
+    # So Main.java may be another file of the program, and Solution.java may not.
+    entry = "public class Solution { public static void main(String[] a) {} }"
+    other = {"name": "Main.java", "content": "class Main {}"}
+    assert post(alice, {"language": "java", "code": entry, "files": [other]}).status_code == 202
+    same = {"language": "java", "code": entry, "files": [{"name": "Solution.java", "content": ""}]}
+    assert_error(post(alice, same), 400, "duplicate_file")
+
+
+@pytest.mark.parametrize(
+    "code, entry",
+    [
+        ("public class Solution { }", "Solution.java"),
+        ("import java.util.*;\n\npublic final class Solver_2 {\n}\n", "Solver_2.java"),
+        ("public record Point(int x) { }", "Point.java"),
+        # No public class, or only a nested one (indented): Main, as javac and the JVM are told.
+        ("class Solution { }", "Main.java"),
+        ("class Outer {\n    public class Inner { }\n}\n", "Main.java"),
+        ("// public class Comment\nclass Main { }", "Main.java"),
+    ],
+)
+def test_the_java_entry_points_name_comes_from_its_public_class(code, entry):
+    java = languages.CATALOG["java"]
+    assert java.entry(code) == entry
+    assert java.environment_for(code) == {"ENTRY": entry.removesuffix(".java")}
+
+
+def test_other_languages_keep_their_source_name():
+    for language in languages.CATALOG.values():
+        if language.name != "java":
+            assert language.entry("public class Solution { }") == language.source
+            assert language.environment_for("public class X { }") == language.environment
+
+
 def test_it_refuses_a_file_that_is_also_a_directory(alice):
     body = {"language": "python", "code": "print(1)", "files": [{"name": "a", "content": ""}, {"name": "a/b.py", "content": ""}]}
     assert_error(post(alice, body), 400, "duplicate_file")

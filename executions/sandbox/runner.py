@@ -193,12 +193,14 @@ class Stage:
     waits: bool = False
 
 
-def run_stage_of(language: Language, args: tuple[str, ...] = ()) -> Stage:
-    return Stage(image_for(language.name), run_command(language), tuple(args), tuple(language.environment.items()))
+def run_stage_of(language: Language, args: tuple[str, ...] = (), code: str = "") -> Stage:
+    """The run stage of the program whose entry point is `code` (Java's names the class to run)."""
+    environment = tuple(language.environment_for(code).items())
+    return Stage(image_for(language.name), run_command(language), tuple(args), environment)
 
 
-def compile_stage_of(language: Language) -> Stage:
-    return Stage(image_for(language.name), compile_command(language), (), tuple(language.environment.items()))
+def compile_stage_of(language: Language, code: str = "") -> Stage:
+    return Stage(image_for(language.name), compile_command(language), (), tuple(language.environment_for(code).items()))
 
 
 # Nothing from the worker's environment reaches the container: this is the whole environment.
@@ -407,16 +409,16 @@ def mounts_as_expected(mounts: list[dict], code_source: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Program:
-    """A program's files for /code: relative path -> content, the entry point under the language's
-    source name. `executables` are the paths a compile stage made executable."""
+    """A program's files for /code: relative path -> content, the entry point under the name its
+    language gives it (Language.entry). `executables` are the paths a compile stage made executable."""
 
     files: dict[str, bytes]
     executables: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, language: Language, code: str, files: list[tuple[str, bytes]] | None = None) -> Program:
-        """The entry point `code` as the language's source, beside the program's other files."""
-        return cls({**dict(files or ()), language.source: code.encode()})
+        """The entry point `code` under its name, beside the program's other files."""
+        return cls({**dict(files or ()), language.entry(code): code.encode()})
 
     def with_stdin(self, stdin: str | bytes) -> dict[str, bytes]:
         data = stdin.encode() if isinstance(stdin, str) else stdin
@@ -617,14 +619,14 @@ def run(
     if spec.compile:
         compile_limits = Limits.for_stage(spec.compile.limits, limits.runtime)
         compiled = run_stage(
-            compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created,
+            compile_stage_of(spec, code), program.with_stdin(b""), program.executables, compile_limits, labels, on_created,
             cancelled, live and live("compile"),
         )
         if compiled.status != "completed":
             return compile_failure(compiled, compile_limits)
         program = compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
     result = run_stage(
-        run_stage_of(spec, tuple(args)), program.with_stdin(stdin), program.executables, limits, labels, on_created,
+        run_stage_of(spec, tuple(args), code), program.with_stdin(stdin), program.executables, limits, labels, on_created,
         cancelled, live and live("run"),
     )
     if compiled is not None:
