@@ -115,7 +115,8 @@ def test_a_java_program_runs_the_public_class_its_entry_point_declares(alice):
     body = run_json(alice, {"language": "java", "files": files})
     assert (body["status"], body["stdout"]) == ("completed", "42\n"), (body["stderr"], body["compile_output"])
     # Sent as `code`, without a name: the same rule, so another file of the program may be Main.java.
-    body = run_json(alice, {"language": "java", "code": solution % "Main", "files": [{"name": "Main.java", "content": helper % "Main"}]})
+    files = [{"name": "Main.java", "content": helper % "Main"}]
+    body = run_json(alice, {"language": "java", "code": solution % "Main", "files": files})
     assert (body["status"], body["stdout"]) == ("completed", "42\n"), (body["stderr"], body["compile_output"])
 
 

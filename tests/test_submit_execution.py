@@ -50,7 +50,8 @@ def test_a_language_is_named_by_any_spelling_in_any_case(alice):
         response = alice.client.post("/api/v1/executions", {"language": spelling, "code": "x"}, format="json")
         assert response.status_code == 202, response.content
         assert Execution.objects.get(id=response.json()["task_id"]).language == name
-    assert_error(alice.client.post("/api/v1/executions", {"language": "COBOL", "code": "x"}, format="json"), 400, "invalid_choice")
+    unknown = alice.client.post("/api/v1/executions", {"language": "COBOL", "code": "x"}, format="json")
+    assert_error(unknown, 400, "invalid_choice")
 
 
 def test_it_accepts_json_with_stdin(alice):

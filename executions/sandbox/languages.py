@@ -176,7 +176,10 @@ CATALOG: dict[str, Language] = {
             ),
             # The class run is the public top-level one the entry point declares, at the start of a
             # line (an indented one is nested); without one, Main. javac wants it in a file of its name.
-            entry_pattern=r"^public\s+(?:(?:final|abstract|sealed|non-sealed|strictfp)\s+)*(?:class|interface|enum|record)\s+([A-Za-z_][A-Za-z0-9_]*)",
+            entry_pattern=(
+                r"^public\s+(?:(?:final|abstract|sealed|non-sealed|strictfp)\s+)*"
+                r"(?:class|interface|enum|record)\s+([A-Za-z_][A-Za-z0-9_]*)"
+            ),
             # The heap may take the whole memory limit: a program that outgrows it is OOM-killed, as in
             # every other language, rather than failing with the JVM's own OutOfMemoryError.
             run='java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -XX:MaxRAMPercentage=100 -Xss1m -cp /code "$ENTRY"',
