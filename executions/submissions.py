@@ -165,17 +165,15 @@ def check_files(language: languages.Language, code: str, files: tuple[dict, ...]
     if len(files) > languages.MAX_FILES:
         raise Invalid(f"at most {languages.MAX_FILES} files besides the entry point.", code="too_many_files", field="files")
     total = len(code.encode("utf-8", errors="surrogatepass"))
-    names = {language.source}
+    entry = language.entry(code)
+    names = {entry}
     for file in files:
         name = file["name"]
-        if not languages.safe_name(name) or name in languages.RESERVED_NAMES:
-            raise Invalid(
-                f"{name!r} is not a safe relative file name (no absolute path, no `..`, no hidden part).",
-                code="invalid_file_name",
-                field="files",
-            )
+        problem = languages.name_problem(name)
+        if problem:
+            raise Invalid(problem, code="invalid_file_name", field="files")
         if name in names or any(other.startswith(name + "/") or name.startswith(other + "/") for other in names):
-            raise Invalid(f"{name!r} is named twice (the entry point is {language.source}).", code="duplicate_file", field="files")
+            raise Invalid(f"{name!r} is named twice (the entry point is {entry}).", code="duplicate_file", field="files")
         names.add(name)
         try:
             total += len(file_content(file))

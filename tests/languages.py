@@ -84,7 +84,8 @@ PROGRAMS: dict[str, dict[str, str]] = {
         ),
     },
     "java": {
-        "hello": 'public class Main { public static void main(String[] a) { System.out.println("hello, world"); } }\n',
+        # Not Main: the class run is the public one the source declares, in a file of its name.
+        "hello": 'public class Solution { public static void main(String[] a) { System.out.println("hello, world"); } }\n',
         "echo": (
             "public class Main { public static void main(String[] a) throws Exception { "
             "System.in.transferTo(System.out); System.out.flush(); } }\n"

@@ -108,6 +108,18 @@ def test_a_compiled_program_of_several_files(alice):
     assert (body["status"], body["stdout"]) == ("completed", "42\n"), body
 
 
+def test_a_java_program_runs_the_public_class_its_entry_point_declares(alice):
+    solution = "public class Solution { public static void main(String[] a) { System.out.println(%s.twice(21)); } }"
+    helper = "class %s { static int twice(int n) { return 2 * n; } }"
+    files = [{"name": "Solution.java", "content": solution % "Helper"}, {"name": "Helper.java", "content": helper % "Helper"}]
+    body = run_json(alice, {"language": "java", "files": files})
+    assert (body["status"], body["stdout"]) == ("completed", "42\n"), (body["stderr"], body["compile_output"])
+    # Sent as `code`, without a name: the same rule, so another file of the program may be Main.java.
+    files = [{"name": "Main.java", "content": helper % "Main"}]
+    body = run_json(alice, {"language": "java", "code": solution % "Main", "files": files})
+    assert (body["status"], body["stdout"]) == ("completed", "42\n"), (body["stderr"], body["compile_output"])
+
+
 def test_a_binary_file_arrives_byte_for_byte(alice):
     data = bytes(range(256))
     body = run_json(

@@ -106,6 +106,9 @@ def test_the_key_may_come_in_x_api_key_and_the_language_in_the_query(lane, alice
     status, _, body = answer(lane, "POST", "/api/v1/execute/", b"echo hi", query="language=bash", **{"x-api-key": key})
     assert status == 202
     assert Execution.objects.get(id=json.loads(body)["task_id"]).language == "bash"
+    # An alias, in any case, as the API's other paths and the CLI take it.
+    status, _, body = answer(lane, "POST", "/api/v1/execute", b"echo hi", query="language=SH", **{"x-api-key": key})
+    assert (status, Execution.objects.get(id=json.loads(body)["task_id"]).language) == (202, "bash")
 
 
 def test_concurrent_submissions_are_written_in_groups_and_each_gets_its_row_and_job(lane, alice, monkeypatch):

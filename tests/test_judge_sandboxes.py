@@ -130,6 +130,15 @@ def test_every_verdict_in_java():
     assert_every_verdict(outcome, 2000)
 
 
+@pytest.mark.parametrize("delivery", ["bind", "copy"])
+def test_a_java_program_is_judged_by_the_public_class_it_declares(settings, delivery):
+    # Made ahead (bind) or cold (copy), each test's sandbox runs the class the source names.
+    settings.SANDBOX_CODE_DELIVERY = delivery
+    code = JAVA.replace("class Main", "public class Solution")
+    outcome = judge.judge("java", code, as_tests([("ok", "accepted")]), Comparison(), limits=limits_with("java", 2))
+    assert (outcome.status, outcome.verdict) == ("completed", "accepted"), outcome
+
+
 def test_a_program_that_sleeps_or_stops_itself_is_ended_by_the_wall_ceiling():
     code = "import os, signal, sys, time\nif sys.argv[1] == 'stop':\n    os.kill(os.getpid(), signal.SIGSTOP)\ntime.sleep(60)\n"
     tests = [{"name": what, "stdin": "", "args": [what], "expected_output": ""} for what in ("stop", "sleep")]

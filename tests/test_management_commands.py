@@ -137,6 +137,17 @@ def test_execute_refuses_a_timeout_above_the_maximum(db, tmp_path):
     assert Execution.objects.count() == 0
 
 
+def test_execute_takes_any_spelling_of_a_language(db, tmp_path):
+    Tenant.objects.create(name="default")
+    script = tmp_path / "demo.txt"
+    script.write_text("console.log(1)")
+    for spelling in ("js", "JavaScript", "NODE"):
+        call_command("execute", str(script), "--language", spelling, "--no-wait", stdout=StringIO())
+    assert list(Execution.objects.values_list("language", flat=True)) == ["javascript"] * 3
+    with pytest.raises(CommandError, match="invalid choice: 'cobol'"):
+        call_command("execute", str(script), "--language", "cobol", "--no-wait")
+
+
 def test_execute_without_waiting_prints_the_task_id(db, tmp_path):
     Tenant.objects.create(name="default")
     script = tmp_path / "demo.sh"

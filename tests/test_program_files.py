@@ -25,12 +25,59 @@ def test_it_refuses_an_unsafe_file_name(alice, name):
     assert_nothing_created()
 
 
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", ".hidden.py", "stdin"])
+def test_it_refuses_an_unsafe_name_for_the_entry_point_too(alice, name):
+    # Without `code`, the entry point is one of the files: its name is checked before it is let go.
+    entry_first = {"language": "python", "files": [{"name": name, "content": "print(1)"}]}
+    body = assert_error(post(alice, entry_first), 400, "invalid_file_name")
+    assert body["error"]["message"].startswith("files: ")
+    entry_later = {"language": "python", "files": [{"name": "lib.py", "content": ""}, {"name": name, "content": "x"}]}
+    assert_error(post(alice, entry_later), 400, "invalid_file_name")
+    batch = alice.client.post("/api/v1/executions/batch", {"executions": [entry_first]}, format="json")
+    assert_error(batch, 400, "invalid_file_name")
+    assert_nothing_created()
+
+
 def test_it_refuses_two_files_of_one_name(alice):
     body = {"language": "python", "code": "print(1)", "files": [{"name": "a.py", "content": ""}, {"name": "a.py", "content": ""}]}
     assert_error(post(alice, body), 400, "duplicate_file")
     clash = {"language": "python", "code": "print(1)", "files": [{"name": "main.py", "content": ""}]}
     assert_error(post(alice, clash), 400, "duplicate_file")
     assert_nothing_created()
+
+
+def test_a_java_entry_point_is_named_after_its_public_class(alice):
+    # So Main.java may be another file of the program, and Solution.java may not.
+    entry = "public class Solution { public static void main(String[] a) {} }"
+    other = {"name": "Main.java", "content": "class Main {}"}
+    assert post(alice, {"language": "java", "code": entry, "files": [other]}).status_code == 202
+    same = {"language": "java", "code": entry, "files": [{"name": "Solution.java", "content": ""}]}
+    assert_error(post(alice, same), 400, "duplicate_file")
+
+
+@pytest.mark.parametrize(
+    "code, entry",
+    [
+        ("public class Solution { }", "Solution.java"),
+        ("import java.util.*;\n\npublic final class Solver_2 {\n}\n", "Solver_2.java"),
+        ("public record Point(int x) { }", "Point.java"),
+        # No public class, or only a nested one (indented): Main, as javac and the JVM are told.
+        ("class Solution { }", "Main.java"),
+        ("class Outer {\n    public class Inner { }\n}\n", "Main.java"),
+        ("// public class Comment\nclass Main { }", "Main.java"),
+    ],
+)
+def test_the_java_entry_points_name_comes_from_its_public_class(code, entry):
+    java = languages.CATALOG["java"]
+    assert java.entry(code) == entry
+    assert java.environment_for(code) == {"ENTRY": entry.removesuffix(".java")}
+
+
+def test_other_languages_keep_their_source_name():
+    for language in languages.CATALOG.values():
+        if language.name != "java":
+            assert language.entry("public class Solution { }") == language.source
+            assert language.environment_for("public class X { }") == language.environment
 
 
 def test_it_refuses_a_file_that_is_also_a_directory(alice):

@@ -150,6 +150,9 @@ def test_it_filters_the_list(alice):
     Execution.objects.filter(id=python).update(status="completed")
     by_language = alice.client.get("/api/v1/executions?language=bash").json()["results"]
     assert [e["task_id"] for e in by_language] == [bash]
+    # Any spelling a submission may use.
+    assert [e["task_id"] for e in alice.client.get("/api/v1/executions?language=SH").json()["results"]] == [bash]
+    assert [e["task_id"] for e in alice.client.get("/api/v1/executions?language=py").json()["results"]] == [python]
     by_status = alice.client.get("/api/v1/executions?status=completed").json()["results"]
     assert [e["task_id"] for e in by_status] == [python]
     assert_error(alice.client.get("/api/v1/executions?status=done"), 400, "unknown_status")

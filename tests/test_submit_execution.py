@@ -43,6 +43,17 @@ def test_it_runs_a_raw_body_as_bash_when_asked(alice):
     assert Execution.objects.get(id=response.json()["task_id"]).language == "bash"
 
 
+def test_a_language_is_named_by_any_spelling_in_any_case(alice):
+    raw = alice.client.post("/api/v1/execute?language=Bash", "echo hi", content_type="text/plain")
+    assert Execution.objects.get(id=raw.json()["task_id"]).language == "bash"
+    for spelling, name in (("Python", "python"), ("JS", "javascript"), ("C++", "cpp")):
+        response = alice.client.post("/api/v1/executions", {"language": spelling, "code": "x"}, format="json")
+        assert response.status_code == 202, response.content
+        assert Execution.objects.get(id=response.json()["task_id"]).language == name
+    unknown = alice.client.post("/api/v1/executions", {"language": "COBOL", "code": "x"}, format="json")
+    assert_error(unknown, 400, "invalid_choice")
+
+
 def test_it_accepts_json_with_stdin(alice):
     response = alice.client.post(
         "/api/v1/executions",

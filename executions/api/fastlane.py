@@ -432,7 +432,7 @@ def raw_options(query: str) -> tuple[str, float | None]:
             raise Fallback()
         wait = float(found["wait"])
     language = found.get("language", "python")
-    return languages.SPELLINGS.get(language, language), wait
+    return languages.name_of(language) or language, wait
 
 
 def refusal(exc, allow: str) -> tuple[int, list, bytes]:

@@ -91,8 +91,8 @@ class LanguageField(serializers.ChoiceField):
         super().__init__(choices=languages.choices(), **kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and data in languages.SPELLINGS:
-            data = languages.SPELLINGS[data]
+        if isinstance(data, str):
+            data = languages.name_of(data) or data
         return super().to_internal_value(data)
 
 
@@ -175,6 +175,11 @@ class ExecutionCreateSerializer(serializers.Serializer):
     def validate(self, data: dict) -> dict:
         """The entry point becomes `code`; the other files stay in `files`."""
         files = list(data.get("files") or [])
+        # Here, before the entry point's name is let go: admission sees only the other files' names.
+        for file in files:
+            problem = languages.name_problem(file["name"])
+            if problem:
+                raise serializers.ValidationError({"files": [problem]}, code="invalid_file_name")
         if "code" not in data:
             if not files:
                 raise serializers.ValidationError({"code": ["This field is required."]}, code="required")

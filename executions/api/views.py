@@ -182,7 +182,7 @@ class ExecuteRawView(AdmissionMixin, APIView):
     )
     def post(self, request: Request) -> Response:
         language = request.query_params.get("language", "python")
-        language = languages.SPELLINGS.get(language, language)
+        language = languages.name_of(language) or language
         try:
             code = request.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -239,6 +239,9 @@ class ExecutionListCreateView(AdmissionMixin, TenantScopedMixin, generics.ListAP
             value = self.request.query_params.get(name)
             if value is None:
                 continue
+            if name == "language":
+                # Any spelling a submission may use: ?language=js lists the javascript ones.
+                value = languages.name_of(value) or value
             if value not in values:
                 raise BadRequest(f"Unknown {name} {value!r}; use one of: {', '.join(values)}.", code=f"unknown_{name}")
             queryset = queryset.filter(**{name: value})

@@ -162,18 +162,17 @@ def build(api: docker.APIClient, family: str, image: str, method: str = "auto") 
 def build_missing(api: docker.APIClient, method: str, force: bool, parallel: int, report) -> list[str]:
     """Build every family's image that is missing (all with `force`), `parallel` at a time; the
     failures' messages. `report(message)` hears about each image as it is done."""
-    if method == "auto":
-        method = "dockerfile" if registry_reachable(api) else "offline"
     wanted = {family: sandbox_image(family) for family in families()}
     todo = {family: image for family, image in wanted.items() if force or not image_exists(api, image)}
     for family, image in wanted.items():
         if family not in todo:
             report(f"{image} exists")
-    if todo:
-        report(
-            f"building {len(todo)} sandbox image(s) ({method}): about a minute each, {parallel} at a time; "
-            "once per recipe"
-        )
+    if not todo:
+        # Every `make run` comes here: with nothing to build, it asks no registry anything.
+        return []
+    if method == "auto":
+        method = "dockerfile" if registry_reachable(api) else "offline"
+    report(f"building {len(todo)} sandbox image(s) ({method}): about a minute each, {parallel} at a time; once per recipe")
 
     def one(family: str) -> str | None:
         import time

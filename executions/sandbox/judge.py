@@ -139,7 +139,7 @@ def judge(
         raise SandboxError(f"unsupported language {language!r}")
     judgement = Judgement(
         spec, comparison, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
-        stop_on_first_failure,
+        stop_on_first_failure, code,
     )
     started = time.monotonic()
     with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
@@ -182,6 +182,8 @@ class Judgement:
     on_created: Callable[[str], None] | None
     cancelled: Callable[[], bool]
     stop_on_first_failure: bool
+    # The entry point's source: what its stages are told of it (Language.environment_for).
+    code: str = ""
     compile_output: bytes = b""
     compile_ms: int | None = None
     program: Program | None = None
@@ -206,7 +208,7 @@ class Judgement:
             return None
         compile_limits = Limits.for_stage(self.spec.compile.limits, self.limits.runtime)
         compiled = runner.run_stage(
-            runner.compile_stage_of(self.spec), program.with_stdin(b""), program.executables, compile_limits,
+            runner.compile_stage_of(self.spec, self.code), program.with_stdin(b""), program.executables, compile_limits,
             self.labels, self.on_created, self.cancelled,
         )
         if compiled.status == "cancelled":
@@ -252,7 +254,7 @@ class Judgement:
         sandbox = None
         try:
             if self.made_ahead():
-                sandbox = WaitingSandbox.make(api, self.spec, test, ceiling, self.labels, cgroup)
+                sandbox = WaitingSandbox.make(api, self.spec, self.code, test, ceiling, self.labels, cgroup)
                 if self.on_created:
                     self.on_created(sandbox.container_id)
             self.compiled.wait()
@@ -264,7 +266,9 @@ class Judgement:
                 if sandbox is not None:
                     result = sandbox.run(api, self.program, test["stdin"], ceiling, stopping)
                 else:
-                    result = run_in_cgroup(self.spec, self.program, test, ceiling, self.labels, self.on_created, stopping, cgroup)
+                    result = run_in_cgroup(
+                        self.spec, self.code, self.program, test, ceiling, self.labels, self.on_created, stopping, cgroup
+                    )
             cpu, memory = cgroup.measure()
         finally:
             if sandbox is not None:
@@ -307,10 +311,11 @@ class WaitingSandbox:
 
     @classmethod
     def make(
-        cls, api, spec: languages.Language, test: dict, limits: Limits, labels: dict[str, str], cgroup: TestCgroup
+        cls, api, spec: languages.Language, code: str, test: dict, limits: Limits, labels: dict[str, str], cgroup: TestCgroup
     ) -> WaitingSandbox:
         command = f'IFS= read -r go && [ "$go" = run ] || exit 97; {runner.run_command(spec)}'
-        stage = runner.Stage(image_for(spec.name), command, tuple(test["args"]), tuple(spec.environment.items()), waits=True)
+        environment = tuple(spec.environment_for(code).items())
+        stage = runner.Stage(image_for(spec.name), command, tuple(test["args"]), environment, waits=True)
         sandbox = cls("", runner.new_code_dir(), None)
         try:
             sandbox.container_id = runner.create_container(api, stage, limits, labels, sandbox.code_dir, cgroup.parent)
@@ -357,6 +362,7 @@ class WaitingSandbox:
 
 def run_in_cgroup(
     spec: languages.Language,
+    code: str,
     program: Program,
     test: dict,
     limits: Limits,
@@ -367,7 +373,7 @@ def run_in_cgroup(
 ) -> runner.RunResult:
     """runner.run_stage for one test, its container under the test's own cgroup."""
     api = runner.docker_api()
-    stage = runner.run_stage_of(spec, tuple(test["args"]))
+    stage = runner.run_stage_of(spec, tuple(test["args"]), code)
     code_source = runner.write_code_dir(program, test["stdin"]) if settings.SANDBOX_CODE_DELIVERY == "bind" else None
     try:
         container_id = runner.create_container(api, stage, limits, labels or {}, code_source, cgroup.parent)

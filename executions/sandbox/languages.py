@@ -6,8 +6,9 @@ CATALOG and IMAGES. Adding a language is one Language here (and its image's pack
 new ones), plus its programs in tests/languages.py; the README walks through it.
 
 Commands are fixed shell text run by /bin/sh in the sandbox; nothing a user sends is ever part of
-them. A program's files are in /code (read-only): the entry point under `source`, its stdin in
-/code/stdin, and its arguments reach the run command as "$@", never through a shell's parser. A
+them. A program's files are in /code (read-only): the entry point under `source` (for Java, under
+the name of the public class it declares: Language.entry), its stdin in /code/stdin, and its
+arguments reach the run command as "$@", never through a shell's parser. A
 compile stage reads /code and writes what the run needs into /tmp/out (its working directory); the
 run stage then finds those files in /code instead of the sources.
 
@@ -16,7 +17,9 @@ This module imports nothing heavy: web processes read it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,22 @@ class Language:
     aliases: tuple[str, ...] = ()
     # Fixed variables added to the sandbox's environment for both stages.
     environment: dict[str, str] = field(default_factory=dict)
+    # For a language whose compiler ties a file's name to what the file declares (Java: a public
+    # class X must be in X.java), a pattern whose first group, found in the entry point's source, is
+    # its file's name without the extension. Both stages then get that name as $ENTRY (a plain
+    # identifier, quoted in the command: never parsed by a shell); no match: `source`'s.
+    entry_pattern: str = ""
+
+    def entry(self, code: str) -> str:
+        """The file name the entry point `code` is given in /code."""
+        match = re.search(self.entry_pattern, code, re.MULTILINE | re.ASCII) if self.entry_pattern else None
+        return match[1] + PurePosixPath(self.source).suffix if match else self.source
+
+    def environment_for(self, code: str) -> dict[str, str]:
+        """The variables both stages of the program whose entry point is `code` get, besides ENVIRONMENT."""
+        if not self.entry_pattern:
+            return self.environment
+        return {**self.environment, "ENTRY": PurePosixPath(self.entry(code)).stem}
 
 
 # A compile stage writes its output here, relative to its working directory /tmp.
@@ -155,9 +174,15 @@ CATALOG: dict[str, Language] = {
                 "$(find /code -name '*.java')",
                 COMPILER,
             ),
+            # The class run is the public top-level one the entry point declares, at the start of a
+            # line (an indented one is nested); without one, Main. javac wants it in a file of its name.
+            entry_pattern=(
+                r"^public\s+(?:(?:final|abstract|sealed|non-sealed|strictfp)\s+)*"
+                r"(?:class|interface|enum|record)\s+([A-Za-z_][A-Za-z0-9_]*)"
+            ),
             # The heap may take the whole memory limit: a program that outgrows it is OOM-killed, as in
             # every other language, rather than failing with the JVM's own OutOfMemoryError.
-            run="java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -XX:MaxRAMPercentage=100 -Xss1m -cp /code Main",
+            run='java -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -XX:MaxRAMPercentage=100 -Xss1m -cp /code "$ENTRY"',
             version="java -XX:-UsePerfData -version 2>&1 | sed -n 's/.*version \"\\([^\"]*\\)\".*/\\1/p'",
             extensions=(".java",),
             editor_mode="text/x-java",
@@ -254,7 +279,8 @@ CATALOG: dict[str, Language] = {
 }
 
 NAMES: tuple[str, ...] = tuple(CATALOG)
-# Every accepted spelling (name or alias) to the language's name.
+# Every accepted spelling (name or alias, in lower case) to the language's name. Read it through
+# name_of(): the API, the fast lane and the CLI accept the same spellings, in any ASCII case.
 SPELLINGS: dict[str, str] = {
     spelling: language.name for language in CATALOG.values() for spelling in (language.name, *language.aliases)
 }
@@ -280,9 +306,21 @@ def safe_name(name: str) -> bool:
     )
 
 
+def name_problem(name: str) -> str | None:
+    """Why a program's file may not have this name, or None: every name, the entry point's too."""
+    if not safe_name(name) or name in RESERVED_NAMES:
+        return f"{name!r} is not a safe relative file name (no absolute path, no `..`, no hidden part)."
+    return None
+
+
+def name_of(spelling: str) -> str | None:
+    """The name of the language a name or alias stands for ("JS" -> "javascript"), or None."""
+    return SPELLINGS.get(spelling.lower() if spelling.isascii() else spelling)
+
+
 def get(name: str) -> Language | None:
     """The language a name or alias stands for, or None."""
-    canonical = SPELLINGS.get(name)
+    canonical = name_of(name)
     return CATALOG[canonical] if canonical else None
 
 

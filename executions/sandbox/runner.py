@@ -56,8 +56,18 @@ def run_command(language: Language) -> str:
 
 
 # A compile stage's diagnostics go to stderr; its stdout is a tar of what it made, and nothing else.
+# The compiler reads /dev/null and writes to a file that tail copies to stderr as it grows (until the
+# compiler ends, so a killed compile keeps what it said): were its stdout and stderr the stage's
+# pipes, a source that includes /proc/self/fd/1 would read its own output stream, waiting for itself
+# until the compile time limit.
+COMPILE_LOG = "/tmp/compile.log"
+
+
 def compile_command(language: Language) -> str:
-    return f"mkdir {OUT_DIR} && {{ {language.compile.command}\n}} >&2 && exec tar -cf - -C {OUT_DIR} ."
+    return (
+        f"mkdir {OUT_DIR} && : >{COMPILE_LOG} && {{ {{ {language.compile.command}\n}} </dev/null >>{COMPILE_LOG} 2>&1 & "
+        f"tail -s 0.05 -c +1 -f --pid=$! {COMPILE_LOG} >&2; wait $!; }} && exec tar -cf - -C {OUT_DIR} ."
+    )
 
 
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
@@ -183,12 +193,14 @@ class Stage:
     waits: bool = False
 
 
-def run_stage_of(language: Language, args: tuple[str, ...] = ()) -> Stage:
-    return Stage(image_for(language.name), run_command(language), tuple(args), tuple(language.environment.items()))
+def run_stage_of(language: Language, args: tuple[str, ...] = (), code: str = "") -> Stage:
+    """The run stage of the program whose entry point is `code` (Java's names the class to run)."""
+    environment = tuple(language.environment_for(code).items())
+    return Stage(image_for(language.name), run_command(language), tuple(args), environment)
 
 
-def compile_stage_of(language: Language) -> Stage:
-    return Stage(image_for(language.name), compile_command(language), (), tuple(language.environment.items()))
+def compile_stage_of(language: Language, code: str = "") -> Stage:
+    return Stage(image_for(language.name), compile_command(language), (), tuple(language.environment_for(code).items()))
 
 
 # Nothing from the worker's environment reaches the container: this is the whole environment.
@@ -397,16 +409,16 @@ def mounts_as_expected(mounts: list[dict], code_source: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Program:
-    """A program's files for /code: relative path -> content, the entry point under the language's
-    source name. `executables` are the paths a compile stage made executable."""
+    """A program's files for /code: relative path -> content, the entry point under the name its
+    language gives it (Language.entry). `executables` are the paths a compile stage made executable."""
 
     files: dict[str, bytes]
     executables: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, language: Language, code: str, files: list[tuple[str, bytes]] | None = None) -> Program:
-        """The entry point `code` as the language's source, beside the program's other files."""
-        return cls({**dict(files or ()), language.source: code.encode()})
+        """The entry point `code` under its name, beside the program's other files."""
+        return cls({**dict(files or ()), language.entry(code): code.encode()})
 
     def with_stdin(self, stdin: str | bytes) -> dict[str, bytes]:
         data = stdin.encode() if isinstance(stdin, str) else stdin
@@ -607,14 +619,14 @@ def run(
     if spec.compile:
         compile_limits = Limits.for_stage(spec.compile.limits, limits.runtime)
         compiled = run_stage(
-            compile_stage_of(spec), program.with_stdin(b""), program.executables, compile_limits, labels, on_created,
+            compile_stage_of(spec, code), program.with_stdin(b""), program.executables, compile_limits, labels, on_created,
             cancelled, live and live("compile"),
         )
         if compiled.status != "completed":
             return compile_failure(compiled, compile_limits)
         program = compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
     result = run_stage(
-        run_stage_of(spec, tuple(args)), program.with_stdin(stdin), program.executables, limits, labels, on_created,
+        run_stage_of(spec, tuple(args), code), program.with_stdin(stdin), program.executables, limits, labels, on_created,
         cancelled, live and live("run"),
     )
     if compiled is not None:

@@ -45,7 +45,11 @@ class Command(BaseCommand):
         # Not "args": Django passes an option of that name on as positional arguments.
         parser.add_argument("program_args", nargs="*", metavar="args", help="Arguments for the program (after --).")
         parser.add_argument(
-            "--language", choices=languages.NAMES, help="Default: from the file's extension (python for -)."
+            "--language",
+            # Any spelling the API accepts (js, Python...), checked against the names once it is one.
+            type=lambda spelling: languages.name_of(spelling) or spelling,
+            choices=languages.NAMES,
+            help="A name or alias (js, py, c++...). Default: from the file's extension (python for -).",
         )
         parser.add_argument("--stdin", help="A file whose contents are the program's stdin (- for standard input).")
         parser.add_argument("--tenant", default="default", help="The tenant to run as (default: default).")
