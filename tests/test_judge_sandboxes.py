@@ -188,6 +188,20 @@ def test_a_test_cannot_reach_another_tests_files_processes_or_output(settings):
     assert [result["verdict"] for result in outcome.results] == ["accepted"] * 3, outcome.results
 
 
+def test_a_regex_comparison_over_its_budget_is_a_wrong_answer_and_the_other_tests_are_judged(settings):
+    settings.JUDGE_COMPARISON_SECONDS = 0.1
+    code = "import random, sys\nrandom.seed(1)\nsys.stdout.write(''.join(random.choice('ab') for _ in range(60000)))\n"
+    tests = [
+        # About a second and a half of RE2's NFA unbounded (tests/test_comparison_budget.py).
+        {"name": "slow", "stdin": "", "args": [], "expected_output": "[ab]*a" + "[ab]" * 4000},
+        {"name": "quick", "stdin": "", "args": [], "expected_output": "[ab]*"},
+    ]
+    outcome = judge.judge("python", code, tests, Comparison("regex"), limits=limits_with("python", 2))
+    slow, quick = outcome.results
+    assert (slow["verdict"], quick["verdict"], outcome.verdict) == ("wrong_answer", "accepted", "wrong_answer"), outcome.results
+    assert "time budget" in slow["message"] and "message" not in quick
+
+
 needs_runsc = pytest.mark.skipif(
     "runsc" not in (runner.docker_api().info().get("Runtimes") or {}), reason="the engine has no gVisor runtime"
 )

@@ -26,7 +26,7 @@ import docker.errors
 import requests
 from django.conf import settings
 
-from executions import judging
+from executions import comparing, judging
 from executions.sandbox import languages, premade, runner
 from executions.sandbox.images import image_for
 from executions.sandbox.runner import Limits, Program, SandboxError
@@ -132,24 +132,29 @@ def judge(
 
     `limits.timeout_seconds` is each test's CPU time limit. The tests' sandboxes are made while the
     program compiles and while other tests run (Judgement). SandboxError if any sandbox could not be
-    run with every restriction: then no verdict is given at all.
+    run with every restriction: then no verdict is given at all. The comparisons have a time budget
+    of their own (executions.comparing).
     """
     spec = languages.get(language)
     if spec is None:
         raise SandboxError(f"unsupported language {language!r}")
+    comparisons = comparing.Comparisons(comparison, settings.JUDGE_COMPARISON_SECONDS, settings.JUDGE_COMPARISON_TOTAL_SECONDS)
     judgement = Judgement(
-        spec, comparison, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
+        spec, comparisons, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
         stop_on_first_failure,
     )
     started = time.monotonic()
-    with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(judgement.test, test) for test in tests]
-        try:
-            failed = judgement.compile(Program.of(spec, code, files))
-        finally:
-            # Whatever happened, no test waits for a program that will not come.
-            judgement.release()
-        outcomes = [future.result() for future in futures]
+    try:
+        with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
+            futures = [pool.submit(judgement.test, test) for test in tests]
+            try:
+                failed = judgement.compile(Program.of(spec, code, files))
+            finally:
+                # Whatever happened, no test waits for a program that will not come.
+                judgement.release()
+            outcomes = [future.result() for future in futures]
+    finally:
+        comparisons.close()
     duration_ms = int((time.monotonic() - started) * 1000)
     if failed is not None:
         return failed
@@ -176,7 +181,7 @@ class Judgement:
     """
 
     spec: languages.Language
-    comparison: judging.Comparison
+    comparisons: comparing.Comparisons
     limits: Limits
     labels: dict[str, str]
     on_created: Callable[[str], None] | None
@@ -275,10 +280,11 @@ class Judgement:
         return self.result(test, result, cpu, memory, over_cpu.is_set())
 
     def result(self, test: dict, result: runner.RunResult, cpu: float, memory: int, over_cpu: bool) -> dict:
-        output = as_text(result.stdout)
-        passed = self.comparison.matches(output, test["expected_output"]) if result.status == "completed" else None
-        verdict = judging.test_verdict(result.status, over_cpu or cpu > self.limits.timeout_seconds, passed)
+        passed = self.compare(as_text(result.stdout), test["expected_output"]) if result.status == "completed" else None
+        verdict = judging.test_verdict(result.status, over_cpu or cpu > self.limits.timeout_seconds, bool(passed))
         kept = settings.JUDGE_KEPT_OUTPUT_BYTES
+        # A comparison over its budget did not find the output right: wrong_answer, and why.
+        message = {"message": over_budget()} if verdict == judging.WRONG_ANSWER and passed is None else {}
         return {
             "name": test["name"],
             "verdict": verdict,
@@ -290,7 +296,21 @@ class Judgement:
             "cpu_time_ms": round(cpu * 1000),
             "wall_time_ms": result.duration_ms,
             "memory_kb": memory // 1024,
+            **message,
         }
+
+    def compare(self, output: str, expected: str) -> bool | None:
+        try:
+            return self.comparisons.passed(output, expected)
+        except comparing.ComparisonFailed as exc:
+            raise SandboxError(str(exc)) from exc
+
+
+def over_budget() -> str:
+    return (
+        f"The comparison did not finish within its time budget ({settings.JUDGE_COMPARISON_SECONDS:g} s each, "
+        f"{settings.JUDGE_COMPARISON_TOTAL_SECONDS:g} s for all of the execution's); a simpler pattern would."
+    )
 
 
 # The line that starts a test in its sandbox made ahead; anything else, or none, and it exits 97.
