@@ -105,7 +105,10 @@ ERROR_DESCRIPTIONS = {
     404: "No such execution for this tenant, or an invalid cursor (`not_found`).",
     409: "The Idempotency-Key was used for a different request (`idempotency_key_reused`).",
     408: "The request body did not arrive in time (`request_timeout`); nothing was created.",
-    413: "Code or stdin over its limit (`payload_too_large`); nothing was created.",
+    413: (
+        "Code, stdin, files, an argument or a judged test over its limit (`payload_too_large`; a test's field is "
+        "named in `details`); nothing was created."
+    ),
     415: "The body is not JSON (`unsupported_media_type`).",
     429: (
         "Over the tenant's requests per minute (`rate_limited`) or its executions queued or running "
