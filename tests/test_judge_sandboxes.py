@@ -6,6 +6,7 @@ themselves, CPU time and memory under gVisor."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -226,6 +227,24 @@ def test_with_code_copied_each_test_makes_its_own_sandbox(settings):
     outcome = judge.judge("python", PYTHON, as_tests(cases), Comparison(), limits=limits_with("python", 1))
     assert [result["verdict"] for result in outcome.results] == ["accepted", "wrong_answer"]
     assert all(result["cpu_time_ms"] > 0 and result["memory_kb"] > 0 for result in outcome.results)
+
+
+def test_tests_start_in_their_order_so_a_later_failure_skips_only_later_tests(settings, monkeypatch):
+    settings.JUDGE_PARALLEL_TESTS = 1
+    made = judge.WaitingSandbox.make
+
+    def first_made_last(api, spec, test, *args):
+        # The first test's sandbox is ready after the second's, which once ran first.
+        if test["name"] == "first":
+            time.sleep(1.5)
+        return made(api, spec, test, *args)
+
+    monkeypatch.setattr(judge.WaitingSandbox, "make", first_made_last)
+    tests = as_tests([("ok", "accepted"), ("wrong", "wrong_answer"), ("ok", "skipped")])
+    tests[0]["name"] = "first"
+    outcome = judge.judge("python", PYTHON, tests, Comparison(), stop_on_first_failure=True, limits=limits_with("python", 1))
+    assert [result["verdict"] for result in outcome.results] == ["accepted", "wrong_answer", "skipped"], outcome.results
+    assert outcome.verdict == "wrong_answer"
 
 
 def test_a_sandbox_that_stops_before_its_program_starts_runs_nothing(monkeypatch):

@@ -146,7 +146,7 @@ def judge(
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
-            futures = [pool.submit(judgement.test, test) for test in tests]
+            futures = [pool.submit(judgement.test, index, test) for index, test in enumerate(tests)]
             try:
                 failed = judgement.compile(Program.of(spec, code, files))
             finally:
@@ -171,7 +171,9 @@ def skipped(test: dict) -> dict:
 
 @dataclass
 class Judgement:
-    """One program being judged: its compile stage, then its tests, JUDGE_PARALLEL_TESTS at a time.
+    """One program being judged: its compile stage, then its tests, JUDGE_PARALLEL_TESTS at a time,
+    started in their order: a test starts only once every earlier one has, so that with
+    stop_on_first_failure a later test's failure never skips an earlier test.
 
     Creating and starting a container is most of a test's cost, so with "bind" delivery each test's
     sandbox is made ahead (created with every restriction, verified, started, its process waiting
@@ -193,6 +195,9 @@ class Judgement:
     compiled: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     runs: threading.Semaphore = field(init=False)
+    # The index of the next test to start, and the condition its followers wait on.
+    next_test: int = 0
+    turns: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self):
         self.runs = threading.Semaphore(max(1, settings.JUDGE_PARALLEL_TESTS))
@@ -225,23 +230,46 @@ class Judgement:
 
     def release(self) -> None:
         if self.program is None:
-            self.stop.set()
+            self.halt()
         self.compiled.set()
 
-    def test(self, test: dict) -> dict | None:
+    def halt(self) -> None:
+        """No test starts any more; those waiting for their turn give up."""
+        with self.turns:
+            self.stop.set()
+            self.turns.notify_all()
+
+    def test(self, index: int, test: dict) -> dict | None:
         """One test's result; None if it did not run (judging stopped, or the execution was cancelled)."""
         if self.stop.is_set():
             return None
         try:
-            result = self.run_test(test)
+            result = self.run_test(index, test)
         except BaseException:
-            self.stop.set()
+            self.halt()
             raise
         if result is None or (self.stop_on_first_failure and result["verdict"] != judging.ACCEPTED):
-            self.stop.set()
+            self.halt()
         return result
 
-    def run_test(self, test: dict) -> dict | None:
+    def start_in_turn(self, index: int) -> bool:
+        """Wait until every earlier test has started and a run is free: True with `runs` held, the
+        test bound to run; False if judging stopped or was cancelled meanwhile."""
+        with self.turns:
+            self.turns.wait_for(lambda: self.next_test == index or self.stop.is_set())
+            if self.stop.is_set():
+                return False
+        # Holding the turn, so that the next test waits for this one to be bound to run.
+        self.runs.acquire()
+        if self.stop.is_set() or self.cancelled():
+            self.runs.release()
+            return False
+        with self.turns:
+            self.next_test += 1
+            self.turns.notify_all()
+        return True
+
+    def run_test(self, index: int, test: dict) -> dict | None:
         cgroup = TestCgroup(settings.JUDGE_CGROUP_ROOT)
         over_cpu = threading.Event()
 
@@ -261,15 +289,15 @@ class Judgement:
                 if self.on_created:
                     self.on_created(sandbox.container_id)
             self.compiled.wait()
-            if self.stop.is_set() or self.program is None:
+            if self.program is None or not self.start_in_turn(index):
                 return None
-            with self.runs:
-                if self.stop.is_set() or self.cancelled():
-                    return None
+            try:
                 if sandbox is not None:
                     result = sandbox.run(api, self.program, test["stdin"], ceiling, stopping)
                 else:
                     result = run_in_cgroup(self.spec, self.program, test, ceiling, self.labels, self.on_created, stopping, cgroup)
+            finally:
+                self.runs.release()
             cpu, memory = cgroup.measure()
         finally:
             if sandbox is not None:
