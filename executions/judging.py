@@ -7,6 +7,7 @@ executions/sandbox/judge.py's.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,11 +19,18 @@ COMPARISONS = ("exact", "trailing_whitespace", "tokens", "float", "regex")
 DEFAULT_COMPARISON = "trailing_whitespace"
 DEFAULT_ABS_TOLERANCE = 1e-6
 DEFAULT_REL_TOLERANCE = 1e-6
-# A tenant's regular expression is untrusted: RE2 matches in time linear in the output (which the
-# sandbox caps), never backtracks, and this bounds the memory its compiled program may take.
+# A tenant's regular expression is untrusted. RE2 never backtracks, but its time is linear in the
+# output times the size of its compiled program when its DFA gives up (a pattern built for that
+# does so), so both are capped: the output by the sandbox, the pattern and its program here. What
+# remains is bounded by the comparisons' own time budget (executions/comparing.py).
 REGEX_MAX_MEMORY = 8 * 1024 * 1024
-# The output a comparison reads is capped by the sandbox (SANDBOX_OUTPUT_LIMIT_BYTES); each mode
-# below is linear in it, so a comparison's cost is bounded by that cap, outside the test's time.
+REGEX_MAX_PATTERN_BYTES = 16 * 1024
+REGEX_MAX_PROGRAM_SIZE = 4096
+# Up to this much work (program size times output bytes) a match runs in the worker itself, since
+# even at RE2's slowest that is a few milliseconds; beyond it, where it can be killed.
+REGEX_INLINE_WORK = 2_000_000
+# The output a comparison reads is capped by the sandbox (SANDBOX_OUTPUT_LIMIT_BYTES); the modes
+# other than regex are linear in it, and each comparison runs outside the test's time.
 
 ACCEPTED = "accepted"
 WRONG_ANSWER = "wrong_answer"
@@ -70,10 +78,7 @@ class Comparison:
                 raise BadComparison(name, "must be a finite number between 0 and 1e9.")
         if self.mode == "regex":
             for index, pattern in enumerate(expected_outputs):
-                try:
-                    compiled_regex(pattern)
-                except re2.error as exc:
-                    raise BadComparison(f"tests[{index}].expected_output", f"is not a valid RE2 regular expression: {exc}.") from None
+                check_regex(f"tests[{index}].expected_output", pattern)
 
     def matches(self, output: str, expected: str) -> bool:
         if self.mode == "exact":
@@ -85,8 +90,14 @@ class Comparison:
         if self.mode == "float":
             return floats_match(output.split(), expected.split(), self.abs_tolerance, self.rel_tolerance)
         if self.mode == "regex":
-            return compiled_regex(expected).fullmatch(output.rstrip()) is not None
+            return compiled_regex(expected).fullmatch(regex_subject(output)) is not None
         raise ValueError(f"unknown comparison {self.mode!r}")
+
+    def work(self, output: str, expected: str) -> int:
+        """A bound on the comparison's cost, in REGEX_INLINE_WORK's units; 0 for the linear modes."""
+        if self.mode != "regex":
+            return 0
+        return compiled_regex(expected).programsize * (len(regex_subject(output).encode("utf-8", errors="surrogatepass")) + 1)
 
 
 def strip_trailing(text: str) -> str:
@@ -119,10 +130,33 @@ def as_float(token: str) -> float | None:
         return None
 
 
+def check_regex(field: str, pattern: str) -> None:
+    size = len(pattern.encode("utf-8", errors="surrogatepass"))
+    if size > REGEX_MAX_PATTERN_BYTES:
+        raise BadComparison(field, f"is a regular expression of {size} bytes; the limit is {REGEX_MAX_PATTERN_BYTES} bytes.")
+    try:
+        program = compiled_regex(pattern).programsize
+    except re2.error as exc:
+        raise BadComparison(field, f"is not a valid RE2 regular expression: {exc}.") from None
+    if program > REGEX_MAX_PROGRAM_SIZE:
+        raise BadComparison(
+            field, f"compiles to an RE2 program of {program} instructions; the limit is {REGEX_MAX_PROGRAM_SIZE} (shorten the pattern)."
+        )
+
+
+def regex_subject(output: str) -> str:
+    # The pattern must match the whole output, less the whitespace at its end.
+    return output.rstrip()
+
+
+@functools.lru_cache(maxsize=MAX_TESTS)
 def compiled_regex(pattern: str):
     options = re2.Options()
     options.max_mem = REGEX_MAX_MEMORY
     options.log_errors = False
+    # Only whether the whole output matches counts: without captures RE2 answers from its DFA
+    # alone whenever it can, and never copies a capture array per thread when it cannot.
+    options.never_capture = True
     return re2.compile(pattern, options)
 
 

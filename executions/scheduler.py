@@ -12,6 +12,8 @@ those lists one at a time, late, when a worker is about to want one:
 - the shared list holds at most READY jobs; each next one comes from the tenant with the fewest
   jobs in the lists or running (and, among those, the one served longest ago), within its own
   max_running if it has one (0: none). A tenant alone fills every slot; two tenants share them.
+  A judged job counts as the sandboxes it runs at once, min(its tests, JUDGE_PARALLEL_TESTS),
+  both here and against max_running (its next job's too: a tenant running nothing may start any).
 
 Dispatching happens on each admission, each job's start (started()) and each job's end (release()).
 
@@ -24,7 +26,8 @@ The job hash is rq's own format, made by rq's public API (Queue.create_job, Job.
 written by the script; tests/test_scheduler.py checks that rq's own worker runs what it writes.
 Keys per tenant, `rce:tenant:<id>:...`: `inflight` (a sorted set of its jobs queued or running,
 for max_queued), `backlog` (a list of those waiting for dispatch), `dispatched` (a sorted set of
-those in the lists or running) and `max-running` (its cap). Platform-wide: `rce:backlogged` (jobs in
+those in the lists or running), `running-weights` and `running-extra` (each dispatched judged
+job's sandboxes beyond its first, and their sum) and `max-running` (its cap). Platform-wide: `rce:backlogged` (jobs in
 all backlogs, so that the depth is O(1)), `rce:active` (tenants with a backlog, scored by how many
 they have dispatched, plus a fraction of when they were last served), `rce:served` (each tenant's
 last dispatch number), `rce:dispatches` (the counter of those numbers) and `rce:dispatched-total`
@@ -71,9 +74,17 @@ ADMITTED, RATE_LIMITED, QUOTA_EXCEEDED, OVERLOADED = 0, 1, 2, 3
 DISPATCH = """
 local G = {}
 local function tkey(tenant, name) return 'rce:tenant:' .. tenant .. ':' .. name end
+-- The sandboxes a tenant's dispatched jobs run at once: a judged job runs up to G.parallel.
+local function running(tenant)
+    return redis.call('ZCARD', tkey(tenant, 'dispatched')) + tonumber(redis.call('GET', tkey(tenant, 'running-extra')) or '0')
+end
+-- A job's sandboxes at once beyond its first: its weight's, within G.parallel.
+local function running_extra(tenant, id)
+    return math.min(tonumber(redis.call('HGET', tkey(tenant, 'weights'), id) or '0'), G.parallel - 1)
+end
 local function score(tenant)
     local served = tonumber(redis.call('HGET', G.served, tenant) or '0')
-    return redis.call('ZCARD', tkey(tenant, 'dispatched')) + served / 1e12
+    return running(tenant) + served / 1e12
 end
 local function rescore(tenant)
     if redis.call('LLEN', tkey(tenant, 'backlog')) == 0 then
@@ -85,7 +96,7 @@ end
 -- Express: the tenant has nothing dispatched while others have, or less than half of what the
 -- busiest other tenant with a backlog has: its jobs go ahead of that tenant's.
 local function express(tenant)
-    local mine = redis.call('ZCARD', tkey(tenant, 'dispatched'))
+    local mine = running(tenant)
     if mine == 0 then return tonumber(redis.call('GET', G.total) or '0') > 0 end
     local top = redis.call('ZREVRANGE', G.active, 0, 1, 'WITHSCORES')
     for i = 1, #top, 2 do
@@ -102,13 +113,24 @@ local function dispatch_one(tenant, now)
     redis.call('DECR', G.backlogged)
     redis.call('RPUSH', express(tenant) and G.express or G.shared, id)
     redis.call('ZADD', tkey(tenant, 'dispatched'), now, id)
+    local extra = running_extra(tenant, id)
+    if extra > 0 then
+        redis.call('HSET', tkey(tenant, 'running-weights'), id, extra)
+        redis.call('INCRBY', tkey(tenant, 'running-extra'), extra)
+    end
     redis.call('INCR', G.total)
     redis.call('HSET', G.served, tenant, redis.call('INCR', G.dispatches))
     rescore(tenant)
 end
+-- Within max_running, counting the sandboxes of its next job too; a tenant running nothing may
+-- start any job, or a judged job heavier than the cap would never run.
 local function eligible(tenant)
     local cap = tonumber(redis.call('GET', tkey(tenant, 'max-running')) or '0')
-    return cap == 0 or redis.call('ZCARD', tkey(tenant, 'dispatched')) < cap
+    if cap == 0 then return true end
+    local mine = running(tenant)
+    if mine == 0 then return true end
+    local oldest = redis.call('LINDEX', tkey(tenant, 'backlog'), 0)
+    return mine + 1 + (oldest and running_extra(tenant, oldest) or 0) <= cap
 end
 local function dispatch(now, ready)
     -- Tenants with nothing dispatched: their oldest job to the express list, at once.
@@ -127,14 +149,15 @@ local function dispatch(now, ready)
         dispatch_one(picked, now)
     end
 end
-local function platform(first)
+local function platform(first, parallel)
     G.shared, G.express, G.backlogged = KEYS[first], KEYS[first + 1], KEYS[first + 2]
     G.active, G.served, G.dispatches, G.total = KEYS[first + 3], KEYS[first + 4], KEYS[first + 5], KEYS[first + 6]
+    G.parallel = math.max(1, tonumber(parallel))
 end
 """
 
 # KEYS: rq's set of queues, then the platform's seven. ARGV: now, READY, the platform's max depth,
-# rq's prefix of job keys, the number of requests, the number of fields every job has alike and
+# rq's prefix of job keys, JUDGE_PARALLEL_TESTS, the number of requests, the number of fields every job has alike and
 # those fields and values (rq's, made once: job_template()), then per request: the tenant id, its
 # rate window's key, its rate limit (0: not counted), max queued (-1: not checked), max running
 # (-1: keep the tenant's; 0: none) and its job count, then per job: its id, its weight, its time
@@ -145,11 +168,11 @@ end
 # Each request is admitted or refused on its own, as if it were alone; the dispatcher runs once,
 # after all of them.
 ADMIT = DISPATCH + """
-platform(2)
+platform(2, ARGV[5])
 local now, ready, max_depth, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local requests, alike = tonumber(ARGV[5]), tonumber(ARGV[6])
+local requests, alike = tonumber(ARGV[6]), tonumber(ARGV[7])
 local template = {}
-for k = 1, 2 * alike do template[k] = ARGV[6 + k] end
+for k = 1, 2 * alike do template[k] = ARGV[7 + k] end
 local JOB = 5
 
 local function admit_one(tenant, rate, rate_limit, max_queued, max_running, first, count)
@@ -188,7 +211,7 @@ local function admit_one(tenant, rate, rate_limit, max_queued, max_running, firs
 end
 
 local replies, admitted = {}, false
-local i = 7 + 2 * alike
+local i = 8 + 2 * alike
 for r = 1, requests do
     local count = tonumber(ARGV[i + 5])
     replies[r] = admit_one(
@@ -206,9 +229,9 @@ return replies
 
 # KEYS: the tenant's inflight, backlog and dispatched, the job's hash, the tenant's weights and
 # extra, then the platform's seven. ARGV: the job id, now, withdraw (1: the job has not run: take it
-# out of the lists, delete its hash), the tenant id, READY.
+# out of the lists, delete its hash), the tenant id, READY, JUDGE_PARALLEL_TESTS.
 RELEASE = DISPATCH + """
-platform(7)
+platform(7, ARGV[6])
 local tenant = ARGV[4]
 redis.call('ZREM', KEYS[1], ARGV[1])
 local extra = redis.call('HGET', KEYS[5], ARGV[1])
@@ -216,7 +239,14 @@ if extra then
     redis.call('HDEL', KEYS[5], ARGV[1])
     redis.call('DECRBY', KEYS[6], extra)
 end
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then redis.call('DECR', G.total) end
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+    redis.call('DECR', G.total)
+    local sandboxes = redis.call('HGET', tkey(tenant, 'running-weights'), ARGV[1])
+    if sandboxes then
+        redis.call('HDEL', tkey(tenant, 'running-weights'), ARGV[1])
+        redis.call('DECRBY', tkey(tenant, 'running-extra'), sandboxes)
+    end
+end
 if ARGV[3] == '1' then
     local waiting = redis.call('LREM', KEYS[2], 0, ARGV[1])
     if waiting > 0 then redis.call('DECRBY', G.backlogged, waiting) end
@@ -229,9 +259,9 @@ dispatch(ARGV[2], tonumber(ARGV[5]))
 return 1
 """
 
-# KEYS: the platform's seven. ARGV: now, READY.
+# KEYS: the platform's seven. ARGV: now, READY, JUDGE_PARALLEL_TESTS.
 STARTED = DISPATCH + """
-platform(1)
+platform(1, ARGV[3])
 dispatch(ARGV[1], tonumber(ARGV[2]))
 return 1
 """
@@ -407,7 +437,7 @@ def admit_each(
 def admission(requests: list[tuple[int, Quotas | None, list[tuple]]], now: float) -> list:
     """ADMIT's arguments for requests of (tenant id, quotas, jobs of (execution id, attempts[, weight]))."""
     stamp = utcformat(rq_now())
-    args = [now, READY, settings.QUEUE_MAX_DEPTH, Job.key_for(""), len(requests)]
+    args = [now, READY, settings.QUEUE_MAX_DEPTH, Job.key_for(""), settings.JUDGE_PARALLEL_TESTS, len(requests)]
     args += job_template(job_timeout(), queue().name)
     for tenant_id, quotas, executions in requests:
         args += [
@@ -439,7 +469,7 @@ def rate_window_left(now: float) -> int:
 
 def started() -> None:
     """A worker took a job from a list: dispatch the next one, so that the lists stay ready."""
-    run(STARTED, platform_keys(), [time.time(), READY])
+    run(STARTED, platform_keys(), [time.time(), READY, settings.JUDGE_PARALLEL_TESTS])
 
 
 def release(tenant_id: int, job: str, withdraw: bool = False) -> None:
@@ -453,7 +483,7 @@ def release(tenant_id: int, job: str, withdraw: bool = False) -> None:
         tenant_key(tenant_id, "extra"),
         *platform_keys(),
     ]
-    run(RELEASE, keys, [job, time.time(), int(withdraw), tenant_id, READY])
+    run(RELEASE, keys, [job, time.time(), int(withdraw), tenant_id, READY, settings.JUDGE_PARALLEL_TESTS])
 
 
 def counts(tenant_id: int) -> tuple[int, int]:

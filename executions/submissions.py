@@ -248,10 +248,13 @@ def check_tests(submission: Submission, quotas: Limits, run_limits: limits.Execu
     except judging.BadComparison as exc:
         raise Invalid(exc.message, code="invalid_comparison", field=exc.field) from None
     ceiling = judging.wall_ceiling(run_limits.timeout_seconds, settings.SANDBOX_CPUS)
-    if len(tests) * ceiling > settings.JUDGE_MAX_SECONDS:
+    # The other comparisons are linear in the capped output: milliseconds, not worth counting.
+    comparing = settings.JUDGE_COMPARISON_TOTAL_SECONDS if submission.judging_comparison().mode == "regex" else 0.0
+    if len(tests) * ceiling + comparing > settings.JUDGE_MAX_SECONDS:
         raise Invalid(
             f"{len(tests)} tests of up to {ceiling:g} s each (timeout_seconds of CPU time, at most {ceiling:g} s by the "
-            f"clock) could take longer than {settings.JUDGE_MAX_SECONDS:g} s; lower timeout_seconds or send fewer tests.",
+            f"clock){f' and {comparing:g} s of comparisons' if comparing else ''} could take longer than "
+            f"{settings.JUDGE_MAX_SECONDS:g} s; lower timeout_seconds or send fewer tests.",
             code="judging_too_long",
             field="tests",
         )

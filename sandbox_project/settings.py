@@ -222,6 +222,11 @@ SANDBOX_MAX_STDIN_BYTES = envint("SANDBOX_MAX_STDIN_BYTES", 64 * 1024)
 JUDGE_MAX_TESTS_BYTES = envint("JUDGE_MAX_TESTS_BYTES", 1024 * 1024)
 JUDGE_MAX_SECONDS = envfloat("JUDGE_MAX_SECONDS", 240.0)
 JUDGE_PARALLEL_TESTS = envint("JUDGE_PARALLEL_TESTS", 2)
+# A judged execution's comparisons run outside its tests' time, within these of their own: each
+# comparison, and all of them together (executions/comparing.py). Admission counts the total in
+# JUDGE_MAX_SECONDS for a regex comparison, the only one that can come near it.
+JUDGE_COMPARISON_SECONDS = envfloat("JUDGE_COMPARISON_SECONDS", 1.0)
+JUDGE_COMPARISON_TOTAL_SECONDS = envfloat("JUDGE_COMPARISON_TOTAL_SECONDS", 10.0)
 # Where the host's cgroup hierarchy is mounted: a test's CPU time and peak memory are read there,
 # from a cgroup of its own that outlives its container (executions/sandbox/judge.py).
 JUDGE_CGROUP_ROOT = envstr("JUDGE_CGROUP_ROOT", "/sys/fs/cgroup")

@@ -11,6 +11,7 @@ from django.contrib.staticfiles import finders
 from django.core.management import call_command
 from django.test import Client, override_settings
 
+from executions import judging
 from executions.sandbox import languages
 
 pytestmark = pytest.mark.no_database
@@ -172,3 +173,23 @@ def test_every_body_is_required_and_submissions_link_to_their_execution(schema):
         link = schema["paths"][path]["post"]["responses"]["202"]["links"]["GetExecution"]
         assert link["parameters"] == {"execution_id": "$response.body#/task_id"}
         assert link["operationId"] == schema["paths"]["/api/v1/executions/{execution_id}"]["get"]["operationId"]
+
+
+def test_it_documents_judging(schema):
+    components = schema["components"]["schemas"]
+    body = schema["paths"]["/api/v1/executions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    create = components[body["$ref"].rpartition("/")[2]]["properties"]
+    assert create["tests"]["items"] == {"$ref": "#/components/schemas/TestCase"}
+    assert create["tests"]["maxItems"] == judging.MAX_TESTS
+    assert create["files"]["maxItems"] == languages.MAX_FILES + 1
+    assert list(components["TestCase"]["properties"]) == ["name", "stdin", "args", "expected_output"]
+    assert components["TestCase"]["additionalProperties"] is False
+    assert components["ComparisonEnum"]["enum"] == list(judging.COMPARISONS)
+    execution = components["Execution"]["properties"]
+    assert execution["test_results"]["items"] == {"$ref": "#/components/schemas/TestResult"}
+    result = components["TestResult"]
+    assert result["required"] == ["name", "verdict"]
+    assert {"cpu_time_ms", "wall_time_ms", "memory_kb", "stdout", "stderr", "exit_code", "message"} <= set(result["properties"])
+    assert components["TestResultVerdictEnum"]["enum"] == list(judging.TEST_VERDICTS)
+    assert {"$ref": "#/components/schemas/ExecutionVerdictEnum"} in execution["verdict"]["oneOf"]
+    assert components["ExecutionVerdictEnum"]["enum"] == list(judging.VERDICTS)

@@ -6,6 +6,7 @@ themselves, CPU time and memory under gVisor."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -197,6 +198,20 @@ def test_a_test_cannot_reach_another_tests_files_processes_or_output(settings):
     assert [result["verdict"] for result in outcome.results] == ["accepted"] * 3, outcome.results
 
 
+def test_a_regex_comparison_over_its_budget_is_a_wrong_answer_and_the_other_tests_are_judged(settings):
+    settings.JUDGE_COMPARISON_SECONDS = 0.1
+    code = "import random, sys\nrandom.seed(1)\nsys.stdout.write(''.join(random.choice('ab') for _ in range(60000)))\n"
+    tests = [
+        # About a second and a half of RE2's NFA unbounded (tests/test_comparison_budget.py).
+        {"name": "slow", "stdin": "", "args": [], "expected_output": "[ab]*a" + "[ab]" * 4000},
+        {"name": "quick", "stdin": "", "args": [], "expected_output": "[ab]*"},
+    ]
+    outcome = judge.judge("python", code, tests, Comparison("regex"), limits=limits_with("python", 2))
+    slow, quick = outcome.results
+    assert (slow["verdict"], quick["verdict"], outcome.verdict) == ("wrong_answer", "accepted", "wrong_answer"), outcome.results
+    assert "time budget" in slow["message"] and "message" not in quick
+
+
 needs_runsc = pytest.mark.skipif(
     "runsc" not in (runner.docker_api().info().get("Runtimes") or {}), reason="the engine has no gVisor runtime"
 )
@@ -221,6 +236,24 @@ def test_with_code_copied_each_test_makes_its_own_sandbox(settings):
     outcome = judge.judge("python", PYTHON, as_tests(cases), Comparison(), limits=limits_with("python", 1))
     assert [result["verdict"] for result in outcome.results] == ["accepted", "wrong_answer"]
     assert all(result["cpu_time_ms"] > 0 and result["memory_kb"] > 0 for result in outcome.results)
+
+
+def test_tests_start_in_their_order_so_a_later_failure_skips_only_later_tests(settings, monkeypatch):
+    settings.JUDGE_PARALLEL_TESTS = 1
+    made = judge.WaitingSandbox.make
+
+    def first_made_last(api, spec, test, *args):
+        # The first test's sandbox is ready after the second's, which once ran first.
+        if test["name"] == "first":
+            time.sleep(1.5)
+        return made(api, spec, test, *args)
+
+    monkeypatch.setattr(judge.WaitingSandbox, "make", first_made_last)
+    tests = as_tests([("ok", "accepted"), ("wrong", "wrong_answer"), ("ok", "skipped")])
+    tests[0]["name"] = "first"
+    outcome = judge.judge("python", PYTHON, tests, Comparison(), stop_on_first_failure=True, limits=limits_with("python", 1))
+    assert [result["verdict"] for result in outcome.results] == ["accepted", "wrong_answer", "skipped"], outcome.results
+    assert outcome.verdict == "wrong_answer"
 
 
 def test_a_sandbox_that_stops_before_its_program_starts_runs_nothing(monkeypatch):

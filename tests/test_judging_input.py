@@ -27,6 +27,14 @@ def assert_refused(response, field: str, code: str, status: int = 400) -> None:
     assert_nothing_created()
 
 
+def assert_too_large(response, field: str) -> None:
+    """A size over its limit is a 413, as for code and stdin, and names its field as a 400 does."""
+    assert_refused(response, field, "payload_too_large", 413)
+    error = response.json()["error"]
+    assert error["message"].startswith(f"{field}: ")
+    assert list(error["details"]) == [field] and "the limit is" in error["details"][field][0]
+
+
 @pytest.mark.django_db
 class TestBadJudgedSubmissions:
     def test_it_refuses_more_than_64_tests(self, alice):
@@ -40,11 +48,15 @@ class TestBadJudgedSubmissions:
 
     def test_it_refuses_a_tests_stdin_over_the_limit(self, alice, settings):
         settings.SANDBOX_MAX_STDIN_BYTES = 10
-        assert_refused(post(alice, tests=[TEST, {"stdin": "x" * 11}]), "tests[1].stdin", "payload_too_large", 413)
+        assert_too_large(post(alice, tests=[TEST, {"stdin": "x" * 11}]), "tests[1].stdin")
+
+    def test_it_refuses_an_expected_output_over_the_limit(self, alice, settings):
+        settings.SANDBOX_OUTPUT_LIMIT_BYTES = 10
+        assert_too_large(post(alice, tests=[{"expected_output": "x" * 11}, TEST]), "tests[0].expected_output")
 
     def test_it_refuses_tests_over_their_total_size(self, alice, settings):
         settings.JUDGE_MAX_TESTS_BYTES = 100
-        assert_refused(post(alice, tests=[{"stdin": "x" * 60}] * 2), "tests", "payload_too_large", 413)
+        assert_too_large(post(alice, tests=[{"stdin": "x" * 60}] * 2), "tests")
 
     def test_it_refuses_an_unknown_field_of_a_test(self, alice):
         assert_refused(post(alice, tests=[{"stdin": "1", "expected": "1"}]), "expected", "unknown_field")

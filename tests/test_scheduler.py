@@ -197,3 +197,48 @@ def test_a_group_admits_or_refuses_each_request_on_its_own(alice, bob):
     assert set(backlog(bob.tenant.id)) | dispatched(bob.tenant.id) == {job_of(other)}
     # Bob's request was counted in his window, once: two more and he is over.
     assert scheduler.admit_each([(bob.tenant.id, two_a_minute, [])] * 2)[1].reason == scheduler.RATE_LIMITED
+
+
+def admit_weighted(persona, rows: list[Execution], weights: list[int], quotas=QUOTAS):
+    return scheduler.admit(persona.tenant.id, quotas, [(row.id, row.attempts, weight) for row, weight in zip(rows, weights)])
+
+
+def test_a_judged_job_counts_its_sandboxes_against_max_running(alice, settings):
+    settings.JUDGE_PARALLEL_TESTS = 2
+    quotas = scheduler.Quotas(rate_per_minute=100, max_queued=100, max_running=3)
+    judged, plain, later, last = new_rows(alice, 4)
+    # 20 tests, two at a time: two sandboxes while it runs; then three plain runs.
+    admit_weighted(alice, [judged, plain, later, last], [20, 1, 1, 1], quotas)
+    assert shared() == [job_of(judged), job_of(plain)]
+    take([job_of(judged), job_of(plain)])
+    # Two sandboxes and one: the tenant's three. The next waits, though only two jobs run.
+    assert shared() == [] and backlog(alice.tenant.id) == [job_of(later), job_of(last)]
+    scheduler.release(alice.tenant.id, job_of(judged))
+    assert shared() == [job_of(later), job_of(last)]
+    assert store.connection().get(scheduler.tenant_key(alice.tenant.id, "running-extra")) == b"0"
+
+
+def test_a_judged_job_heavier_than_max_running_still_runs_alone(alice, settings):
+    settings.JUDGE_PARALLEL_TESTS = 4
+    (judged, plain) = new_rows(alice, 2)
+    admit_weighted(alice, [plain, judged], [1, 10])
+    assert shared() == [job_of(plain)]
+    take([job_of(plain)])
+    assert shared() == [] and backlog(alice.tenant.id) == [job_of(judged)]
+    scheduler.release(alice.tenant.id, job_of(plain))
+    # max_running 1, the judged job four sandboxes: it runs once the tenant runs nothing else.
+    assert shared() == [job_of(judged)]
+
+
+def test_fairness_weighs_a_judged_job_by_its_sandboxes(alice, bob, settings):
+    settings.JUDGE_PARALLEL_TESTS = 2
+    unlimited = scheduler.Quotas(rate_per_minute=100, max_queued=100, max_running=0)
+    a, b = new_rows(alice, 3), new_rows(bob, 3)
+    admit_weighted(alice, a, [8, 1, 1], unlimited)
+    admit_weighted(bob, b, [1, 1, 1], unlimited)
+    assert (express(), shared()) == ([job_of(b[0])], [job_of(a[0]), job_of(a[1])])
+    take([job_of(b[0]), job_of(a[0]), job_of(a[1])])
+    # Alice runs three sandboxes (her judged job's two and a plain run's), more than twice bob's
+    # one: his next goes express, ahead of hers (counted by jobs, her two against his one, it did
+    # not); at two, his last shares the list with hers.
+    assert (express(), shared()) == ([job_of(b[1])], [job_of(b[2]), job_of(a[2])])

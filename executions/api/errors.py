@@ -38,6 +38,11 @@ class PayloadTooLarge(ApiError):
     default_code = "payload_too_large"
     default_detail = "The request body is too large."
 
+    def __init__(self, detail: str | None = None, details: dict | None = None):
+        super().__init__(detail)
+        # The field over its limit, if one is, as a validation error's `details` name it.
+        self.details = details
+
 
 class IdempotencyConflict(ApiError):
     status_code = status.HTTP_409_CONFLICT
@@ -153,7 +158,7 @@ def exception_handler(exc, context):
 def plain_error_body(exc: exceptions.APIException) -> dict:
     """The body of an API error that is not a validation error."""
     code = CODES.get(type(exc)) or (exc.get_codes() if isinstance(exc.get_codes(), str) else "error")
-    return error_body(code, str(exc.detail))
+    return error_body(code, str(exc.detail), getattr(exc, "details", None))
 
 
 def count_rejection(exc) -> None:

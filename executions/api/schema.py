@@ -13,8 +13,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
-from executions import limits
+from executions import judging, limits
 from executions.models import Execution
+from executions.sandbox import languages
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -105,7 +106,10 @@ ERROR_DESCRIPTIONS = {
     404: "No such execution for this tenant, or an invalid cursor (`not_found`).",
     409: "The Idempotency-Key was used for a different request (`idempotency_key_reused`).",
     408: "The request body did not arrive in time (`request_timeout`); nothing was created.",
-    413: "Code or stdin over its limit (`payload_too_large`); nothing was created.",
+    413: (
+        "Code, stdin, files, an argument or a judged test over its limit (`payload_too_large`; a test's field is "
+        "named in `details`); nothing was created."
+    ),
     415: "The body is not JSON (`unsupported_media_type`).",
     429: (
         "Over the tenant's requests per minute (`rate_limited`) or its executions queued or running "
@@ -168,7 +172,7 @@ def canonical_paths_only(endpoints):
 
 
 # Request bodies whose serializers refuse unknown fields (a typo must not be silently ignored).
-CLOSED_COMPONENTS = {"ExecutionCreate", "ExecutionBatch"}
+CLOSED_COMPONENTS = {"ExecutionCreate", "ExecutionBatch", "TestCase", "File"}
 
 
 def closed_request_bodies(result, generator, request, public):
@@ -180,6 +184,10 @@ def closed_request_bodies(result, generator, request, public):
     # drf-spectacular does not carry a list serializer's length bounds over.
     if "ExecutionBatch" in components:
         components["ExecutionBatch"]["properties"]["executions"].update(minItems=1, maxItems=MAX_BATCH)
+    if "ExecutionCreate" in components:
+        properties = components["ExecutionCreate"]["properties"]
+        properties["tests"]["maxItems"] = judging.MAX_TESTS
+        properties["files"]["maxItems"] = languages.MAX_FILES + 1
     for operation in operations(result):
         # Every body this API takes is required (the raw script's too).
         if "requestBody" in operation:

@@ -284,6 +284,9 @@ class TestResultSerializer(serializers.Serializer):
     cpu_time_ms = serializers.IntegerField(required=False, help_text="From the sandbox's cgroup, on the host.")
     wall_time_ms = serializers.IntegerField(required=False)
     memory_kb = serializers.IntegerField(required=False, help_text="Peak, from the sandbox's cgroup.")
+    message = serializers.CharField(
+        required=False, help_text="Why a verdict needs explaining: a comparison that ran out of its time budget is wrong_answer."
+    )
 
 
 class ExecutionSerializer(serializers.ModelSerializer):

@@ -122,11 +122,16 @@ def api_error(exc: submissions.AdmissionError) -> APIException:
     if isinstance(exc, submissions.IdempotencyConflict):
         return IdempotencyConflict()
     if isinstance(exc, submissions.TooLarge):
-        return PayloadTooLarge(str(exc))
+        return PayloadTooLarge(str(exc), field_details(exc) if exc.field else None)
     if exc.field is None:
         return BadRequest(str(exc), code=exc.code)
+    return serializers.ValidationError(field_details(exc))
+
+
+def field_details(exc: submissions.AdmissionError) -> dict:
+    """{field: [message]}, under its batch item's name if it has one."""
     detail = {exc.field: [ErrorDetail(exc.message, code=exc.code)]}
-    return serializers.ValidationError(detail if exc.item is None else {f"executions[{exc.item}]": detail})
+    return detail if exc.item is None else {f"executions[{exc.item}]": detail}
 
 
 def count_request(request: Request) -> None:

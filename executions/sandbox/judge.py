@@ -26,7 +26,7 @@ import docker.errors
 import requests
 from django.conf import settings
 
-from executions import judging
+from executions import comparing, judging
 from executions.sandbox import languages, premade, runner
 from executions.sandbox.images import image_for
 from executions.sandbox.runner import Limits, Program, SandboxError
@@ -132,24 +132,29 @@ def judge(
 
     `limits.timeout_seconds` is each test's CPU time limit. The tests' sandboxes are made while the
     program compiles and while other tests run (Judgement). SandboxError if any sandbox could not be
-    run with every restriction: then no verdict is given at all.
+    run with every restriction: then no verdict is given at all. The comparisons have a time budget
+    of their own (executions.comparing).
     """
     spec = languages.get(language)
     if spec is None:
         raise SandboxError(f"unsupported language {language!r}")
+    comparisons = comparing.Comparisons(comparison, settings.JUDGE_COMPARISON_SECONDS, settings.JUDGE_COMPARISON_TOTAL_SECONDS)
     judgement = Judgement(
-        spec, comparison, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
+        spec, comparisons, limits or Limits.for_stage(spec.limits), labels or {}, on_created, cancelled or runner.never,
         stop_on_first_failure, code,
     )
     started = time.monotonic()
-    with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
-        futures = [pool.submit(judgement.test, test) for test in tests]
-        try:
-            failed = judgement.compile(Program.of(spec, code, files))
-        finally:
-            # Whatever happened, no test waits for a program that will not come.
-            judgement.release()
-        outcomes = [future.result() for future in futures]
+    try:
+        with ThreadPoolExecutor(judgement.threads(), thread_name_prefix="judge") as pool:
+            futures = [pool.submit(judgement.test, index, test) for index, test in enumerate(tests)]
+            try:
+                failed = judgement.compile(Program.of(spec, code, files))
+            finally:
+                # Whatever happened, no test waits for a program that will not come.
+                judgement.release()
+            outcomes = [future.result() for future in futures]
+    finally:
+        comparisons.close()
     duration_ms = int((time.monotonic() - started) * 1000)
     if failed is not None:
         return failed
@@ -166,7 +171,9 @@ def skipped(test: dict) -> dict:
 
 @dataclass
 class Judgement:
-    """One program being judged: its compile stage, then its tests, JUDGE_PARALLEL_TESTS at a time.
+    """One program being judged: its compile stage, then its tests, JUDGE_PARALLEL_TESTS at a time,
+    started in their order: a test starts only once every earlier one has, so that with
+    stop_on_first_failure a later test's failure never skips an earlier test.
 
     Creating and starting a container is most of a test's cost, so with "bind" delivery each test's
     sandbox is made ahead (created with every restriction, verified, started, its process waiting
@@ -176,7 +183,7 @@ class Judgement:
     """
 
     spec: languages.Language
-    comparison: judging.Comparison
+    comparisons: comparing.Comparisons
     limits: Limits
     labels: dict[str, str]
     on_created: Callable[[str], None] | None
@@ -190,6 +197,9 @@ class Judgement:
     compiled: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     runs: threading.Semaphore = field(init=False)
+    # The index of the next test to start, and the condition its followers wait on.
+    next_test: int = 0
+    turns: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self):
         self.runs = threading.Semaphore(max(1, settings.JUDGE_PARALLEL_TESTS))
@@ -222,23 +232,46 @@ class Judgement:
 
     def release(self) -> None:
         if self.program is None:
-            self.stop.set()
+            self.halt()
         self.compiled.set()
 
-    def test(self, test: dict) -> dict | None:
+    def halt(self) -> None:
+        """No test starts any more; those waiting for their turn give up."""
+        with self.turns:
+            self.stop.set()
+            self.turns.notify_all()
+
+    def test(self, index: int, test: dict) -> dict | None:
         """One test's result; None if it did not run (judging stopped, or the execution was cancelled)."""
         if self.stop.is_set():
             return None
         try:
-            result = self.run_test(test)
+            result = self.run_test(index, test)
         except BaseException:
-            self.stop.set()
+            self.halt()
             raise
         if result is None or (self.stop_on_first_failure and result["verdict"] != judging.ACCEPTED):
-            self.stop.set()
+            self.halt()
         return result
 
-    def run_test(self, test: dict) -> dict | None:
+    def start_in_turn(self, index: int) -> bool:
+        """Wait until every earlier test has started and a run is free: True with `runs` held, the
+        test bound to run; False if judging stopped or was cancelled meanwhile."""
+        with self.turns:
+            self.turns.wait_for(lambda: self.next_test == index or self.stop.is_set())
+            if self.stop.is_set():
+                return False
+        # Holding the turn, so that the next test waits for this one to be bound to run.
+        self.runs.acquire()
+        if self.stop.is_set() or self.cancelled():
+            self.runs.release()
+            return False
+        with self.turns:
+            self.next_test += 1
+            self.turns.notify_all()
+        return True
+
+    def run_test(self, index: int, test: dict) -> dict | None:
         cgroup = TestCgroup(settings.JUDGE_CGROUP_ROOT)
         over_cpu = threading.Event()
 
@@ -258,17 +291,17 @@ class Judgement:
                 if self.on_created:
                     self.on_created(sandbox.container_id)
             self.compiled.wait()
-            if self.stop.is_set() or self.program is None:
+            if self.program is None or not self.start_in_turn(index):
                 return None
-            with self.runs:
-                if self.stop.is_set() or self.cancelled():
-                    return None
+            try:
                 if sandbox is not None:
                     result = sandbox.run(api, self.program, test["stdin"], ceiling, stopping)
                 else:
                     result = run_in_cgroup(
                         self.spec, self.code, self.program, test, ceiling, self.labels, self.on_created, stopping, cgroup
                     )
+            finally:
+                self.runs.release()
             cpu, memory = cgroup.measure()
         finally:
             if sandbox is not None:
@@ -279,10 +312,11 @@ class Judgement:
         return self.result(test, result, cpu, memory, over_cpu.is_set())
 
     def result(self, test: dict, result: runner.RunResult, cpu: float, memory: int, over_cpu: bool) -> dict:
-        output = as_text(result.stdout)
-        passed = self.comparison.matches(output, test["expected_output"]) if result.status == "completed" else None
-        verdict = judging.test_verdict(result.status, over_cpu or cpu > self.limits.timeout_seconds, passed)
+        passed = self.compare(as_text(result.stdout), test["expected_output"]) if result.status == "completed" else None
+        verdict = judging.test_verdict(result.status, over_cpu or cpu > self.limits.timeout_seconds, bool(passed))
         kept = settings.JUDGE_KEPT_OUTPUT_BYTES
+        # A comparison over its budget did not find the output right: wrong_answer, and why.
+        message = {"message": over_budget()} if verdict == judging.WRONG_ANSWER and passed is None else {}
         return {
             "name": test["name"],
             "verdict": verdict,
@@ -294,7 +328,21 @@ class Judgement:
             "cpu_time_ms": round(cpu * 1000),
             "wall_time_ms": result.duration_ms,
             "memory_kb": memory // 1024,
+            **message,
         }
+
+    def compare(self, output: str, expected: str) -> bool | None:
+        try:
+            return self.comparisons.passed(output, expected)
+        except comparing.ComparisonFailed as exc:
+            raise SandboxError(str(exc)) from exc
+
+
+def over_budget() -> str:
+    return (
+        f"The comparison did not finish within its time budget ({settings.JUDGE_COMPARISON_SECONDS:g} s each, "
+        f"{settings.JUDGE_COMPARISON_TOTAL_SECONDS:g} s for all of the execution's); a simpler pattern would."
+    )
 
 
 # The line that starts a test in its sandbox made ahead; anything else, or none, and it exits 97.
