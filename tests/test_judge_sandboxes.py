@@ -242,11 +242,11 @@ def test_tests_start_in_their_order_so_a_later_failure_skips_only_later_tests(se
     settings.JUDGE_PARALLEL_TESTS = 1
     made = judge.WaitingSandbox.make
 
-    def first_made_last(api, spec, test, *args):
+    def first_made_last(api, spec, code, test, *args):
         # The first test's sandbox is ready after the second's, which once ran first.
         if test["name"] == "first":
             time.sleep(1.5)
-        return made(api, spec, test, *args)
+        return made(api, spec, code, test, *args)
 
     monkeypatch.setattr(judge.WaitingSandbox, "make", first_made_last)
     tests = as_tests([("ok", "accepted"), ("wrong", "wrong_answer"), ("ok", "skipped")])
