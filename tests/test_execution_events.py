@@ -112,6 +112,36 @@ def test_a_cancelled_execution_ends_its_stream(alice, server):
     assert [e["data"]["status"] for e in stream.rest()] == ["cancelled", "cancelled"]
 
 
+def test_a_run_cancelled_while_running_ends_with_the_output_it_kept(alice, server, worker_process):
+    task_id = alice.submit("import time\nprint('before the cancel', flush=True)\ntime.sleep(60)\n")
+    stream = EventStream(server, alice.key, task_id)
+    while (event := stream.next())["event"] != "output":
+        pass
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    rest = stream.rest()
+    assert [e["data"]["status"] for e in rest if e["event"] == "status"] == ["cancelled"]
+    assert rest[-1]["event"] == "execution"
+    # What the page showed live stays: the stream's last word holds the output the run kept.
+    assert rest[-1]["data"]["stdout"] == "before the cancel\n"
+    assert rest[-1]["data"] == alice.get(task_id)
+
+
+def test_a_stream_opened_before_a_cancelled_run_kept_its_output_waits_for_it(alice, server):
+    from executions import runs
+    from executions.models import Execution
+
+    task_id = alice.submit("print(8)")
+    assert Execution.objects.claim(task_id, "worker-1")
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    stream = EventStream(server, alice.key, task_id)
+    # Not ended yet as far as the stream goes: its worker has still to write the output.
+    assert stream.next()["data"] == {"status": "running"}
+    runs.keep_cancelled_output(task_id, {"stdout": "kept\n"})
+    cancelled, execution = stream.rest()
+    assert cancelled["data"] == {"status": "cancelled"}
+    assert (execution["data"]["status"], execution["data"]["stdout"]) == ("cancelled", "kept\n")
+
+
 def test_waiting_streams_hold_no_request_thread(alice, server):
     # Two request threads, and more streams than that waiting: requests are still answered.
     task_id = alice.submit("print(4)")

@@ -383,7 +383,7 @@ class ExecutionEventsView(TenantScopedMixin, APIView):
         responses={(200, "text/event-stream"): OpenApiTypes.STR, **errors(404)},
     )
     def get(self, request: Request, execution_id) -> Response:
-        execution = get_object_or_404(self.tenant_executions().only("id", "tenant_id", "status"), id=execution_id)
+        execution = get_object_or_404(self.tenant_executions().only("id", "tenant_id", "status", "output_pending"), id=execution_id)
         # The web server (sandbox_project/rsgi.py) streams the events; this only says what to stream.
         response = HttpResponse(content_type="text/event-stream")
         response[events.HANDOFF_HEADER] = events.handoff(execution, request.headers.get("Last-Event-ID", ""))
