@@ -13,6 +13,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -41,6 +45,11 @@ IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 # How names are resolved: socket.getaddrinfo's signature. Tests swap it to make a name resolve
 # where they need (the machine has no DNS of its own).
 resolver = socket.getaddrinfo
+# getaddrinfo takes no timeout and cannot be interrupted: names are resolved in these threads, shared
+# by the process, and the caller waits WEBHOOK_RESOLVE_TIMEOUT_SECONDS at most. A lookup that outlives
+# its caller holds one of them until the system's resolver gives up; when all are held, new lookups
+# wait their turn within their own deadline.
+RESOLVER_THREADS = 8
 
 
 class Refused(Exception):
@@ -69,10 +78,11 @@ class Destination:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def check(url: str) -> Destination:
-    """The destination of `url` with its checked addresses, or Refused."""
+def check(url: str, lookups: Lookups | None = None) -> Destination:
+    """The destination of `url` with its checked addresses, or Refused. `lookups`: the names of
+    several URLs, being resolved at once (else this one's starts now)."""
     scheme, host, port, target = parse(url)
-    addresses = resolve(host, port)
+    addresses = resolve(host, port, lookups or Lookups())
     for address in addresses:
         reason = forbidden(address)
         if reason:
@@ -112,9 +122,56 @@ def parse(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
+@functools.cache
+def resolver_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+
+
+def lookup(host: str, port: int):
+    # The module's resolver as it is when the lookup runs (tests swap it).
+    return resolver(host, port, type=socket.SOCK_STREAM)
+
+
+class Lookups:
+    """The names of some URLs resolved at once, within one deadline for them all: a batch's dozen
+    callbacks take as long as its slowest name, never the sum of them."""
+
+    def __init__(self, urls: Iterable[str] = ()):
+        self.timeout = settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS
+        self.deadline = time.monotonic() + self.timeout
+        self.pending: dict[tuple[str, int], Future] = {}
+        for url in urls:
+            try:
+                _, host, port, _ = parse(url)
+            except Refused:
+                # Refused again, by name, when the URL itself is checked.
+                continue
+            if not is_literal(host):
+                self.start(host, port)
+
+    def start(self, host: str, port: int) -> Future:
+        if (host, port) not in self.pending:
+            self.pending[host, port] = resolver_pool().submit(lookup, host, port)
+        return self.pending[host, port]
+
+    def result(self, host: str, port: int) -> list:
+        future = self.start(host, port)
+        try:
+            return future.result(timeout=max(0, self.deadline - time.monotonic()))
+        except FutureTimeout:
+            # Not started yet (every thread busy): it never will be. Started: it ends on its own.
+            future.cancel()
+            raise Refused(
+                f"its host {host} did not resolve within {self.timeout:g} s.", "callback_url_unresolvable"
+            ) from None
+
+
+def resolve(host: str, port: int, lookups: Lookups) -> list[IPAddress]:
+    if is_literal(host):
+        # No lookup to wait for (and none to queue behind slow ones).
+        return [ipaddress.ip_address(host)]
     try:
-        found = resolver(host, port, type=socket.SOCK_STREAM)
+        found = lookups.result(host, port)
     except (OSError, UnicodeError) as exc:
         raise Refused(f"its host {host} does not resolve ({exc}).", "callback_url_unresolvable") from None
     addresses: list[IPAddress] = []

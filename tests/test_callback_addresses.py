@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -96,6 +97,52 @@ def test_it_refuses_a_name_that_does_not_resolve(monkeypatch):
     with pytest.raises(destinations.Refused) as refused:
         destinations.check("https://nowhere.example/in")
     assert refused.value.code == "callback_url_unresolvable"
+
+
+def slow_resolver(seconds: float, *addresses: str):
+    """resolving_to(), after `seconds`; the names it was asked for, in `asked`."""
+    answer = resolving_to(*addresses)
+
+    def resolve(host, port, type=0, **kwargs):
+        resolve.asked.append(host)
+        time.sleep(seconds)
+        return answer(host, port, type)
+
+    resolve.asked = []
+    return resolve
+
+
+def test_a_name_that_does_not_resolve_in_time_is_refused_without_waiting_for_it(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.2
+    monkeypatch.setattr(destinations, "resolver", slow_resolver(3, "93.184.216.34"))
+    started = time.monotonic()
+    with pytest.raises(destinations.Refused) as refused:
+        destinations.check("https://slow.example/in")
+    assert time.monotonic() - started < 1
+    assert refused.value.code == "callback_url_unresolvable"
+    assert refused.value.message == "its host slow.example did not resolve within 0.2 s."
+
+
+def test_several_names_resolve_at_once_within_one_deadline(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 2
+    resolver = slow_resolver(0.3, "93.184.216.34")
+    monkeypatch.setattr(destinations, "resolver", resolver)
+    urls = [f"https://hooks{n % 7}.example/in/{n}" for n in range(21)]
+    started = time.monotonic()
+    lookups = destinations.Lookups(urls)
+    assert all(destinations.check(url, lookups).addresses == ("93.184.216.34",) for url in urls)
+    # Seven names, each looked up once, side by side: one after another would take 2.1 s.
+    assert time.monotonic() - started < 1
+    assert sorted(resolver.asked) == sorted(f"hooks{n}.example" for n in range(7))
+
+
+def test_an_address_in_the_url_needs_no_lookup(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.1
+    resolver = slow_resolver(1, "93.184.216.34")
+    monkeypatch.setattr(destinations, "resolver", resolver)
+    assert destinations.check("https://93.184.216.34/in").addresses == ("93.184.216.34",)
+    assert destinations.check("https://[2606:2800:220:1::1]/in").addresses == ("2606:2800:220:1::1",)
+    assert resolver.asked == []
 
 
 @pytest.mark.parametrize(

@@ -274,6 +274,51 @@ def test_it_refuses_a_callback_to_a_refused_address_at_submission(alice, secret,
     assert Execution.objects.count() == 0
 
 
+def sleeping_resolver(seconds: float):
+    def resolve(host, port, type=0, **kwargs):
+        time.sleep(seconds)
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    return resolve
+
+
+def test_a_callback_whose_name_resolves_too_slowly_is_refused_at_once(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.3
+    monkeypatch.setattr(destinations, "resolver", sleeping_resolver(5))
+    started = time.monotonic()
+    body = assert_error(submit(alice, callback_url="https://slow.example/hook"), 400, "callback_url_unresolvable")
+    assert time.monotonic() - started < 2
+    assert body["error"]["details"]["callback_url"] == ["its host slow.example did not resolve within 0.3 s."]
+    assert Execution.objects.count() == 0
+
+
+def test_a_batch_resolves_its_callback_names_at_once(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 2
+    monkeypatch.setattr(destinations, "resolver", sleeping_resolver(0.25))
+    items = [{"code": f"print({n})", "callback_url": f"https://item{n}.example/hook"} for n in range(20)]
+    started = time.monotonic()
+    response = alice.client.post(
+        "/api/v1/executions/batch", {"executions": items, "callback_url": "https://batch.example/"}, format="json"
+    )
+    # 21 names one after another would take 5.25 s (and the deadline is 2 s).
+    assert response.status_code == 202, response.content
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_batch_item_whose_name_resolves_too_slowly_is_named(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.3
+
+    def resolve(host, port, type=0, **kwargs):
+        time.sleep(5 if host == "slow.example" else 0)
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(destinations, "resolver", resolve)
+    items = [{"code": "print(0)", "callback_url": "https://fast.example/"}, {"code": "print(1)", "callback_url": "https://slow.example/"}]
+    body = assert_error(alice.client.post("/api/v1/executions/batch", {"executions": items}, format="json"), 400, "callback_url_unresolvable")
+    assert body["error"]["details"] == {"executions[1]": {"callback_url": ["its host slow.example did not resolve within 0.3 s."]}}
+    assert Execution.objects.count() == 0
+
+
 def test_it_refuses_a_callback_without_a_webhook_secret(alice, hooks):
     with Receiver() as receiver:
         body = assert_error(submit(alice, callback_url=receiver.url), 400, "webhook_secret_missing")
