@@ -41,6 +41,8 @@ LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 TEREDO = ipaddress.ip_network("2001::/32")
 # ::a.b.c.d, the deprecated IPv4-compatible form (:: and ::1 are caught as unspecified and loopback).
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# ::ffff:0:a.b.c.d, SIIT's IPv4-translated form.
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 
 # How names are resolved: socket.getaddrinfo's signature. Tests swap it to make a name resolve
 # where they need (the machine has no DNS of its own).
@@ -189,9 +191,13 @@ def resolve(host: str, port: int, lookups: Lookups) -> list[IPAddress]:
 
 def forbidden(address: IPAddress) -> str | None:
     """Why `address` may not be called, or None if it may."""
-    # Never opened, whatever the allow-list says: it hands out the host's cloud credentials.
+    # Never opened, whatever the allow-list says: it hands out the host's cloud credentials. Nor
+    # through an IPv6 form that carries it, which a broad allow-list (::/0) would otherwise open.
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    for embedded in embedded_ipv4(address):
+        if embedded in METADATA_ADDRESSES:
+            return f"an IPv6 address embedding {embedded}, a cloud metadata address"
     if any(address in network for network in allowed_networks(tuple(settings.WEBHOOK_ALLOWED_NETWORKS))):
         return None
     return classify(address)
@@ -240,6 +246,20 @@ def classify_v6(address: ipaddress.IPv6Address) -> str | None:
         if reason:
             return f"an IPv6 address embedding {embedded}, {reason}"
     return None
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, -compatible or -translated, 6to4,
+    NAT64 (the well-known prefix, and the local-use one with the IPv4 address last), and Teredo's
+    server and client."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found = [embedded for embedded in (address.ipv4_mapped, address.sixtofour) if embedded is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in network for network in (IPV4_COMPATIBLE, IPV4_TRANSLATED, NAT64, LOCAL_NAT64)):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 @functools.cache

@@ -184,3 +184,32 @@ def test_the_allow_list_never_opens_metadata_addresses(settings):
     for host in ("169.254.169.254", "[fd00:ec2::254]"):
         with pytest.raises(destinations.Refused, match="metadata"):
             destinations.check(f"http://{host}/latest/meta-data/")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::ffff:169.254.169.254]",
+        "[::169.254.169.254]",
+        "[::ffff:0:a9fe:a9fe]",
+        "[2002:a9fe:a9fe::1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[64:ff9b:1::a9fe:a9fe]",
+        "[2001:0:4136:e378:8000:63bf:5601:5601]",
+        "[2001:0:a9fe:a9fe:8000:63bf:3fff:fdd2]",
+        "[::ffff:100.100.100.200]",
+        "[64:ff9b::a83f:8110]",
+    ],
+    ids=["mapped", "compatible", "translated", "6to4", "NAT64", "local NAT64", "Teredo client", "Teredo server",
+         "mapped Alibaba", "NAT64 Azure"],
+)
+def test_the_allow_list_never_opens_a_metadata_address_inside_an_ipv6_one(settings, host):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["0.0.0.0/0", "::/0"]
+    with pytest.raises(destinations.Refused, match="embedding .*, a cloud metadata address"):
+        destinations.check(f"http://{host}/latest/meta-data/")
+
+
+def test_a_broad_allow_list_still_opens_other_ipv6_forms(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["::/0"]
+    assert destinations.check("http://[64:ff9b::5db8:d822]/").addresses == ("64:ff9b::5db8:d822",)
+    assert destinations.check("http://[::ffff:10.0.0.1]/").addresses == ("::ffff:a00:1",)
