@@ -34,6 +34,9 @@ EVENTS_KEY = "rce:events:{}"
 EVENTS_CHANNEL = "rce:events"
 # The handoff from Django's view to the event loop: never sent to the client.
 HANDOFF_HEADER = "X-Rce-Event-Stream"
+# Set in the WSGI environ of the requests of the server that streams events (sandbox_project/rsgi.py):
+# the view hands off to no other.
+STREAMS_ENVIRON_KEY = "rce.event_streams"
 # Set while a client watches the execution, for the worker: output is published only then.
 WATCHED_KEY = "rce:watched:{}"
 # A client's stream sets it again this often while open; it lapses this long after the last one goes.

@@ -163,6 +163,16 @@ def test_another_tenants_execution_is_a_404(alice, bob, server):
     assert_error(alice.client.get("/api/v1/executions/00000000-0000-0000-0000-000000000000/events"), 404, "not_found")
 
 
+def test_another_web_server_is_told_it_cannot_stream(alice):
+    # Django's test client, as any server but the platform's own: no stream, and no handoff leaks.
+    task_id = alice.submit("print(9)")
+    response = alice.client.get(f"/api/v1/executions/{task_id}/events", HTTP_ACCEPT="text/event-stream")
+    body = assert_error(response, 501, "event_streams_unavailable")
+    assert "python -m sandbox_project.serve" in body["error"]["message"]
+    assert not response.has_header("X-Rce-Event-Stream")
+    assert "tenant_id" not in response.content.decode()
+
+
 def test_it_needs_a_key(alice, anonymous):
     task_id = alice.submit("print(5)")
     assert_error(anonymous.get(f"/api/v1/executions/{task_id}/events"), 401, "missing_api_key")
