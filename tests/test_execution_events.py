@@ -115,7 +115,7 @@ def test_a_cancelled_execution_ends_its_stream(alice, server):
 def test_a_run_cancelled_while_running_ends_with_the_output_it_kept(alice, server, worker_process):
     task_id = alice.submit("import time\nprint('before the cancel', flush=True)\ntime.sleep(60)\n")
     stream = EventStream(server, alice.key, task_id)
-    while (event := stream.next())["event"] != "output":
+    while stream.next()["event"] != "output":
         pass
     assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
     rest = stream.rest()
