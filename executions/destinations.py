@@ -13,6 +13,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,10 +41,17 @@ LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 TEREDO = ipaddress.ip_network("2001::/32")
 # ::a.b.c.d, the deprecated IPv4-compatible form (:: and ::1 are caught as unspecified and loopback).
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# ::ffff:0:a.b.c.d, SIIT's IPv4-translated form.
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 
 # How names are resolved: socket.getaddrinfo's signature. Tests swap it to make a name resolve
 # where they need (the machine has no DNS of its own).
 resolver = socket.getaddrinfo
+# getaddrinfo takes no timeout and cannot be interrupted: names are resolved in these threads, shared
+# by the process, and the caller waits WEBHOOK_RESOLVE_TIMEOUT_SECONDS at most. A lookup that outlives
+# its caller holds one of them until the system's resolver gives up; when all are held, new lookups
+# wait their turn within their own deadline.
+RESOLVER_THREADS = 8
 
 
 class Refused(Exception):
@@ -69,10 +80,11 @@ class Destination:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def check(url: str) -> Destination:
-    """The destination of `url` with its checked addresses, or Refused."""
+def check(url: str, lookups: Lookups | None = None) -> Destination:
+    """The destination of `url` with its checked addresses, or Refused. `lookups`: the names of
+    several URLs, being resolved at once (else this one's starts now)."""
     scheme, host, port, target = parse(url)
-    addresses = resolve(host, port)
+    addresses = resolve(host, port, lookups or Lookups())
     for address in addresses:
         reason = forbidden(address)
         if reason:
@@ -112,9 +124,56 @@ def parse(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
+@functools.cache
+def resolver_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+
+
+def lookup(host: str, port: int):
+    # The module's resolver as it is when the lookup runs (tests swap it).
+    return resolver(host, port, type=socket.SOCK_STREAM)
+
+
+class Lookups:
+    """The names of some URLs resolved at once, within one deadline for them all: a batch's dozen
+    callbacks take as long as its slowest name, never the sum of them."""
+
+    def __init__(self, urls: Iterable[str] = ()):
+        self.timeout = settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS
+        self.deadline = time.monotonic() + self.timeout
+        self.pending: dict[tuple[str, int], Future] = {}
+        for url in urls:
+            try:
+                _, host, port, _ = parse(url)
+            except Refused:
+                # Refused again, by name, when the URL itself is checked.
+                continue
+            if not is_literal(host):
+                self.start(host, port)
+
+    def start(self, host: str, port: int) -> Future:
+        if (host, port) not in self.pending:
+            self.pending[host, port] = resolver_pool().submit(lookup, host, port)
+        return self.pending[host, port]
+
+    def result(self, host: str, port: int) -> list:
+        future = self.start(host, port)
+        try:
+            return future.result(timeout=max(0, self.deadline - time.monotonic()))
+        except FutureTimeout:
+            # Not started yet (every thread busy): it never will be. Started: it ends on its own.
+            future.cancel()
+            raise Refused(
+                f"its host {host} did not resolve within {self.timeout:g} s.", "callback_url_unresolvable"
+            ) from None
+
+
+def resolve(host: str, port: int, lookups: Lookups) -> list[IPAddress]:
+    if is_literal(host):
+        # No lookup to wait for (and none to queue behind slow ones).
+        return [ipaddress.ip_address(host)]
     try:
-        found = resolver(host, port, type=socket.SOCK_STREAM)
+        found = lookups.result(host, port)
     except (OSError, UnicodeError) as exc:
         raise Refused(f"its host {host} does not resolve ({exc}).", "callback_url_unresolvable") from None
     addresses: list[IPAddress] = []
@@ -132,9 +191,13 @@ def resolve(host: str, port: int) -> list[IPAddress]:
 
 def forbidden(address: IPAddress) -> str | None:
     """Why `address` may not be called, or None if it may."""
-    # Never opened, whatever the allow-list says: it hands out the host's cloud credentials.
+    # Never opened, whatever the allow-list says: it hands out the host's cloud credentials. Nor
+    # through an IPv6 form that carries it, which a broad allow-list (::/0) would otherwise open.
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
+    for embedded in embedded_ipv4(address):
+        if embedded in METADATA_ADDRESSES:
+            return f"an IPv6 address embedding {embedded}, a cloud metadata address"
     if any(address in network for network in allowed_networks(tuple(settings.WEBHOOK_ALLOWED_NETWORKS))):
         return None
     return classify(address)
@@ -183,6 +246,20 @@ def classify_v6(address: ipaddress.IPv6Address) -> str | None:
         if reason:
             return f"an IPv6 address embedding {embedded}, {reason}"
     return None
+
+
+def embedded_ipv4(address: IPAddress) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, -compatible or -translated, 6to4,
+    NAT64 (the well-known prefix, and the local-use one with the IPv4 address last), and Teredo's
+    server and client."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    found = [embedded for embedded in (address.ipv4_mapped, address.sixtofour) if embedded is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in network for network in (IPV4_COMPATIBLE, IPV4_TRANSLATED, NAT64, LOCAL_NAT64)):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 @functools.cache

@@ -34,6 +34,9 @@ EVENTS_KEY = "rce:events:{}"
 EVENTS_CHANNEL = "rce:events"
 # The handoff from Django's view to the event loop: never sent to the client.
 HANDOFF_HEADER = "X-Rce-Event-Stream"
+# Set in the WSGI environ of the requests of the server that streams events (sandbox_project/rsgi.py):
+# the view hands off to no other.
+STREAMS_ENVIRON_KEY = "rce.event_streams"
 # Set while a client watches the execution, for the worker: output is published only then.
 WATCHED_KEY = "rce:watched:{}"
 # A client's stream sets it again this often while open; it lapses this long after the last one goes.
@@ -178,7 +181,7 @@ def on_status_changed(sender, execution_id, status: str, **kwargs) -> None:
     record(execution_id, status)
 
 
-def on_execution_ended(sender, execution_id, status: str, **kwargs) -> None:
+def on_execution_settled(sender, execution_id, status: str, **kwargs) -> None:
     record(execution_id, status)
 
 
@@ -186,9 +189,9 @@ def handoff(execution: Execution, last_event_id: str) -> str:
     """What the event loop needs to stream this execution's events to its owner (HANDOFF_HEADER).
 
     A client that reconnects resumes after its Last-Event-ID. A new one first gets the output
-    published so far and the status the row has now, as of the stream's last entry read just
-    before it: events after that entry follow, and one that the row already showed is not sent
-    twice (a status never follows itself). The worker publishes output from now on (watch()).
+    published so far and the status the stream has announced now, as of the stream's last entry
+    read just before it: events after that entry follow, and one that the row already showed is not
+    sent twice (a status never follows itself). The worker publishes output from now on (watch()).
     """
     data = {"execution_id": str(execution.id), "tenant_id": execution.tenant_id}
     if execution.status not in Execution.TERMINAL_STATUSES:
@@ -197,15 +200,23 @@ def handoff(execution: Execution, last_event_id: str) -> str:
         except redis.RedisError:
             log.warning("execution %s: could not ask for its live output", execution.id, exc_info=True)
     if STREAM_ID.match(last_event_id):
-        execution.refresh_from_db(fields=["status"])
-        return json.dumps({**data, "after": last_event_id, "status": None, "current": execution.status})
+        status = announced_status(execution)
+        return json.dumps({**data, "after": last_event_id, "status": None, "current": status})
     try:
         last = store.connection().xrevrange(EVENTS_KEY.format(execution.id), count=1)
     except redis.RedisError:
         last = []
     after = last[0][0].decode() if last else "0-0"
-    execution.refresh_from_db(fields=["status"])
-    return json.dumps({**data, "after": after, "status": execution.status, "current": execution.status})
+    status = announced_status(execution)
+    return json.dumps({**data, "after": after, "status": status, "current": status})
+
+
+def announced_status(execution: Execution) -> str:
+    """The row's status now, as the stream announces it: a run cancelled while running is still
+    running until its worker has written its output (Execution.output_pending), so that the stream
+    ends with that output."""
+    execution.refresh_from_db(fields=["status", "output_pending"])
+    return Execution.Status.RUNNING if execution.output_pending else execution.status
 
 
 def frame(event: str, data: dict, event_id: str | None = None) -> str:

@@ -30,6 +30,11 @@ key_revoked = Signal()
 # Sent with `execution_id` and `status` by every transition to a terminal status, once, by the one
 # that won it.
 execution_ended = Signal()
+# Sent with `execution_id` and `status` once an ended execution's result is whole, once: by its
+# terminal transition, or for a run cancelled while running, when its worker has written the output
+# the run printed until then (or the reconciler gave up waiting for it: settle_cancelled()). Webhooks
+# and event streams announce the end from this, so that they carry that output.
+execution_settled = Signal()
 # Sent with `execution_id` and `status` by the other transitions that won: to running, back to queued.
 status_changed = Signal()
 # A tenant's webhook secrets start with this (as Standard Webhooks' do): the rest is base64.
@@ -238,8 +243,24 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
 
     def keep_cancelled_output(self, execution_id, output: dict) -> bool:
         """A cancelled run keeps what it printed until then; never a status or finish time."""
+        if self.settle_cancelled(execution_id, output):
+            return True
         cancelled = self.filter(id=execution_id, status=Execution.Status.CANCELLED)
         return bool(cancelled.update(**output) if output else cancelled.exists())
+
+    def settle_cancelled(self, execution_id, output: dict | None = None) -> bool:
+        """A run cancelled while running: write `output` (what it printed until then) and announce
+        its end (execution_settled), the first time only; False if it was settled already.
+
+        Its worker calls it once it has stopped the run, the reconciler without output when that
+        worker is gone or too late (reconciler.settle_cancelled).
+        """
+        settled = self.filter(id=execution_id, status=Execution.Status.CANCELLED, output_pending=True).update(
+            **(output or {}), output_pending=False
+        )
+        if settled:
+            execution_settled.send_robust(sender=Execution, execution_id=execution_id, status=Execution.Status.CANCELLED)
+        return bool(settled)
 
     def requeue(self, execution: Execution) -> bool:
         """queued or running (whose script never arrived in a sandbox) -> queued, as its next attempt."""
@@ -264,15 +285,18 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         return ended(execution_id, updated, Execution.Status.ERROR)
 
 
-def ended(execution_id, updated: int, status: str) -> bool:
-    """Whether a transition to a terminal status won; if it did, tell execution_ended's receivers.
+def ended(execution_id, updated: int, status: str, settled: bool = True) -> bool:
+    """Whether a transition to a terminal status won; if it did, tell execution_ended's receivers,
+    and execution_settled's unless the result is not whole yet (`settled`: see settle_cancelled()).
 
-    They (webhooks) only enqueue work for other processes, and a fault of theirs never undoes or
-    fails the transition, which is committed already.
+    They (the result cache, webhooks, event streams) only drop or enqueue work for other processes,
+    and a fault of theirs never undoes or fails the transition, which is committed already.
     """
     if updated:
         # send_robust logs a receiver's exception (logger django.dispatch) and goes on.
         execution_ended.send_robust(sender=Execution, execution_id=execution_id, status=status)
+        if settled:
+            execution_settled.send_robust(sender=Execution, execution_id=execution_id, status=status)
     return bool(updated)
 
 
@@ -353,6 +377,9 @@ class Execution(models.Model):
     tests_passed = models.PositiveIntegerField(null=True, blank=True)
     tests_failed = models.PositiveIntegerField(null=True, blank=True)
     test_results = models.JSONField(default=list, blank=True)
+    # Cancelled while running, and its worker has not yet written what the run printed until then:
+    # its end is not announced yet (execution_settled).
+    output_pending = models.BooleanField(default=False)
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -364,6 +391,8 @@ class Execution(models.Model):
             models.Index(fields=["status", "created_at"], name="exec_status_created"),
             # The admin's changelist: newest first across all tenants, with the id as tie-breaker.
             models.Index(fields=["-created_at", "-id"], name="exec_created"),
+            # The reconciler's look for cancelled runs whose worker never wrote their output.
+            models.Index(fields=["finished_at"], condition=models.Q(output_pending=True), name="exec_output_pending"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -406,10 +435,13 @@ class Execution(models.Model):
             if self.status not in self.CANCELLABLE_STATUSES:
                 raise NotCancellable(self.status)
             previous, now = self.status, timezone.now()
+            # A running one's end is announced once its worker has kept its output (settle_cancelled()):
+            # the mark goes with the status, so whichever of the two writes comes second sees it.
+            running = previous == self.Status.RUNNING
             updated = Execution.objects.filter(id=self.id, status=previous).update(
-                status=self.Status.CANCELLED, finished_at=now
+                status=self.Status.CANCELLED, finished_at=now, output_pending=running
             )
-            if ended(self.id, updated, self.Status.CANCELLED):
+            if ended(self.id, updated, self.Status.CANCELLED, settled=not running):
                 self.status, self.finished_at = self.Status.CANCELLED, now
                 return previous
             self.refresh_from_db(fields=["status", "attempts"])
@@ -654,12 +686,13 @@ class Batch(models.Model):
         return f"batch {self.id}"
 
     def end_if_done(self) -> bool:
-        """True once, for the caller that sees the last of its executions end.
+        """True once, for the caller that sees the last of its executions settle (execution_settled).
 
-        Each execution's own transition has committed before this runs, so the last two to end
-        both see every execution ended, and the conditional UPDATE picks one of them.
+        Each execution's own settling write has committed before this runs, so the last two to settle
+        both see every execution settled, and the conditional UPDATE picks one of them.
         """
-        if self.executions.exclude(status__in=Execution.TERMINAL_STATUSES).exists():
+        unsettled = ~models.Q(status__in=Execution.TERMINAL_STATUSES) | models.Q(output_pending=True)
+        if self.executions.filter(unsettled).exists():
             return False
         return bool(Batch.objects.filter(id=self.id, ended_at=None).update(ended_at=timezone.now()))
 

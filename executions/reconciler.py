@@ -4,7 +4,8 @@ A row `queued` whose job is gone from Redis is queued again once, then ends `err
 `running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
 died), when its supervisor has reaped the worker's process (release_dead_worker, at once), or when
 it has run longer than any run can take (a hung worker): it is queued again once if
-its sandbox never started, and ends `error` otherwise. Every change is a conditional UPDATE, so a
+its sandbox never started, and ends `error` otherwise. A run cancelled while running whose worker
+never wrote its output has its end announced without it after SETTLE_GRACE. Every change is a conditional UPDATE, so a
 worker that is in fact alive never loses a result. Results that workers parked in Redis while the
 database was down are written first.
 """
@@ -36,6 +37,9 @@ QUEUED_GRACE = timedelta(seconds=60)
 RUNNING_GRACE = timedelta(seconds=scheduler.JOB_TIMEOUT_MARGIN_SECONDS)
 # A running row this old whose worker has no heartbeat has lost its worker.
 ORPHAN_GRACE = timedelta(seconds=30)
+# How long a run cancelled while running waits for its worker to write its output (Execution.output_pending)
+# before its end is announced without it: its worker stops the sandbox within a second or so.
+SETTLE_GRACE = timedelta(seconds=30)
 # Every worker refreshes this key while it lives (executions/worker.py).
 ALIVE_KEY = "rce:worker-alive:{}"
 # Every worker runs the pass; one at a time is enough, and a backlog makes each pass longer.
@@ -166,6 +170,9 @@ def release_dead_worker(name: str) -> int:
     for execution in running:
         janitor.sweep_execution(docker_api(), str(execution.id))
         fixed += settle_orphan(execution)
+    # Its runs cancelled while running will never get their output from it.
+    for execution_id in Execution.objects.filter(output_pending=True, worker_name=name).values_list("id", flat=True):
+        fixed += Execution.objects.settle_cancelled(execution_id)
     return fixed
 
 
@@ -186,6 +193,14 @@ def settle_orphan(execution: Execution) -> int:
     return int(updated)
 
 
+def settle_cancelled(now=None) -> int:
+    """Announce the end of the runs cancelled while running whose worker has not written their output
+    within SETTLE_GRACE (it died, or is stuck): without it, rather than never. The number settled."""
+    now = now or timezone.now()
+    owed = Execution.objects.filter(output_pending=True, finished_at__lt=now - SETTLE_GRACE).order_by("finished_at")
+    return sum(Execution.objects.settle_cancelled(execution_id) for execution_id in owed.values_list("id", flat=True)[:BATCH])
+
+
 def reconcile(owner: str = "") -> dict[str, int] | None:
     """One pass over everything, by one process at a time; None if another one holds the pass.
 
@@ -202,6 +217,8 @@ def reconcile(owner: str = "") -> dict[str, int] | None:
         done["requeued_or_failed"] = requeue_lost(renew=lock.reacquire)
         lock.reacquire()
         done["orphaned"] = fail_orphaned()
+        lock.reacquire()
+        done["cancels_settled"] = settle_cancelled()
         lock.reacquire()
         done["places_freed"] = release_ended()
         return done

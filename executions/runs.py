@@ -205,7 +205,8 @@ def requeue_unstarted(execution: Execution, worker: str, exc: Exception) -> str:
     its engine answers again (executions.worker)."""
     log.warning("execution %s: the engine failed before the script arrived (%s); queued again", execution.id, exc)
     if not Execution.objects.requeue(execution):
-        # Cancelled meanwhile: nothing ran, nothing to keep.
+        # Cancelled meanwhile: nothing ran, nothing to keep, and its end can be announced now.
+        Execution.objects.settle_cancelled(execution.id)
         return "skipped"
     log_state(execution.id, Status.QUEUED, execution.tenant.name, worker, attempts=execution.attempts)
     try:
@@ -300,6 +301,9 @@ def apply_parked_results() -> int:
         store.unpark(execution_id)
         if recorded:
             cache_result(execution_id)
+        else:
+            # Cancelled meanwhile: it keeps its output, as in run().
+            keep_cancelled_output(execution_id, fields)
         log.info("execution %s: parked result written (%s)", execution_id, fields["status"] if recorded else "stale")
         applied += 1
     return applied

@@ -269,10 +269,13 @@ def check_tests(submission: Submission, quotas: Limits, run_limits: limits.Execu
         )
 
 
-def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.ExecutionLimits:
-    """The limits the run will get, or Invalid: everything about a submission that needs no I/O.
+def check(
+    tenant: Tenant, submission: Submission, quotas: Limits, lookups: destinations.Lookups | None = None
+) -> limits.ExecutionLimits:
+    """The limits the run will get, or Invalid: everything about a submission that needs no queue.
 
-    `quotas` is tenant.limits(), read once for the whole request.
+    `quotas` is tenant.limits(), read once for the whole request; `lookups`, a batch's callback
+    hosts being resolved at once (lookups_for()).
     """
     if not tenant.is_active:
         raise Invalid(f"The tenant {tenant.name} is disabled.", code="tenant_disabled")
@@ -303,7 +306,7 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
             code="language_not_allowed",
         )
     if submission.callback_url:
-        check_callback_url(tenant, submission.callback_url)
+        check_callback_url(tenant, submission.callback_url, lookups=lookups)
     try:
         run_limits = limits.check_limits(
             submission.timeout_seconds,
@@ -317,7 +320,9 @@ def check(tenant: Tenant, submission: Submission, quotas: Limits) -> limits.Exec
     return run_limits
 
 
-def check_callback_url(tenant: Tenant, url: str, field: str = "callback_url") -> None:
+def check_callback_url(
+    tenant: Tenant, url: str, field: str = "callback_url", lookups: destinations.Lookups | None = None
+) -> None:
     """Invalid unless `url` may receive this tenant's webhooks now (it is checked again at delivery)."""
     if not tenant.webhook_secret:
         raise Invalid(
@@ -326,9 +331,16 @@ def check_callback_url(tenant: Tenant, url: str, field: str = "callback_url") ->
             field=field,
         )
     try:
-        destinations.check(url)
+        destinations.check(url, lookups)
     except destinations.Refused as exc:
         raise Invalid(exc.message, code=exc.code, field=field) from None
+
+
+def lookups_for(tenant: Tenant, urls) -> destinations.Lookups | None:
+    """The hosts of a batch's callback URLs, resolving at once: checking each then waits for one
+    deadline in all, not one per name. None when the tenant cannot ask for callbacks anyway."""
+    urls = [url for url in urls if url and isinstance(url, str)]
+    return destinations.Lookups(urls) if urls and tenant.webhook_secret else None
 
 
 def callback_url(tenant: Tenant, submission: Submission, batch: bool = False) -> str:
@@ -455,12 +467,13 @@ def submit_batch(tenant: Tenant, submissions: list[Submission], batch_callback_u
     executions' `batch`), and the items get no default callback of their tenant's.
     """
     quotas = tenant.limits()
+    lookups = lookups_for(tenant, [batch_callback_url, *(submission.callback_url for submission in submissions)])
     if batch_callback_url:
-        check_callback_url(tenant, batch_callback_url)
+        check_callback_url(tenant, batch_callback_url, lookups=lookups)
     checked = []
     for index, submission in enumerate(submissions):
         try:
-            checked.append(check(tenant, submission, quotas))
+            checked.append(check(tenant, submission, quotas, lookups))
         except AdmissionError as exc:
             exc.item = index
             raise

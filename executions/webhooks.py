@@ -1,8 +1,10 @@
 """Webhooks: when an execution ends, its JSON (what GET returns) is POSTed to its callback URL, signed.
 
-A terminal transition (executions/models.py) sends `execution_ended`; the receiver here only writes
-a Delivery row and queues a job on the webhooks queue, which its own workers drain (WebhookWorker,
-under `manage.py sandbox_workers`). A slow or dead receiver so never holds a sandbox worker.
+An execution whose result is whole (executions/models.py sends `execution_settled`: at its terminal
+transition, or for a run cancelled while running once its worker has written its output) gets its
+deliveries here: the receiver only writes a Delivery row and queues a job on the webhooks queue, which
+its own workers drain (WebhookWorker, under `manage.py sandbox_workers`). A slow or dead receiver so
+never holds a sandbox worker.
 
 Each attempt checks the URL again (executions/destinations.py), connects to the exact addresses it
 checked, follows no redirect, reads at most WEBHOOK_MAX_RESPONSE_BYTES of the answer, gives up
@@ -44,8 +46,8 @@ USER_AGENT = "rce-webhooks/1"
 ERROR_EXCERPT_CHARS = 300
 
 
-def on_execution_ended(sender, execution_id, **kwargs) -> None:
-    """Queue the deliveries an ended execution owes: its own, and its batch's if it was the last."""
+def on_execution_settled(sender, execution_id, **kwargs) -> None:
+    """Queue the deliveries a settled execution owes: its own, and its batch's if it was the last."""
     row = Execution.objects.filter(id=execution_id).values_list("tenant_id", "callback_url", "batch_id").first()
     if row is None:
         return

@@ -87,6 +87,8 @@ def environ_for(scope, body: bytes) -> dict:
         "wsgi.multithread": True,
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
+        # This server streams what ExecutionEventsView hands back (stream_events()).
+        events.STREAMS_ENVIRON_KEY: True,
     }
     for name, value in scope.headers.items():
         # "X-Api-Key" and "X_Api_Key" would both become HTTP_X_API_KEY: a header that a proxy in

@@ -303,6 +303,9 @@ WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 30)
 WEBHOOK_WORKERS = envint("WEBHOOK_WORKERS", 1)
 # Each attempt's connect and read timeouts; the whole attempt is cut off at about twice this.
 WEBHOOK_TIMEOUT_SECONDS = envfloat("WEBHOOK_TIMEOUT_SECONDS", 10)
+# How long a callback URL's host may take to resolve, at submission (a batch's names at once) and
+# at each attempt: a slow resolver then answers 400 callback_url_unresolvable, never holds a thread.
+WEBHOOK_RESOLVE_TIMEOUT_SECONDS = envfloat("WEBHOOK_RESOLVE_TIMEOUT_SECONDS", 3)
 # Only this much of a receiver's answer is read (for the delivery log); the rest is dropped.
 WEBHOOK_MAX_RESPONSE_BYTES = envint("WEBHOOK_MAX_RESPONSE_BYTES", 65536)
 # Failed attempts are retried after WEBHOOK_RETRY_BASE_SECONDS, doubling (with jitter) up to

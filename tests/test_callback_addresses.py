@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -98,6 +99,52 @@ def test_it_refuses_a_name_that_does_not_resolve(monkeypatch):
     assert refused.value.code == "callback_url_unresolvable"
 
 
+def slow_resolver(seconds: float, *addresses: str):
+    """resolving_to(), after `seconds`; the names it was asked for, in `asked`."""
+    answer = resolving_to(*addresses)
+
+    def resolve(host, port, type=0, **kwargs):
+        resolve.asked.append(host)
+        time.sleep(seconds)
+        return answer(host, port, type)
+
+    resolve.asked = []
+    return resolve
+
+
+def test_a_name_that_does_not_resolve_in_time_is_refused_without_waiting_for_it(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.2
+    monkeypatch.setattr(destinations, "resolver", slow_resolver(3, "93.184.216.34"))
+    started = time.monotonic()
+    with pytest.raises(destinations.Refused) as refused:
+        destinations.check("https://slow.example/in")
+    assert time.monotonic() - started < 1
+    assert refused.value.code == "callback_url_unresolvable"
+    assert refused.value.message == "its host slow.example did not resolve within 0.2 s."
+
+
+def test_several_names_resolve_at_once_within_one_deadline(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 2
+    resolver = slow_resolver(0.3, "93.184.216.34")
+    monkeypatch.setattr(destinations, "resolver", resolver)
+    urls = [f"https://hooks{n % 7}.example/in/{n}" for n in range(21)]
+    started = time.monotonic()
+    lookups = destinations.Lookups(urls)
+    assert all(destinations.check(url, lookups).addresses == ("93.184.216.34",) for url in urls)
+    # Seven names, each looked up once, side by side: one after another would take 2.1 s.
+    assert time.monotonic() - started < 1
+    assert sorted(resolver.asked) == sorted(f"hooks{n}.example" for n in range(7))
+
+
+def test_an_address_in_the_url_needs_no_lookup(monkeypatch, settings):
+    settings.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.1
+    resolver = slow_resolver(1, "93.184.216.34")
+    monkeypatch.setattr(destinations, "resolver", resolver)
+    assert destinations.check("https://93.184.216.34/in").addresses == ("93.184.216.34",)
+    assert destinations.check("https://[2606:2800:220:1::1]/in").addresses == ("2606:2800:220:1::1",)
+    assert resolver.asked == []
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -137,3 +184,32 @@ def test_the_allow_list_never_opens_metadata_addresses(settings):
     for host in ("169.254.169.254", "[fd00:ec2::254]"):
         with pytest.raises(destinations.Refused, match="metadata"):
             destinations.check(f"http://{host}/latest/meta-data/")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::ffff:169.254.169.254]",
+        "[::169.254.169.254]",
+        "[::ffff:0:a9fe:a9fe]",
+        "[2002:a9fe:a9fe::1]",
+        "[64:ff9b::a9fe:a9fe]",
+        "[64:ff9b:1::a9fe:a9fe]",
+        "[2001:0:4136:e378:8000:63bf:5601:5601]",
+        "[2001:0:a9fe:a9fe:8000:63bf:3fff:fdd2]",
+        "[::ffff:100.100.100.200]",
+        "[64:ff9b::a83f:8110]",
+    ],
+    ids=["mapped", "compatible", "translated", "6to4", "NAT64", "local NAT64", "Teredo client", "Teredo server",
+         "mapped Alibaba", "NAT64 Azure"],
+)
+def test_the_allow_list_never_opens_a_metadata_address_inside_an_ipv6_one(settings, host):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["0.0.0.0/0", "::/0"]
+    with pytest.raises(destinations.Refused, match="embedding .*, a cloud metadata address"):
+        destinations.check(f"http://{host}/latest/meta-data/")
+
+
+def test_a_broad_allow_list_still_opens_other_ipv6_forms(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = ["::/0"]
+    assert destinations.check("http://[64:ff9b::5db8:d822]/").addresses == ("64:ff9b::5db8:d822",)
+    assert destinations.check("http://[::ffff:10.0.0.1]/").addresses == ("::ffff:a00:1",)

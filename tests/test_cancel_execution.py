@@ -112,7 +112,7 @@ def test_the_reconciler_leaves_a_cancelled_execution_alone(alice, redis_conn):
     redis_conn.flushdb()
     long_ago = timezone.now() - timedelta(hours=1)
     Execution.objects.update(created_at=long_ago, started_at=long_ago)
-    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "places_freed": 0}
+    assert reconciler.reconcile() == {"parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "cancels_settled": 0, "places_freed": 0}
     assert set(Execution.objects.values_list("status", flat=True)) == {"cancelled"}
 
 

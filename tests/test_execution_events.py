@@ -112,6 +112,36 @@ def test_a_cancelled_execution_ends_its_stream(alice, server):
     assert [e["data"]["status"] for e in stream.rest()] == ["cancelled", "cancelled"]
 
 
+def test_a_run_cancelled_while_running_ends_with_the_output_it_kept(alice, server, worker_process):
+    task_id = alice.submit("import time\nprint('before the cancel', flush=True)\ntime.sleep(60)\n")
+    stream = EventStream(server, alice.key, task_id)
+    while stream.next()["event"] != "output":
+        pass
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    rest = stream.rest()
+    assert [e["data"]["status"] for e in rest if e["event"] == "status"] == ["cancelled"]
+    assert rest[-1]["event"] == "execution"
+    # What the page showed live stays: the stream's last word holds the output the run kept.
+    assert rest[-1]["data"]["stdout"] == "before the cancel\n"
+    assert rest[-1]["data"] == alice.get(task_id)
+
+
+def test_a_stream_opened_before_a_cancelled_run_kept_its_output_waits_for_it(alice, server):
+    from executions import runs
+    from executions.models import Execution
+
+    task_id = alice.submit("print(8)")
+    assert Execution.objects.claim(task_id, "worker-1")
+    assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    stream = EventStream(server, alice.key, task_id)
+    # Not ended yet as far as the stream goes: its worker has still to write the output.
+    assert stream.next()["data"] == {"status": "running"}
+    runs.keep_cancelled_output(task_id, {"stdout": "kept\n"})
+    cancelled, execution = stream.rest()
+    assert cancelled["data"] == {"status": "cancelled"}
+    assert (execution["data"]["status"], execution["data"]["stdout"]) == ("cancelled", "kept\n")
+
+
 def test_waiting_streams_hold_no_request_thread(alice, server):
     # Two request threads, and more streams than that waiting: requests are still answered.
     task_id = alice.submit("print(4)")
@@ -131,6 +161,16 @@ def test_another_tenants_execution_is_a_404(alice, bob, server):
     assert json.loads(stream.response.read())["error"]["code"] == "not_found"
     assert_error(alice.client.get(f"/api/v1/executions/{task_id}/events"), 404, "not_found")
     assert_error(alice.client.get("/api/v1/executions/00000000-0000-0000-0000-000000000000/events"), 404, "not_found")
+
+
+def test_another_web_server_is_told_it_cannot_stream(alice):
+    # Django's test client, as any server but the platform's own: no stream, and no handoff leaks.
+    task_id = alice.submit("print(9)")
+    response = alice.client.get(f"/api/v1/executions/{task_id}/events", HTTP_ACCEPT="text/event-stream")
+    body = assert_error(response, 501, "event_streams_unavailable")
+    assert "python -m sandbox_project.serve" in body["error"]["message"]
+    assert not response.has_header("X-Rce-Event-Stream")
+    assert "tenant_id" not in response.content.decode()
 
 
 def test_it_needs_a_key(alice, anonymous):

@@ -7,7 +7,7 @@ from io import StringIO
 from django.core.management import call_command
 from django.utils import timezone
 
-from executions.models import Delivery, DeliveryAttempt, Execution, Tenant
+from executions.models import Batch, Delivery, DeliveryAttempt, Execution, Tenant
 
 
 def execution(persona, days_old: float, status: str = "completed") -> str:
@@ -80,3 +80,53 @@ def test_an_executions_webhook_deliveries_go_with_it(alice, settings):
     assert "alice: deleted 1" in output
     assert list(Delivery.objects.values_list("execution_id", flat=True)) == [uuid.UUID(young)]
     assert DeliveryAttempt.objects.count() == 1
+
+
+def batch_of(persona, days_old: float, count: int) -> tuple[Batch, list[str]]:
+    created_at = timezone.now() - timedelta(days=days_old)
+    batch = Batch.objects.create(tenant=persona.tenant, callback_url="https://hooks.example/in", created_at=created_at)
+    ids = [execution(persona, days_old) for _ in range(count)]
+    Execution.objects.filter(id__in=ids).update(batch=batch)
+    delivery = Delivery.make(persona.tenant.id, batch.callback_url, batch_id=batch.id)
+    delivery.payload()
+    delivery.record(200, "", 0.01, None)
+    return batch, ids
+
+
+def test_a_batch_goes_with_its_last_execution_and_its_delivery_with_it(alice, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    old, _ = batch_of(alice, 31, 3)
+    young, young_ids = batch_of(alice, 1, 2)
+    # In batches of two rows: the old batch's last execution goes in the second.
+    assert "alice: deleted 3" in prune("--batch-size", "2")
+    assert list(Batch.objects.values_list("id", flat=True)) == [young.id]
+    # Its delivery's body held the pruned executions' output.
+    assert list(Delivery.objects.values_list("batch_id", flat=True)) == [young.id]
+    assert DeliveryAttempt.objects.count() == 1
+    assert remaining() == set(young_ids)
+
+
+def test_a_batch_keeps_while_any_of_its_executions_does(alice, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    batch, (pruned, running) = batch_of(alice, 31, 2)
+    Execution.objects.filter(id=running).update(status="running")
+    prune()
+    assert remaining() == {running}
+    assert Batch.objects.filter(id=batch.id).exists() and Delivery.objects.filter(batch=batch).exists()
+
+
+def test_a_batch_left_empty_earlier_goes_too(alice, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    old, ids = batch_of(alice, 31, 1)
+    Execution.objects.filter(id__in=ids).delete()
+    recent, _ = batch_of(alice, 1, 0)
+    prune()
+    assert list(Batch.objects.values_list("id", flat=True)) == [recent.id]
+    assert list(Delivery.objects.values_list("batch_id", flat=True)) == [recent.id]
+
+
+def test_a_dry_run_keeps_batches(alice, settings):
+    settings.TENANT_RETENTION_DAYS = 30
+    batch_of(alice, 31, 2)
+    prune("--dry-run")
+    assert Batch.objects.count() == 1 and Delivery.objects.count() == 1

@@ -145,7 +145,7 @@ def test_one_pass_at_a_time(alice, redis_conn):
     assert reconciler.reconcile() is None
     redis_conn.delete(reconciler.LOCK_KEY)
     assert reconciler.reconcile() == {
-        "parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "places_freed": 0
+        "parked_results_written": 0, "requeued_or_failed": 0, "orphaned": 0, "cancels_settled": 0, "places_freed": 0
     }
     assert not redis_conn.exists(reconciler.LOCK_KEY)
 

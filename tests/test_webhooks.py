@@ -6,13 +6,15 @@ import json
 import re
 import subprocess
 import time
+from datetime import timedelta
 
 import django_rq
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from executions import destinations, store, webhooks
+from executions import destinations, events, reconciler, runs, store, webhooks
 from executions.models import Delivery, Execution
 from tests.conftest import ROOT, free_port, manage, run_worker, subprocess_env
 from tests.helpers import assert_error
@@ -272,6 +274,51 @@ def test_it_refuses_a_callback_to_a_refused_address_at_submission(alice, secret,
     assert Execution.objects.count() == 0
 
 
+def sleeping_resolver(seconds: float):
+    def resolve(host, port, type=0, **kwargs):
+        time.sleep(seconds)
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    return resolve
+
+
+def test_a_callback_whose_name_resolves_too_slowly_is_refused_at_once(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.3
+    monkeypatch.setattr(destinations, "resolver", sleeping_resolver(5))
+    started = time.monotonic()
+    body = assert_error(submit(alice, callback_url="https://slow.example/hook"), 400, "callback_url_unresolvable")
+    assert time.monotonic() - started < 2
+    assert body["error"]["details"]["callback_url"] == ["its host slow.example did not resolve within 0.3 s."]
+    assert Execution.objects.count() == 0
+
+
+def test_a_batch_resolves_its_callback_names_at_once(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 2
+    monkeypatch.setattr(destinations, "resolver", sleeping_resolver(0.25))
+    items = [{"code": f"print({n})", "callback_url": f"https://item{n}.example/hook"} for n in range(20)]
+    started = time.monotonic()
+    response = alice.client.post(
+        "/api/v1/executions/batch", {"executions": items, "callback_url": "https://batch.example/"}, format="json"
+    )
+    # 21 names one after another would take 5.25 s (and the deadline is 2 s).
+    assert response.status_code == 202, response.content
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_batch_item_whose_name_resolves_too_slowly_is_named(alice, secret, hooks, monkeypatch):
+    hooks.WEBHOOK_RESOLVE_TIMEOUT_SECONDS = 0.3
+
+    def resolve(host, port, type=0, **kwargs):
+        time.sleep(5 if host == "slow.example" else 0)
+        return [(2, 1, 6, "", ("93.184.216.34", port))]
+
+    monkeypatch.setattr(destinations, "resolver", resolve)
+    items = [{"code": "print(0)", "callback_url": "https://fast.example/"}, {"code": "print(1)", "callback_url": "https://slow.example/"}]
+    body = assert_error(alice.client.post("/api/v1/executions/batch", {"executions": items}, format="json"), 400, "callback_url_unresolvable")
+    assert body["error"]["details"] == {"executions[1]": {"callback_url": ["its host slow.example did not resolve within 0.3 s."]}}
+    assert Execution.objects.count() == 0
+
+
 def test_it_refuses_a_callback_without_a_webhook_secret(alice, hooks):
     with Receiver() as receiver:
         body = assert_error(submit(alice, callback_url=receiver.url), 400, "webhook_secret_missing")
@@ -298,6 +345,94 @@ def test_a_cancelled_execution_is_delivered_too(alice, secret):
         drain_webhooks(ended(task_id))
         (request,) = receiver.received
     assert json.loads(request.body)["status"] == "cancelled"
+
+
+# Prints, then runs until a cancel stops it.
+PRINTS_THEN_WAITS = "import time\nprint('before the cancel', flush=True)\ntime.sleep(60)\n"
+
+
+def printed(task_id: str, redis_conn) -> None:
+    """Wait until the running program's first output has reached its live stream (which a watch turns on)."""
+    events.watch(task_id)
+    wait_for(lambda: any(b"stream" in fields for _, fields in redis_conn.xrange(f"rce:events:{task_id}")))
+
+
+def test_a_run_cancelled_while_running_is_delivered_with_the_output_it_kept(alice, secret, worker_process, redis_conn):
+    with Receiver() as receiver:
+        task_id = submitted(alice, receiver.url, PRINTS_THEN_WAITS)
+        printed(task_id, redis_conn)
+        assert alice.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+        # Queued once the worker has written the output the run printed until its cancel.
+        wait_for(lambda: Delivery.objects.filter(execution_id=task_id).exists())
+        drain_webhooks(ended(task_id))
+        (request,) = receiver.received
+    body = json.loads(request.body)
+    assert (body["status"], body["stdout"]) == ("cancelled", "before the cancel\n")
+    assert body == alice.get(task_id)
+
+
+def cancelled_while_running(persona, url: str) -> str:
+    """An execution cancelled while a worker (which writes nothing more here) ran it."""
+    task_id = submitted(persona, url)
+    assert Execution.objects.claim(task_id, "worker-1")
+    assert persona.client.post(f"/api/v1/executions/{task_id}/cancel").status_code == 200
+    return task_id
+
+
+def test_a_cancelled_runs_delivery_waits_for_its_worker_to_write_its_output(alice, secret):
+    with Receiver() as receiver:
+        task_id = cancelled_while_running(alice, receiver.url)
+        assert not Delivery.objects.exists()
+        assert runs.keep_cancelled_output(task_id, {"stdout": "partial\n", "exit_code": 137, "duration_ms": 800})
+        # Once: writing it again queues nothing more.
+        assert runs.keep_cancelled_output(task_id, {"stdout": "partial\n"})
+        drain_webhooks(ended(task_id))
+        (request,) = receiver.received
+    assert Delivery.objects.count() == 1
+    body = json.loads(request.body)
+    assert (body["status"], body["stdout"], body["exit_code"]) == ("cancelled", "partial\n", 137)
+
+
+def test_a_cancelled_run_whose_worker_is_gone_is_delivered_without_its_output(alice, secret):
+    with Receiver() as receiver:
+        task_id = cancelled_while_running(alice, receiver.url)
+        assert reconciler.settle_cancelled() == 0
+        assert not Delivery.objects.exists()
+        later = timezone.now() + reconciler.SETTLE_GRACE + timedelta(seconds=1)
+        assert reconciler.settle_cancelled(now=later) == 1
+        assert reconciler.settle_cancelled(now=later) == 0
+        drain_webhooks(ended(task_id))
+        (request,) = receiver.received
+    assert json.loads(request.body)["status"] == "cancelled"
+    # A worker that comes back after all still keeps the output on the row; nothing more is sent.
+    assert runs.keep_cancelled_output(task_id, {"stdout": "late\n"})
+    assert Execution.objects.get(id=task_id).stdout == "late\n"
+    assert Delivery.objects.count() == 1
+
+
+def test_a_cancelled_run_of_a_worker_known_dead_is_delivered_at_once(alice, secret):
+    task_id = cancelled_while_running(alice, "http://127.0.0.1:9/hook")
+    assert reconciler.release_dead_worker("worker-1") == 1
+    assert Delivery.objects.filter(execution_id=task_id).count() == 1
+
+
+def test_a_batch_waits_for_the_output_of_a_run_cancelled_while_running(alice, secret):
+    with Receiver() as receiver:
+        response = alice.client.post(
+            "/api/v1/executions/batch",
+            {"executions": [{"code": "print(0)"}, {"code": "print(1)"}], "callback_url": receiver.url},
+            format="json",
+        )
+        first, second = response.json()["task_ids"]
+        assert Execution.objects.claim(first, "worker-1")
+        assert alice.client.post(f"/api/v1/executions/{first}/cancel").status_code == 200
+        run_worker()
+        assert Execution.objects.get(id=second).status == "completed"
+        assert not Delivery.objects.exists()
+        runs.keep_cancelled_output(first, {"stdout": "partial\n"})
+        drain_webhooks(lambda: Delivery.objects.filter(status="delivered").exists())
+        (request,) = receiver.received
+    assert [e["stdout"] for e in json.loads(request.body)["executions"]] == ["partial\n", "1\n"]
 
 
 def test_a_batch_gets_one_callback_when_all_its_executions_have_ended(alice, secret):

@@ -84,6 +84,15 @@ class AlreadyFinished(ApiError):
     default_detail = "The execution has already finished."
 
 
+class EventStreamsUnavailable(ApiError):
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+    default_code = "event_streams_unavailable"
+    default_detail = (
+        "Live events need the platform's own web server (python -m sandbox_project.serve), which streams "
+        "them; this server cannot. Poll GET /api/v1/executions/<task_id> instead."
+    )
+
+
 class BadRequest(ApiError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_request"

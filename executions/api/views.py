@@ -22,6 +22,7 @@ from executions.api.schema import ACCEPTED, ACCEPTED_HEADERS, CODE_SCHEMA, IDEMP
 from executions.api.errors import (
     AlreadyFinished,
     BadRequest,
+    EventStreamsUnavailable,
     IdempotencyConflict,
     Overloaded,
     PayloadTooLarge,
@@ -386,13 +387,22 @@ class ExecutionEventsView(TenantScopedMixin, APIView):
             "output so far first; then one `execution` event with the execution (as GET returns it) once it "
             "has ended, and the end of the stream. Reconnecting with `Last-Event-ID` resumes after that "
             "event. Needs the project's web server (`python -m sandbox_project.serve`), which streams "
-            "on its event loop. Another tenant's execution is a 404."
+            "on its event loop; any other server answers 501. Another tenant's execution is a 404."
         ),
-        responses={(200, "text/event-stream"): OpenApiTypes.STR, **errors(404)},
+        responses={
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            **errors(404),
+            501: OpenApiResponse(
+                ErrorSerializer, description="Served by another server, which cannot stream (`event_streams_unavailable`)."
+            ),
+        },
     )
     def get(self, request: Request, execution_id) -> Response:
-        execution = get_object_or_404(self.tenant_executions().only("id", "tenant_id", "status"), id=execution_id)
-        # The web server (sandbox_project/rsgi.py) streams the events; this only says what to stream.
+        execution = get_object_or_404(self.tenant_executions().only("id", "tenant_id", "status", "output_pending"), id=execution_id)
+        # The web server (sandbox_project/rsgi.py) streams the events; this only says what to stream,
+        # and only to it: any other server would send the handoff (and its tenant id) as it is.
+        if not request.META.get(events.STREAMS_ENVIRON_KEY):
+            raise EventStreamsUnavailable()
         response = HttpResponse(content_type="text/event-stream")
         response[events.HANDOFF_HEADER] = events.handoff(execution, request.headers.get("Last-Event-ID", ""))
         return response

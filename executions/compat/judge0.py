@@ -691,10 +691,11 @@ class BatchView(AdmissionMixin, Judge0View):
         answers: list[dict | None] = []
         valid: list[submissions.Submission] = []
         quotas = request.user.limits()
+        lookups = submissions.lookups_for(request.user, [item.get("callback_url") for item in items if isinstance(item, dict)])
         for item in items:
             try:
                 submission = as_submission(item, encoded)
-                submissions.check(request.user, submission, quotas)
+                submissions.check(request.user, submission, quotas, lookups)
             except Judge0Invalid as exc:
                 answers.append(exc.fields)
             except submissions.AdmissionError as exc:
