@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from executions import judging
+from executions import events, judging
 from executions.sandbox import languages
 from executions.models import Execution, Membership
 from executions.signin import SignInForm
@@ -87,10 +87,20 @@ def page(request: HttpRequest, execution_id=None) -> HttpResponse:
             "max_part": languages.MAX_NAME_PART,
         },
         "terminal_statuses": sorted(Execution.TERMINAL_STATUSES),
+        # Only the platform's own server streams events (executions/events.py): elsewhere the page polls.
+        "live_events": bool(request.META.get(events.STREAMS_ENVIRON_KEY)),
         "output_limit_kib": settings.SANDBOX_OUTPUT_LIMIT_BYTES // 1024,
         "comparisons": judging.COMPARISONS,
         # A judged execution's tests come back into the editor, to run again.
-        "draft_tests": {"tests": execution.tests, "comparison": execution.comparison} if execution else None,
+        "draft_tests": {
+            "tests": execution.tests,
+            "comparison": execution.comparison,
+            "abs_tolerance": execution.abs_tolerance,
+            "rel_tolerance": execution.rel_tolerance,
+            "stop_on_first_failure": execution.stop_on_first_failure,
+        }
+        if execution
+        else None,
         # And its other files and arguments (its entry point is the code above).
         "draft_program": {"files": execution.files, "args": execution.args} if execution else None,
     }

@@ -451,3 +451,34 @@ def test_the_arguments_reach_each_test_of_a_judged_program(browser, alice_member
     assert browser.find_element(By.ID, "verdict").get_attribute("data-status") == "accepted"
     execution = Execution.objects.get()
     assert execution.args == ["!"] and execution.tests[0]["args"] == ["!"]
+
+
+def test_a_test_has_arguments_of_its_own_and_the_float_tolerances_and_the_stop_reach_the_judge(
+    browser, alice_member, worker_process
+):
+    sign_in(browser, "alice")
+    set_code(browser, "import sys\nprint(float(input()) * float(sys.argv[1]))\n")
+    set_args(browser, "2")
+    browser.find_element(By.CSS_SELECTOR, "#tests-editor summary").click()
+    Select(browser.find_element(By.ID, "comparison")).select_by_visible_text("float")
+    assert browser.find_element(By.ID, "abs-tolerance").is_displayed()
+    browser.find_element(By.ID, "abs-tolerance").send_keys("0.5")
+    browser.find_element(By.ID, "stop-on-first-failure").click()
+    for stdin, expected, args in (("1", "2.4", ""), ("1", "3", "3"), ("1", "9", "")):
+        browser.find_element(By.ID, "add-test").click()
+        case = browser.find_elements(By.CSS_SELECTOR, ".test-case")[-1]
+        case.find_element(By.CLASS_NAME, "test-stdin").send_keys(stdin)
+        case.find_element(By.CLASS_NAME, "test-expected").send_keys(expected)
+        case.find_element(By.CLASS_NAME, "test-args").send_keys(args)
+    run(browser, None)
+    assert terminal_status(browser) == "completed"
+    execution = Execution.objects.get()
+    assert [test["args"] for test in execution.tests] == [["2"], ["3"], ["2"]]
+    assert (execution.comparison, execution.abs_tolerance, execution.stop_on_first_failure) == ("float", 0.5, True)
+    # 2.0 is within 0.5 of 2.4 and 3.0 is 3: accepted; 2.0 is not 9: the last fails.
+    verdicts = [row.get_attribute("data-verdict") for row in browser.find_elements(By.CSS_SELECTOR, "#test-results tbody tr")]
+    assert verdicts == ["accepted", "accepted", "wrong_answer"]
+    # The execution's page brings its tests back into the editor, with their own arguments.
+    assert browser.find_element(By.ID, "abs-tolerance").get_attribute("value") == "0.5"
+    assert browser.find_element(By.ID, "stop-on-first-failure").is_selected()
+    assert [field.get_attribute("value") for field in browser.find_elements(By.CLASS_NAME, "test-args")] == ["2", "3", "2"]

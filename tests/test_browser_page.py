@@ -101,11 +101,12 @@ def test_it_escapes_code_stdin_and_output(alice_member, alice):
     assert "&lt;/textarea&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
     # The result reaches the script as JSON in which no markup can close the element early.
     assert "\\u003Cscript\\u003Ealert(1)\\u003C/script\\u003E" in page
-    # The only script elements are our own static file and the three JSON blocks.
+    # The only script elements are our own static file and its JSON blocks.
     scripts = re.findall(r"<script[^>]*>", page)
     assert scripts == [
         '<script id="execution-data" type="application/json">',
         '<script id="terminal-statuses" type="application/json">',
+        '<script id="live-events" type="application/json">',
         '<script id="draft-tests" type="application/json">',
         '<script id="draft-program" type="application/json">',
         '<script id="file-rules" type="application/json">',

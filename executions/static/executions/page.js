@@ -314,12 +314,17 @@
   });
 
   // One argument per line; the empty lines at the end are not arguments.
-  function argumentList() {
-    const lines = byId("args").value.split("\n");
+  // One argument per line; the empty lines at the end (the textarea's newlines) are none.
+  function argumentLines(text) {
+    const lines = text.split("\n");
     while (lines.length && lines[lines.length - 1] === "") {
       lines.pop();
     }
     return lines;
+  }
+
+  function argumentList() {
+    return argumentLines(byId("args").value);
   }
 
   // A one-file program goes as `code`, as it always has; more go as `files`, with their names.
@@ -360,17 +365,49 @@
       row.querySelector(".test-name").value = test.name;
       row.querySelector(".test-stdin").value = test.stdin;
       row.querySelector(".test-expected").value = test.expected_output;
+      row.querySelector(".test-args").value = (test.args || []).join("\n");
     }
     byId("comparison").value = draft.comparison;
+    byId("abs-tolerance").value = draft.abs_tolerance === null ? "" : draft.abs_tolerance;
+    byId("rel-tolerance").value = draft.rel_tolerance === null ? "" : draft.rel_tolerance;
+    byId("stop-on-first-failure").checked = draft.stop_on_first_failure;
     byId("tests-editor").open = true;
   }
 
-  function testCases() {
-    return Array.from(document.querySelectorAll("#test-cases .test-case"), (row) => ({
-      name: row.querySelector(".test-name").value,
-      stdin: row.querySelector(".test-stdin").value,
-      expected_output: row.querySelector(".test-expected").value,
-    }));
+  // Tolerances apply to the float comparison only.
+  function showTolerances() {
+    byId("tolerances").hidden = byId("comparison").value !== "float";
+  }
+  byId("comparison").addEventListener("change", showTolerances);
+  showTolerances();
+
+  function testCases(programArgs) {
+    return Array.from(document.querySelectorAll("#test-cases .test-case"), (row) => {
+      const own = argumentLines(row.querySelector(".test-args").value);
+      return {
+        name: row.querySelector(".test-name").value,
+        stdin: row.querySelector(".test-stdin").value,
+        expected_output: row.querySelector(".test-expected").value,
+        // A judged program runs once per test, each with the test's own arguments: its own, or
+        // else the program's.
+        args: own.length ? own : programArgs,
+      };
+    });
+  }
+
+  function judgingOptions() {
+    const options = { comparison: byId("comparison").value };
+    if (options.comparison === "float") {
+      for (const [field, id] of [["abs_tolerance", "abs-tolerance"], ["rel_tolerance", "rel-tolerance"]]) {
+        if (byId(id).value !== "") {
+          options[field] = Number(byId(id).value);
+        }
+      }
+    }
+    if (byId("stop-on-first-failure").checked) {
+      options.stop_on_first_failure = true;
+    }
+    return options;
   }
 
   function submission() {
@@ -379,11 +416,10 @@
     if (args.length) {
       body.args = args;
     }
-    const tests = testCases();
+    const tests = testCases(args);
     if (tests.length) {
-      // A judged program runs once per test, each with the test's own arguments: these.
-      body.tests = args.length ? tests.map((test) => ({ ...test, args })) : tests;
-      body.comparison = byId("comparison").value;
+      body.tests = tests;
+      Object.assign(body, judgingOptions());
     }
     return body;
   }
@@ -402,14 +438,17 @@
     setText("test-counts", data.tests_passed === null ? "" : `${data.tests_passed} passed, ${data.tests_failed} failed`);
     const rows = data.test_results.map((result) => {
       const row = document.createElement("tr");
-      const output = document.createElement("td");
-      const pre = document.createElement("pre");
-      pre.className = "output";
-      pre.textContent = result.stdout || "";
-      output.appendChild(pre);
+      const outputs = ["stdout", "stderr"].map((stream) => {
+        const output = document.createElement("td");
+        const pre = document.createElement("pre");
+        pre.className = "output";
+        pre.textContent = result[stream] || "";
+        output.appendChild(pre);
+        return output;
+      });
       row.append(
         cell(result.name), cell(statusLabel(result.verdict)), cell(result.exit_code), cell(result.cpu_time_ms),
-        cell(result.wall_time_ms), cell(result.memory_kb), output,
+        cell(result.wall_time_ms), cell(result.memory_kb), ...outputs,
       );
       row.dataset.verdict = result.verdict;
       return row;
@@ -511,7 +550,8 @@
   // The execution's event stream, with the session's cookie: its owner's only, like the GET. The
   // output grows as it comes; the execution at the end replaces it with the stored result.
   // EventSource reconnects by itself with the last event's id, and the server resumes after it;
-  // a stream that fails before its first event (a server that cannot stream) falls back to polling.
+  // a stream that fails before its first event falls back to polling, as the page does from the
+  // start where its server cannot stream (live-events).
   function stream(taskId) {
     const source = new EventSource("/api/v1/executions/" + encodeURIComponent(taskId) + "/events");
     // Bytes shown per stream: a chunk sent again after a reconnection is not shown twice.
@@ -562,7 +602,7 @@
   if (initial) {
     render(initial);
     if (!terminal.has(initial.status)) {
-      if (window.EventSource) {
+      if (window.EventSource && JSON.parse(byId("live-events").textContent)) {
         stream(initial.task_id);
       } else {
         follow(initial.task_id, 0);
