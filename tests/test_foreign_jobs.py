@@ -26,34 +26,45 @@ def sandbox_queue(serializer=JSONSerializer) -> Queue:
     return Queue(settings.SANDBOX_QUEUE, connection=store.connection(), serializer=serializer)
 
 
-def assert_refused(job_id: str, marker, reason: str) -> None:
+def assert_refused(job_id: str, marker, reason: str, queue: Queue | None = None, by: str = "the sandbox worker") -> None:
     assert not marker.exists(), "the planted job ran"
     job = Job.fetch(job_id, connection=store.connection(), serializer=JSONSerializer)
     assert job.get_status() == JobStatus.FAILED
-    assert job_id in sandbox_queue().failed_job_registry.get_job_ids()
+    assert job_id in (queue or sandbox_queue()).failed_job_registry.get_job_ids()
     failure = job.latest_result().exc_string
-    assert "refused by the sandbox worker" in failure and reason in failure
+    assert f"refused by {by}" in failure and reason in failure
 
 
 def refused_count() -> float:
     return metrics.registry().get_sample_value("engine_refused_jobs_total") or 0.0
 
 
-def test_it_refuses_a_job_naming_another_function(alice, transactional_db, tmp_path):
+# Each kind of worker: its queue, how a test runs it, and how its refusals are signed.
+WORKERS = {
+    "sandbox": (lambda serializer=JSONSerializer: sandbox_queue(serializer), lambda: run_worker(), "the sandbox worker"),
+    "webhook": (lambda serializer=JSONSerializer: webhook_queue(serializer), lambda: run_webhook_worker(), "the webhook worker"),
+}
+
+
+@pytest.mark.parametrize("kind", WORKERS)
+def test_it_refuses_a_job_naming_another_function(alice, transactional_db, tmp_path, kind):
+    queue, work, by = WORKERS[kind]
     marker = tmp_path / "planted"
-    job = sandbox_queue().enqueue("os.makedirs", str(marker))
+    job = queue().enqueue("os.makedirs", str(marker))
     before = refused_count()
-    run_worker()
-    assert_refused(job.id, marker, "it names the function 'os.makedirs'")
+    work()
+    assert_refused(job.id, marker, "it names the function 'os.makedirs'", queue(), by)
     assert refused_count() == before + 1
 
 
-def test_it_refuses_a_pickled_job(alice, transactional_db, tmp_path):
+@pytest.mark.parametrize("kind", WORKERS)
+def test_it_refuses_a_pickled_job(alice, transactional_db, tmp_path, kind):
+    queue, work, by = WORKERS[kind]
     marker = tmp_path / "planted"
     # rq's default serializer is pickle: unpickling alone can run code, so it never happens.
-    job = sandbox_queue(serializer=None).enqueue("os.makedirs", str(marker))
-    run_worker()
-    assert_refused(job.id, marker, "is not the platform's JSON")
+    job = queue(serializer=None).enqueue("os.makedirs", str(marker))
+    work()
+    assert_refused(job.id, marker, "is not the platform's JSON", queue(), by)
 
 
 def test_it_refuses_the_platform_function_with_a_callback_attached(alice, transactional_db, tmp_path):
@@ -120,31 +131,6 @@ def run_webhook_worker() -> None:
     webhooks.WebhookWorker([queue], connection=queue.connection).work(burst=True)
 
 
-def assert_webhook_worker_refused(job_id: str, marker, reason: str) -> None:
-    assert not marker.exists(), "the planted job ran"
-    job = Job.fetch(job_id, connection=store.connection(), serializer=JSONSerializer)
-    assert job.get_status() == JobStatus.FAILED
-    assert job_id in webhook_queue().failed_job_registry.get_job_ids()
-    failure = job.latest_result().exc_string
-    assert "refused by the webhook worker" in failure and reason in failure
-
-
-def test_the_webhook_worker_refuses_a_job_naming_another_function(alice, transactional_db, tmp_path):
-    marker = tmp_path / "planted"
-    job = webhook_queue().enqueue("os.makedirs", str(marker))
-    before = refused_count()
-    run_webhook_worker()
-    assert_webhook_worker_refused(job.id, marker, "it names the function 'os.makedirs'")
-    assert refused_count() == before + 1
-
-
-def test_the_webhook_worker_refuses_a_pickled_job(alice, transactional_db, tmp_path):
-    marker = tmp_path / "planted"
-    job = webhook_queue(serializer=None).enqueue("os.makedirs", str(marker))
-    run_webhook_worker()
-    assert_webhook_worker_refused(job.id, marker, "is not the platform's JSON")
-
-
 def test_the_webhook_worker_refuses_a_planted_job_that_comes_due_from_its_schedule(alice, transactional_db, tmp_path):
     marker = tmp_path / "planted"
     job = webhook_queue().enqueue_in(timedelta(seconds=0), "os.makedirs", str(marker))
@@ -152,7 +138,7 @@ def test_the_webhook_worker_refuses_a_planted_job_that_comes_due_from_its_schedu
     while Job.fetch(job.id, connection=store.connection(), serializer=JSONSerializer).get_status() != JobStatus.FAILED:
         assert time.monotonic() < deadline, "the scheduled job never came due"
         run_webhook_worker()
-    assert_webhook_worker_refused(job.id, marker, "it names the function 'os.makedirs'")
+    assert_refused(job.id, marker, "it names the function 'os.makedirs'", webhook_queue(), "the webhook worker")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import functools
@@ -18,6 +19,17 @@ from executions.models import Execution
 from executions.worker import SandboxWorker
 from tests.conftest import free_port, run_worker, wait_for_status
 
+
+
+@contextlib.contextmanager
+def own_signal_handlers():
+    """rq's handler installs its cold-stop handlers in this process: pytest's are put back after."""
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
 
 def test_sigterm_lets_a_worker_finish_the_execution_in_hand(alice, worker_process):
     task_id = alice.submit("import time\ntime.sleep(2)\nprint('finished')")
@@ -119,14 +131,9 @@ def test_a_stop_request_swallowed_inside_a_maintenance_task_still_stops_the_work
             pass
 
     monkeypatch.setattr(worker, "maintenance_pass", remove_container_as_sigterm_finds_it)
-    # rq's handler installs its cold-stop handlers in this process: put pytest's back after.
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with own_signal_handlers():
         with pytest.raises(StopRequested):
             worker.run_maintenance_tasks()
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
 
 
 def test_a_stop_request_during_the_engine_check_before_a_job_stops_the_worker(redis_conn, monkeypatch):
@@ -145,17 +152,13 @@ def test_a_stop_request_during_the_engine_check_before_a_job_stops_the_worker(re
 
     monkeypatch.setattr(worker_module, "docker_api", Engine)
     monkeypatch.setattr(worker, "make_ahead", lambda: None)
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with own_signal_handlers():
         with pytest.raises(StopRequested):
             worker.check_for_suspension(burst=False)
         # Swallowed on its way, it still stops the worker before the next job.
         monkeypatch.setattr(worker_module, "engine_health", lambda: "ok")
         with pytest.raises(StopRequested):
             worker.check_for_suspension(burst=False)
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
 
 
 def test_a_stop_request_waits_for_the_runtime_probe_then_stops_the_worker(redis_conn, monkeypatch):
@@ -174,11 +177,7 @@ def test_a_stop_request_waits_for_the_runtime_probe_then_stops_the_worker(redis_
     monkeypatch.setattr(worker_module.reconciler, "reconcile", lambda name: None)
     monkeypatch.setattr(worker, "make_ahead", lambda: None)
     monkeypatch.setattr(worker_module.runtimes, "record", probe_as_sigterm_finds_it)
-    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with own_signal_handlers():
         with pytest.raises(StopRequested):
             worker.run_maintenance_tasks()
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
     assert finished == [True]
