@@ -5,10 +5,11 @@
 
 With --live, on a private platform with real workers (bench.common.Stack, PostgreSQL): how long a
 line printed by a script every 100 ms takes to reach an SSE client (the script prints its clock;
-the client compares with its own), and the sandbox throughput of a batch of short runs with and
-without --streams streams kept open on them the whole time (each client follows a run not yet
-ended; the same workers; runs per second from the first start to the last end, as the database
-recorded them; --rounds batches of each, alternated). Then, in-process: what publishing costs a run,
+the client compares with its own), and the sandbox throughput of short runs with and without
+--streams streams open: max(--batch, --streams) runs submitted at once, --streams of them watched
+by a stream each from before any run starts (as their clients would), and runs per second over the
+first --batch of them (from the first start to the --batch-th end, as the database recorded them),
+the same workers; --rounds batches of each, alternated. Then, in-process: what publishing costs a run,
 watched or not (CPU time in the publisher per run).
 
 Starts the web server (sandbox_project/serve.py, one process, WEB_THREADS 8) and no sandbox worker;
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -172,56 +172,48 @@ async def live_latency(stack, runs: int, lines: int) -> list[float]:
     return latencies
 
 
-async def batch_throughput(stack, count: int, streams: int) -> tuple[float, int, float]:
-    """Runs per second of `count` short runs submitted at once, with `streams` streams open on them
-    the whole time: each client watches a run not yet ended and, when its stream ends, opens
-    another on one still unfinished, as long as any is. Returns the rate, the output events the
-    streams received, and how many streams were open on average while the runs ran."""
+async def batch_throughput(stack, count: int, size: int, streams: int) -> tuple[float, int, float]:
+    """Runs per second over the first `count` of `size` short runs submitted at once, with `streams`
+    of them watched by a stream each, as their clients would (opened before any run starts, each
+    ending with its run). Returns the rate, the output events the streams received,
+    and how many streams were open on average while those first runs ran."""
     stack.manage("shell", "-c", "from executions.models import Execution; Execution.objects.all().delete()")
     # Submitted with no worker running, so that every stream is open before any run starts.
-    task_ids = [stack.submit(SHORT) for _ in range(count)]
+    task_ids = [stack.submit(SHORT) for _ in range(size)]
     received = [0]
-    ended: set[str] = set()
     open_now = [0]
 
     def on_event(name, data, received_at):
         received[0] += name == "output"
-        if name == "execution":
-            ended.add(data["task_id"])
 
-    async def follow(first: int) -> None:
-        task_id = task_ids[first]
-        while True:
-            open_now[0] += 1
-            try:
-                await sse_events(stack.port, stack.key, task_id, on_event)
-            finally:
-                open_now[0] -= 1
-            ended.add(task_id)
-            unfinished = [other for other in task_ids if other not in ended]
-            if not unfinished:
-                return
-            task_id = random.choice(unfinished)
+    async def watch(task_id: str) -> None:
+        open_now[0] += 1
+        try:
+            await sse_events(stack.port, stack.key, task_id, on_event)
+        finally:
+            open_now[0] -= 1
 
-    followers = [asyncio.ensure_future(follow(i % count)) for i in range(streams)]
+    readers = [asyncio.ensure_future(watch(task_id)) for task_id in task_ids[:streams]]
     await asyncio.sleep(min(30, 2 + streams / 100))
-    samples: list[int] = []
+    samples: list[tuple[float, int]] = []
 
     async def sample() -> None:
         while True:
-            samples.append(open_now[0])
+            samples.append((time.time(), open_now[0]))
             await asyncio.sleep(0.25)
 
     sampler = asyncio.ensure_future(sample())
     stack.start_workers(WORKERS)
-    await asyncio.get_running_loop().run_in_executor(None, stack.wait_until_finished, 300)
+    await asyncio.get_running_loop().run_in_executor(None, stack.wait_until_finished, 600)
     sampler.cancel()
-    await asyncio.wait_for(asyncio.gather(*followers), 120)
+    await asyncio.wait_for(asyncio.gather(*readers), 120)
     stack.stop(stack.workers)
     stack.workers.clear()
     rows = stack.executions()
-    started, finished = min(r["started"] for r in rows), max(r["finished"] for r in rows)
-    return count / (finished - started), received[0], statistics.mean(samples) if samples else 0.0
+    started = min(r["started"] for r in rows)
+    finished = sorted(r["finished"] for r in rows)[count - 1]
+    during = [opened for at, opened in samples if started <= at <= finished]
+    return count / (finished - started), received[0], statistics.mean(during) if during else 0.0
 
 
 WORKERS = 2
@@ -282,8 +274,9 @@ async def live_main(args) -> None:
         # Alternated, as the spread between batches of the same kind is of the order of the effect.
         withouts, withs, outputs, opened = [], [], 0, []
         for _ in range(args.rounds):
-            withouts.append((await batch_throughput(stack, args.batch, 0))[0])
-            rate, events, open_mean = await batch_throughput(stack, args.batch, args.streams)
+            size = max(args.batch, args.streams)
+            withouts.append((await batch_throughput(stack, args.batch, size, 0))[0])
+            rate, events, open_mean = await batch_throughput(stack, args.batch, size, args.streams)
             withs.append(rate)
             outputs += events
             opened.append(open_mean)
@@ -296,7 +289,8 @@ async def live_main(args) -> None:
     print(f"runtime: {args.runtime or 'runc'}; {load_note(data['machine'])}")
     print(f"print -> SSE receipt, {lat['n']} lines: p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, max {lat['max']:.1f} ms")
     t = data["throughput"]
-    print(f"throughput, {t['batch']} short runs, {t['workers']} workers, {args.rounds} rounds: without streams "
+    print(f"throughput over the first {t['batch']} of {max(t['batch'], t['streams'])} short runs, {t['workers']} workers, "
+          f"{args.rounds} rounds: without streams "
           f"{', '.join(f'{r:.2f}' for r in withouts)}/s (median {without:.2f}); with {t['streams']} streams "
           f"(open on average {', '.join(f'{o:.0f}' for o in opened)}) {', '.join(f'{r:.2f}' for r in withs)}/s "
           f"(median {with_streams:.2f}, {(with_streams / without - 1) * 100:+.1f} %), {outputs} output events received")
