@@ -1,12 +1,13 @@
 """Find executions that lost their job or their worker, and move each to where it belongs.
 
-A row `queued` whose job is gone from Redis is queued again once, then ends `error`. A row
-`running` has lost its worker when the worker's heartbeat key has expired (killed, or its host
-died), when its supervisor has reaped the worker's process (release_dead_worker, at once), or when
-it has run longer than any run can take (a hung worker): it is queued again once if
-its sandbox never started, and ends `error` otherwise. A run cancelled while running whose worker
-never wrote its output has its end announced without it after SETTLE_GRACE. Every change is a conditional UPDATE, so a
-worker that is in fact alive never loses a result. Results that workers parked in Redis while the
+A row `queued` whose job is gone from Redis is queued again, then ends `error` once its attempts
+(runs.MAX_ATTEMPTS, shared with the engine's refusals) are spent. A row `running` has lost its
+worker when the worker's heartbeat key has expired (killed, or its host died), when its supervisor
+has reaped the worker's process (release_dead_worker, at once), or when it has run longer than any
+run can take (a hung worker): it is queued again, within the same attempts, if its sandbox never
+started, and ends `error` otherwise. A run cancelled while running whose worker never wrote its
+output has its end announced without it after SETTLE_GRACE. Every change is a conditional UPDATE,
+so a worker that is in fact alive never loses a result. Results that workers parked in Redis while the
 database was down are written first.
 """
 

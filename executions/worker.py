@@ -14,8 +14,6 @@ from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import start_http_server
 from rq.exceptions import StopRequested
-from rq.job import JobStatus
-from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker, WorkerStatus
 
