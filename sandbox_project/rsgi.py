@@ -115,24 +115,37 @@ def call_django(app, environ: dict) -> tuple[int, list, bytes]:
     return response.status, response.headers, body
 
 
-def end_streams_on_shutdown(loop: asyncio.AbstractEventLoop) -> None:
+def end_streams_on_shutdown() -> None:
     """On SIGTERM or SIGINT, end this process's event streams, then shut down as granian does.
 
     granian finishes open requests before a worker exits, and an event stream is open until its
     execution ends: a stopping server would wait for its kill timeout. Ended at once, their clients
-    reconnect (to another process) with Last-Event-ID and miss nothing. granian's handler (granian
-    2.8, _signals.set_loop_signals) is only in asyncio's private table; without it, nothing changes.
-    tests/test_server_shutdown.py checks the whole.
+    reconnect (to another process) with Last-Event-ID and miss nothing. granian 2.8 sets a worker's
+    handlers in granian._signals.set_loop_signals, which each worker looks up after loading this
+    module, and which returns the signal its handlers set: wrapped here, our handler replaces
+    granian's and sets that signal after ending the streams. uvloop keeps its handlers out of
+    Python's reach, so wrapping the setter is the one way that works with either loop. Without
+    it (another granian), nothing changes. tests/test_server_shutdown.py checks the whole.
     """
-    for number in (signal.SIGTERM, signal.SIGINT):
-        previous = getattr(loop, "_signal_handlers", {}).get(number)
-        if previous is not None:
-            loop.add_signal_handler(number, shutting_down, previous)
+    from granian import _signals
+
+    granians = getattr(_signals, "set_loop_signals", None)
+    if granians is None or getattr(granians, "ends_streams", False):
+        return
+
+    def set_loop_signals(loop):
+        shutdown = granians(loop)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, shutting_down, shutdown)
+        return shutdown
+
+    set_loop_signals.ends_streams = True
+    _signals.set_loop_signals = set_loop_signals
 
 
-def shutting_down(previous: asyncio.Handle) -> None:
+def shutting_down(shutdown) -> None:
     events.dispatcher.close()
-    previous._callback(*previous._args)
+    shutdown.set()
 
 
 def error(protocol, status: int, code: str, message: str) -> None:
@@ -153,8 +166,6 @@ class DjangoOverRSGI:
 
     def __rsgi_init__(self, loop) -> None:
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="web")
-        if loop is not None:
-            end_streams_on_shutdown(loop)
         if settings.FAST_LANE:
             from executions.api.fastlane import FastLane
 
@@ -247,6 +258,7 @@ class DjangoOverRSGI:
         return b"".join(chunks)
 
 
+end_streams_on_shutdown()
 application = DjangoOverRSGI(
     django_application,
     threads=settings.WEB_THREADS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 
 from granian import Granian
-from granian.constants import HTTPModes, Interfaces
+from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.log import LOGGING_CONFIG
 
@@ -31,6 +31,8 @@ def server() -> Granian:
         address=host.strip("[]"),
         port=int(port),
         interface=Interfaces.RSGI,
+        # libuv's loop: 13 % less of the web's CPU a submission than asyncio's (requirements.in).
+        loop=Loops.uvloop,
         # HTTP/1.1 only: one slow or hostile client is one connection, not many streams in one.
         http=HTTPModes.http1,
         websockets=False,
