@@ -23,6 +23,9 @@ from django.utils import timezone
 from executions.sandbox import languages
 
 log = logging.getLogger("executions.state")
+# A submission's "queued" line: one per request on the submission path, so off unless
+# LOG_SUBMISSIONS=1 (settings.LOGGING); the workers' lines (running, the end, a requeue) always log.
+submitted_log = logging.getLogger("executions.state.submitted")
 # Every key starts with this, so that a key pasted anywhere is recognisable as ours.
 API_KEY_PREFIX = "rce_"
 # Sent with `key` when ApiKey.revoke() revokes it: revoking is an UPDATE, which sends no post_save.
@@ -204,10 +207,17 @@ class TenantOwnedQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
 
-def log_state(task_id, state: str, tenant: str, worker: str = "-", **extra) -> None:
+def log_state(task_id, state: str, tenant: str, worker: str = "-", logger: logging.Logger = log, **extra) -> None:
     """One logfmt line per state change, the same in web and worker: grep a task id to follow it."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
     fields = {"task_id": task_id, "state": state, "tenant": tenant, "worker": worker, **extra}
-    log.info("execution %s", " ".join(f"{key}={value}" for key, value in fields.items()))
+    logger.info("execution %s", " ".join(f"{key}={value}" for key, value in fields.items()))
+
+
+def log_submitted(task_id, tenant: str, **extra) -> None:
+    """log_state() of a submission just queued, on its own logger (submitted_log)."""
+    log_state(task_id, Execution.Status.QUEUED, tenant, logger=submitted_log, **extra)
 
 
 class NotCancellable(Exception):

@@ -19,7 +19,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from executions import destinations, judging, limits, metrics, scheduler, store
-from executions.models import Batch, Execution, Limits, Tenant, file_content, log_state
+from executions.models import Batch, Execution, Limits, Tenant, file_content, log_state, log_submitted
 from executions.sandbox import languages
 
 log = logging.getLogger(__name__)
@@ -390,7 +390,7 @@ def submit(tenant: Tenant, submission: Submission, idempotency_key: str = "") ->
             raise
         return previous, False
     enqueue(tenant, [execution], quotas)
-    log_state(execution.id, Status.QUEUED, tenant.name, language=submission.language)
+    log_submitted(execution.id, tenant.name, language=submission.language)
     return execution, True
 
 
@@ -445,7 +445,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     results: list[Execution | AdmissionError] = []
     for item, execution, refusal in zip(group, executions, refusals):
         if refusal is None:
-            log_state(execution.id, Status.QUEUED, item.tenant.name, language=execution.language)
+            log_submitted(execution.id, item.tenant.name, language=execution.language)
             results.append(execution)
         else:
             results.append(refusal if isinstance(refusal, AdmissionError) else refusal_error(refusal, item.quotas))
@@ -490,7 +490,7 @@ def submit_batch(tenant: Tenant, submissions: list[Submission], batch_callback_u
             batch.delete()
         raise
     for execution in executions:
-        log_state(execution.id, Status.QUEUED, tenant.name, language=execution.language, batch=len(executions))
+        log_submitted(execution.id, tenant.name, language=execution.language, batch=len(executions))
     return executions
 
 

@@ -117,6 +117,8 @@ def test_no_container_is_left_after_each_kind_of_run(alice):
 
 def test_each_state_change_logs_one_line_with_task_tenant_and_worker(alice, caplog):
     caplog.set_level("INFO", logger="executions")
+    # As LOG_SUBMISSIONS=1 sets it.
+    caplog.set_level("INFO", logger="executions.state.submitted")
     task_id = alice.submit("print(1)")
     run_worker()
     lines = [r.getMessage() for r in caplog.records if f"task_id={task_id}" in r.getMessage()]
@@ -125,3 +127,13 @@ def test_each_state_change_logs_one_line_with_task_tenant_and_worker(alice, capl
     assert all("tenant=alice" in line for line in lines)
     worker = Execution.objects.get(id=task_id).worker_name
     assert f"worker={worker}" in lines[1] and f"worker={worker}" in lines[2]
+
+
+def test_a_submission_logs_no_line_of_its_own_by_default(alice, caplog):
+    # One line per request on the submission path is off unless LOG_SUBMISSIONS=1; the run's are not.
+    caplog.set_level("INFO", logger="executions")
+    task_id = alice.submit("print(1)")
+    assert not [r for r in caplog.records if f"task_id={task_id}" in r.getMessage()]
+    run_worker()
+    lines = [r.getMessage() for r in caplog.records if f"task_id={task_id}" in r.getMessage()]
+    assert ["state=running" in lines[0], "state=completed" in lines[1]] == [True, True]
