@@ -1,0 +1,73 @@
+"""What a trivial run asks of the container engine. Each call is work for the engine's daemons
+(dockerd, containerd, the shims, runc), most of a trivial execution's cost: this pins the calls a
+run makes, as assertNumQueries pins a view's queries."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from executions.sandbox import premade, runner
+from executions.sandbox.runner import Limits, docker_api
+
+ID = re.compile(r"/[0-9a-f]{64}/")
+IMAGE = re.compile(r"^images/[^/]+/")
+
+
+@pytest.fixture(autouse=True)
+def private_code_root(settings, tmp_path):
+    settings.SANDBOX_CODE_ROOT = str(tmp_path / "sandbox-code")
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """The engine calls made so far, as "METHOD what" (a container's id as {id}, an image's name as
+    {name}); clear() to start again."""
+    api = docker_api()
+    calls = Counter()
+    request = api.request
+
+    def counted(method, url, *args, **kwargs):
+        path = ID.sub("/{id}/", url.partition("?")[0] + "/").rstrip("/")
+        calls[f"{method} {IMAGE.sub('images/{name}/', path.partition('/v1.')[2].partition('/')[2])}"] += 1
+        return request(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(api, "request", counted)
+    return calls
+
+
+@pytest.fixture
+def ahead():
+    yield premade
+    premade.discard()
+
+
+@pytest.mark.no_database
+def test_a_run_in_a_sandbox_made_ahead_asks_the_engine_only_what_it_must(ahead, engine_calls):
+    ahead.prepare("test-worker")
+    # Created and verified (before it starts), then started with its stream attached, and checked.
+    assert engine_calls == Counter(
+        {"POST containers/create": 1, "GET containers/{id}/json": 2, "POST containers/{id}/attach": 1,
+         "POST containers/{id}/start": 1, "GET images/{name}/json": 1}
+    )
+    engine_calls.clear()
+    result = ahead.run("python", "print(1)", limits=Limits.from_settings())
+    assert (result.status, result.stdout) == ("completed", b"1\n")
+    # Checked again as its code comes (runner.verify_restrictions), then asked how it ended.
+    assert engine_calls == Counter({"GET containers/{id}/json": 2, "POST containers/{id}/wait": 1})
+    engine_calls.clear()
+    ahead.tidy()
+    assert engine_calls == Counter({"DELETE containers/{id}": 1})
+
+
+@pytest.mark.no_database
+def test_a_run_in_a_sandbox_of_its_own_asks_the_engine_only_what_it_must(engine_calls):
+    result = runner.run("python", "print(1)", limits=Limits.from_settings())
+    assert (result.status, result.stdout) == ("completed", b"1\n")
+    assert engine_calls == Counter(
+        {"POST containers/create": 1, "GET containers/{id}/json": 2, "POST containers/{id}/attach": 1,
+         "POST containers/{id}/start": 1, "POST containers/{id}/wait": 1, "DELETE containers/{id}": 1,
+         "GET images/{name}/json": 1}
+    )
