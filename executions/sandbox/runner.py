@@ -714,16 +714,6 @@ def create_container(
     put it under (the engine's default if empty)."""
     image = stage.image if stage else sandbox_image(DEFAULT_FAMILY)
     command = ["/bin/sh", "-c", stage.command, "sh", *stage.args] if stage else None
-    try:
-        api.inspect_image(image)
-    except docker.errors.ImageNotFound as exc:
-        raise SandboxError(
-            f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
-        ) from exc
-    except UNREACHABLE as exc:
-        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
-    except docker.errors.DockerException as exc:
-        raise SandboxError(f"the container engine is unreachable: {exc}") from exc
     check_runtime(api, limits.runtime)
     try:
         created = api.create_container(
@@ -741,8 +731,13 @@ def create_container(
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
             host_config=host_config(api, limits, code_source, cgroup_parent),
         )
+    except docker.errors.ImageNotFound as exc:
+        # The engine's API never pulls a missing image: it refuses the create.
+        raise SandboxError(
+            f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
+        ) from exc
     except UNREACHABLE as exc:
-        raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
+        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
     except docker.errors.DockerException as exc:
         explanation = getattr(exc, "explanation", None) or str(exc)
         raise SandboxError(f"the container engine refused the sandbox: {explanation}") from exc
