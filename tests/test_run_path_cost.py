@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from executions import runs
 from executions.sandbox import premade, runner
 from executions.sandbox.runner import Limits, docker_api
 
@@ -72,3 +73,13 @@ def test_a_run_in_a_sandbox_of_its_own_asks_the_engine_only_what_it_must(engine_
         {"POST containers/create": 1, "GET containers/{id}/json": 2, "POST containers/{id}/attach": 1,
          "POST containers/{id}/start": 1, "DELETE containers/{id}": 1}
     )
+
+
+def test_a_run_made_ahead_costs_the_database_four_queries(transactional_db, alice, ahead, django_assert_num_queries):
+    task_id = alice.submit("print(1)")
+    ahead.prepare("test-worker")
+    # Claim it, read it, record its sandbox, record its result: what it owes its webhooks is known
+    # from the row it read (webhooks.callback_of).
+    with django_assert_num_queries(4):
+        assert runs.run(task_id) == "completed"
+    ahead.tidy()
