@@ -1,6 +1,6 @@
-"""What a trivial run asks of the container engine. Each call is work for the engine's daemons
-(dockerd, containerd, the shims, runc), most of a trivial execution's cost: this pins the calls a
-run makes, as assertNumQueries pins a view's queries."""
+"""What a trivial run asks of the container engine, the database and Redis. Each engine call is work
+for the engine's daemons (dockerd, containerd, the shims, runc), most of a trivial execution's cost:
+this pins the calls a run makes, as assertNumQueries pins a view's queries."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import re
 from collections import Counter
 
 import pytest
+from rq.worker import WorkerStatus
 
-from executions import runs
+from executions import runs, scheduler
 from executions.sandbox import premade, runner
 from executions.sandbox.runner import Limits, docker_api
+from executions.worker import SandboxWorker
 
 ID = re.compile(r"/[0-9a-f]{64}/")
 IMAGE = re.compile(r"^images/[^/]+/")
@@ -83,3 +85,17 @@ def test_a_run_made_ahead_costs_the_database_four_queries(transactional_db, alic
     with django_assert_num_queries(4):
         assert runs.run(task_id) == "completed"
     ahead.tidy()
+
+
+@pytest.mark.no_database
+def test_a_worker_says_it_is_busy_once_while_it_removes_a_sandbox_and_makes_the_next(redis_conn, monkeypatch):
+    worker = SandboxWorker([scheduler.queue()], connection=redis_conn, serve_metrics=False)
+    writes = []
+    monkeypatch.setattr(worker.connection, "hset", lambda key, field, value: writes.append((field, value)))
+    monkeypatch.setattr(premade, "prepare", lambda name: None)
+    monkeypatch.setattr(premade, "tidy", lambda: None)
+    idle = worker.get_state()
+    with worker.busy():
+        worker.maintain("sandbox removal", premade.tidy)
+        worker.make_ahead()
+    assert writes == [("state", WorkerStatus.BUSY), ("state", idle)]
