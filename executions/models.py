@@ -36,7 +36,8 @@ execution_ended = Signal()
 # Sent with `execution_id` and `status` once an ended execution's result is whole, once: by its
 # terminal transition, or for a run cancelled while running, when its worker has written the output
 # the run printed until then (or the reconciler gave up waiting for it: settle_cancelled()). Webhooks
-# and event streams announce the end from this, so that they carry that output.
+# and event streams announce the end from this, so that they carry that output. A sender that holds
+# the row as written passes it as `execution` (else None), so that receivers need not read it again.
 execution_settled = Signal()
 # Sent with `execution_id` and `status` by the other transitions that won: to running, back to queued.
 status_changed = Signal()
@@ -244,12 +245,13 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
             status_changed.send_robust(sender=Execution, execution_id=execution_id, status=Execution.Status.RUNNING)
         return bool(claimed)
 
-    def finish(self, execution_id, fields: dict) -> bool:
-        """running -> terminal: `fields` hold the status and the run's outcome."""
+    def finish(self, execution_id, fields: dict, written: Execution | None = None) -> bool:
+        """running -> terminal: `fields` hold the status and the run's outcome. `written`: the row as
+        this writes it, if the caller has it (for execution_settled's receivers)."""
         if fields["status"] not in Execution.TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {fields['status']!r}")
         updated = self.filter(id=execution_id, status=Execution.Status.RUNNING).update(**fields)
-        return ended(execution_id, updated, fields["status"])
+        return ended(execution_id, updated, fields["status"], written=written)
 
     def keep_cancelled_output(self, execution_id, output: dict) -> bool:
         """A cancelled run keeps what it printed until then; never a status or finish time."""
@@ -295,7 +297,7 @@ class ExecutionQuerySet(TenantOwnedQuerySet):
         return ended(execution_id, updated, Execution.Status.ERROR)
 
 
-def ended(execution_id, updated: int, status: str, settled: bool = True) -> bool:
+def ended(execution_id, updated: int, status: str, settled: bool = True, written: Execution | None = None) -> bool:
     """Whether a transition to a terminal status won; if it did, tell execution_ended's receivers,
     and execution_settled's unless the result is not whole yet (`settled`: see settle_cancelled()).
 
@@ -306,7 +308,7 @@ def ended(execution_id, updated: int, status: str, settled: bool = True) -> bool
         # send_robust logs a receiver's exception (logger django.dispatch) and goes on.
         execution_ended.send_robust(sender=Execution, execution_id=execution_id, status=status)
         if settled:
-            execution_settled.send_robust(sender=Execution, execution_id=execution_id, status=status)
+            execution_settled.send_robust(sender=Execution, execution_id=execution_id, status=status, execution=written)
     return bool(updated)
 
 

@@ -280,13 +280,13 @@ def write_result(execution_id: str, fields: dict, claimed: Execution | None = No
     `claimed` is the row as it was when the worker claimed it: nothing but the job changes a running
     row, so with `fields` it is the row just written, and the cached result needs no query.
     """
-    if not Execution.objects.finish(execution_id, fields):
-        return "stale"
     ended = None
     if claimed is not None:
         ended = copy.copy(claimed)
         for name, value in fields.items():
             setattr(ended, name, value)
+    if not Execution.objects.finish(execution_id, fields, ended):
+        return "stale"
     cache_result(execution_id, ended)
     return fields["status"]
 

@@ -46,9 +46,9 @@ USER_AGENT = "rce-webhooks/1"
 ERROR_EXCERPT_CHARS = 300
 
 
-def on_execution_settled(sender, execution_id, **kwargs) -> None:
+def on_execution_settled(sender, execution_id, execution: Execution | None = None, **kwargs) -> None:
     """Queue the deliveries a settled execution owes: its own, and its batch's if it was the last."""
-    row = Execution.objects.filter(id=execution_id).values_list("tenant_id", "callback_url", "batch_id").first()
+    row = callback_of(execution_id, execution)
     if row is None:
         return
     tenant_id, url, batch_id = row
@@ -58,6 +58,14 @@ def on_execution_settled(sender, execution_id, **kwargs) -> None:
         batch = Batch.objects.filter(id=batch_id).first()
         if batch is not None and batch.end_if_done():
             enqueue(Delivery.make(tenant_id, batch.callback_url, batch_id=batch_id))
+
+
+def callback_of(execution_id, execution: Execution | None) -> tuple | None:
+    """(tenant id, callback URL, batch id) of the execution, None if it is gone. Its submission fixed
+    them, so the row its sender holds says them as well as the database does."""
+    if execution is not None:
+        return execution.tenant_id, execution.callback_url, execution.batch_id
+    return Execution.objects.filter(id=execution_id).values_list("tenant_id", "callback_url", "batch_id").first()
 
 
 def queue():

@@ -129,6 +129,11 @@ class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
         this (warm shutdown) instead of raising StopRequested inside an engine call, where
         remove_container would log it away and the worker would never stop."""
         state = self.get_state()
+        if state == WorkerStatus.BUSY:
+            # Busy already (the next sandbox is made while the last one's removal holds it busy):
+            # rq's state is one write to Redis each way, none is needed.
+            yield
+            return
         self.set_state(WorkerStatus.BUSY)
         try:
             yield

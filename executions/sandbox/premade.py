@@ -50,13 +50,15 @@ class Sandbox:
 
 
 def make(api: docker.APIClient, limits: Limits, labels: dict[str, str]) -> Sandbox:
-    """Create, verify and start a sandbox that waits for its code; SandboxError if any step fails."""
+    """Create, verify and start a sandbox that waits for its code; SandboxError if any step fails.
+
+    Whether it still waits, complete, is checked when a run takes it (take()), right before its code
+    arrives: a check here too would only repeat that one's inspect."""
     sandbox = Sandbox("", runner.new_code_dir(), limits, sandbox_image())
     try:
         sandbox.container_id = runner.create_container(api, None, limits, labels, sandbox.code_dir)
         sandbox.stream = runner.attach(api, sandbox.container_id, stdin=True)
         api.start(sandbox.container_id)
-        check(api, sandbox)
     except BaseException as exc:
         destroy(api, sandbox)
         if isinstance(exc, (docker.errors.DockerException, requests.exceptions.RequestException)):

@@ -714,16 +714,6 @@ def create_container(
     put it under (the engine's default if empty)."""
     image = stage.image if stage else sandbox_image(DEFAULT_FAMILY)
     command = ["/bin/sh", "-c", stage.command, "sh", *stage.args] if stage else None
-    try:
-        api.inspect_image(image)
-    except docker.errors.ImageNotFound as exc:
-        raise SandboxError(
-            f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
-        ) from exc
-    except UNREACHABLE as exc:
-        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
-    except docker.errors.DockerException as exc:
-        raise SandboxError(f"the container engine is unreachable: {exc}") from exc
     check_runtime(api, limits.runtime)
     try:
         created = api.create_container(
@@ -741,8 +731,13 @@ def create_container(
             labels={LABEL: "1", INSTANCE_LABEL: settings.SANDBOX_INSTANCE, **labels},
             host_config=host_config(api, limits, code_source, cgroup_parent),
         )
+    except docker.errors.ImageNotFound as exc:
+        # The engine's API never pulls a missing image: it refuses the create.
+        raise SandboxError(
+            f"the sandbox image {image} is missing; run `python manage.py build_sandbox_images`"
+        ) from exc
     except UNREACHABLE as exc:
-        raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
+        raise EngineUnavailable(f"the container engine is unreachable: {exc}") from exc
     except docker.errors.DockerException as exc:
         explanation = getattr(exc, "explanation", None) or str(exc)
         raise SandboxError(f"the container engine refused the sandbox: {explanation}") from exc
@@ -924,6 +919,9 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
     The stream also ends when the engine drops it (a restart with live-restore), with the program
     still running: that run's output is incomplete, so it is a platform fault, never a result.
     """
+    exited = exited_state(api, container_id)
+    if exited is not None:
+        return exited
     deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
     waiting = False
     while True:
@@ -946,6 +944,22 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
                 log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
             waiting = True
             time.sleep(0.5)
+
+
+def exited_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bool] | None:
+    """The exit code and OOM flag if the engine already shows the container exited, else None (and
+    exit_state waits for it).
+
+    The engine records a container's exit as it closes its output stream, and answers an inspect
+    only once it has recorded it, so one inspect nearly always says it all.
+    """
+    try:
+        state = api.inspect_container(container_id)["State"]
+    except (docker.errors.DockerException, OSError):
+        return None
+    if state.get("Status") != "exited":
+        return None
+    return state.get("ExitCode"), bool(state.get("OOMKilled"))
 
 
 def stream_broken(api: docker.APIClient, container_id: str, failure: BaseException | None) -> SandboxError:
