@@ -118,11 +118,13 @@ for pid in sorted(os.listdir('/proc'), key=lambda p: (len(p), p)):
 """
     lines = made_ahead(ahead, "python", code).stdout.decode().splitlines()
     # The init (whose arguments name the launcher, as they name the command of any sandbox), under
-    # gVisor the output relay, and the script, which the launcher became.
+    # gVisor the output relay, the run's timer, which the launcher became, and the script.
     relay = ["2 " + " ".join(runner.launcher_command(Limits.from_settings()))]
     relay = relay if runtime == "runsc" else []
-    assert len(lines) == 2 + len(relay) and lines[0].startswith("1 "), lines
-    assert lines[1:-1] == relay, lines
+    assert len(lines) == 3 + len(relay) and lines[0].startswith("1 "), lines
+    assert lines[1:-2] == relay, lines
+    seconds = runner.timer_seconds(Limits.from_settings())
+    assert lines[-2].endswith(f" timeout -s KILL {seconds} python3 -u /code/main.py"), lines
     assert lines[-1].endswith(" python3 -u /code/main.py"), lines
 
 
