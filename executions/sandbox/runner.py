@@ -52,18 +52,20 @@ SANDBOX_UID = 65534
 # and never is the interpreter's stdin (a `read` in a Bash script must not swallow the script).
 # Arguments are the shell's positional parameters, "$@": they are never parsed by a shell.
 def run_command(language: Language, timed: bool = False) -> str:
-    timer = f"{TIMER} " if timed else ""
-    return f'exec {timer}{language.run} "$@" < {CODE_DIR}/stdin'
+    timer = f"{TIMER}; " if timed else ""
+    return f'{timer}exec {language.run} "$@" < {CODE_DIR}/stdin'
 
 
-# A run keeps its deadline inside its sandbox too: coreutils' timeout (in every image) kills the
-# program at its limit where it runs, while the worker's kill goes through the container engine,
+# A run keeps its deadline inside its sandbox too: a timer (coreutils' sleep, in every image) kills
+# the program at its limit where it runs, while the worker's kill goes through the container engine,
 # which an overloaded host makes slow to act. The timer starts once the worker, its own clock
 # already running, sends the seconds on the sandbox's stdin, so it never ends a script before the
-# worker's deadline. It runs as the script's user, so the script may stop or kill it: the worker's
-# deadline stays in force as the backstop, and a killed timer ends the sandbox (the init exits with
-# its child) or leaves the script to that backstop.
-TIMER = 'timeout -s KILL "$seconds"'
+# worker's deadline. It kills the shell's own pid, which the program takes by exec; the init then
+# exits with its child and takes every process with it. It is an orphan, the init's child, so that
+# the program has no child it did not make (a wait for all its children would wait for the timer),
+# and holds none of the output pipes. It runs as the script's user, so the script may stop or kill
+# it: the worker's deadline stays in force as the backstop.
+TIMER = '( { sleep "$seconds"; kill -9 $$; } </dev/null >/dev/null 2>&1 & )'
 READ_SECONDS = 'case "$seconds" in ""|*[!0-9.]*) exit 97;; esac'
 
 
@@ -96,8 +98,8 @@ def compile_command(language: Language) -> str:
 
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
 # It reads one line naming the language and the time limit from its stdin, which the worker writes
-# once the files are in /code, and becomes the timer of that interpreter: nothing of it remains
-# beside them, and the script's own stdin is the file. Its stdin closes as the worker lets go of it
+# once the files are in /code, starts the run's timer and becomes that interpreter: nothing of it
+# remains beside them, and the script's own stdin is the file. Its stdin closes as the worker lets go of it
 # (StdinOnce), so nothing more can come that way.
 # Only the default image's interpreted languages are made ahead.
 MADE_AHEAD_LANGUAGES = tuple(
