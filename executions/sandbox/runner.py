@@ -60,12 +60,12 @@ def run_command(language: Language, timed: bool = False) -> str:
 # the program at its limit where it runs, while the worker's kill goes through the container engine,
 # which an overloaded host makes slow to act. The timer starts once the worker, its own clock
 # already running, sends the seconds on the sandbox's stdin, so it never ends a script before the
-# worker's deadline. It kills the shell's own pid, which the program takes by exec; the init then
-# exits with its child and takes every process with it. It is an orphan, the init's child, so that
-# the program has no child it did not make (a wait for all its children would wait for the timer),
-# and holds none of the output pipes. It runs as the script's user, so the script may stop or kill
-# it: the worker's deadline stays in force as the backstop.
-TIMER = '( { sleep "$seconds"; kill -9 $$; } </dev/null >/dev/null 2>&1 & )'
+# worker's deadline. It kills every process it may signal, the script's (under gVisor the init
+# too), and the init exits with its child. It is an orphan, the init's child, so that the program
+# has no child it did not make (a wait for all its children would wait for the timer), and it holds
+# none of the output pipes. It runs as the script's user, so the script may stop or kill it: the
+# worker's deadline stays in force as the backstop.
+TIMER = '( { sleep "$seconds"; kill -9 -1; } </dev/null >/dev/null 2>&1 & )'
 READ_SECONDS = 'case "$seconds" in ""|*[!0-9.]*) exit 97;; esac'
 
 
