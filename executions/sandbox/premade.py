@@ -6,8 +6,8 @@ idle; the process under its init is runner.LAUNCHER, which waits for one line on
 directory is bind-mounted read-only at create time, empty and unreadable (0700). When an execution
 comes: verify it again (restrictions, still running, stream open), write the files, then the
 language and the time limit on stdin, and the deadline counts from there, in the worker and in the
-sandbox (runner.TIMER). It runs that one execution and is removed
-after it; the next one is made once the job has recorded its result, off the critical path.
+sandbox (runner.TIMER). It runs that one execution and is removed after it; the next one is made
+once the job has recorded its result, off the critical path.
 
 A run with a lower memory limit lowers the sandbox's (`docker update`, then verified) before its
 code arrives, except under gVisor, which cannot. Anything else that does not fit (other limits,
@@ -101,7 +101,8 @@ def stream_open(raw: socket.socket) -> bool:
 
 def fits(sandbox: Sandbox, limits: Limits) -> bool:
     """Whether a run with these limits may use the sandbox: the deadline comes with the code, and the
-    worker enforces it and the output caps; everything else must be exactly what the sandbox was made with."""
+    worker enforces it and the output caps; everything else must be exactly what the sandbox was
+    made with."""
     enforced_here = {"timeout_seconds": 0, "output_limit_bytes": 0}
     return (
         dataclasses.replace(sandbox.limits, **enforced_here) == dataclasses.replace(limits, **enforced_here)

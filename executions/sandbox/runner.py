@@ -99,8 +99,8 @@ def compile_command(language: Language) -> str:
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
 # It reads one line naming the language and the time limit from its stdin, which the worker writes
 # once the files are in /code, starts the run's timer and becomes that interpreter: nothing of it
-# remains beside them, and the script's own stdin is the file. Its stdin closes as the worker lets go of it
-# (StdinOnce), so nothing more can come that way.
+# remains beside them, and the script's own stdin is the file. Its stdin closes as the worker lets
+# go of it (StdinOnce), so nothing more can come that way.
 # Only the default image's interpreted languages are made ahead.
 MADE_AHEAD_LANGUAGES = tuple(
     language.name for language in languages.of_image(DEFAULT_FAMILY) if language.compile is None
