@@ -1,21 +1,25 @@
 """Sandbox timing: start-up cost of a trivial run and precision of the timeout kill, per runtime.
 
-    .venv/bin/python bench/sandbox_timing.py [--runs 20] [--loops 10] [--runtime runc --runtime runsc]
+    .venv/bin/python bench/sandbox_timing.py [--runs 20] [--loops 10] [--runtime runc --runtime runsc] [--load N]
 
 Runs straight through executions.sandbox.runner (no queue, no database): the container's whole
 lifecycle (create, copy, start, wait, remove) as a worker sees it; then the same in a sandbox made
 ahead (executions.sandbox.premade), as a worker with SANDBOX_MAKE_AHEAD does: what a run waits for
 (check, deliver, run, exit) apart from what the worker does between jobs (remove, make the next).
-Prints Markdown and writes JSON to bench/results/sandbox_timing.json. A benchmark, not a test: it
-never fails on a number.
+With --load N, N other sandboxes loop meanwhile (each its 0.5 CPU, as busy workers' would): the
+kill's precision on an overloaded host. Prints Markdown and writes JSON to
+bench/results/sandbox_timing.json. A benchmark, not a test: it never fails on a number.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -80,6 +84,29 @@ def measure_made_ahead(runtime: str, limits: runner.Limits, runs: int, loops: in
     }
 
 
+@contextlib.contextmanager
+def load(runtime: str, count: int):
+    """`count` sandboxes of this runtime running infinite loops until the block ends."""
+    limits = dataclasses.replace(runner.Limits.from_settings(runtime="" if runtime == "runc" else runtime), timeout_seconds=60)
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set():
+            runner.run("python", "while True: pass", limits=limits, cancelled=done.is_set)
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    # Until they all loop.
+    time.sleep(2 + count * 0.5)
+    try:
+        yield
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+
+
 def runtime_available(name: str) -> bool:
     return name == "runc" or name in runner.docker_api().info().get("Runtimes", {})
 
@@ -89,13 +116,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="trivial runs per runtime")
     parser.add_argument("--loops", type=int, default=10, help="infinite loops per runtime")
     parser.add_argument("--runtime", action="append", help="runc and/or runsc (default: both, if present)")
+    parser.add_argument("--load", type=int, default=0, help="other sandboxes looping meanwhile")
     args = parser.parse_args()
     runtimes = [r for r in (args.runtime or ["runc", "runsc"]) if runtime_available(r)]
-    results = [measure(r, args.runs, args.loops) for r in runtimes]
+    results = []
+    for runtime in runtimes:
+        with load(runtime, args.load) if args.load else contextlib.nullcontext():
+            results.append({**measure(runtime, args.runs, args.loops), "load": args.load})
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "sandbox_timing.json").write_text(json.dumps(results, indent=2))
-    print(f"Timeout {runner.Limits.from_settings().timeout_seconds:.1f} s; seconds.\n")
+    loaded = f"; {args.load} other sandboxes looping meanwhile" if args.load else ""
+    print(f"Timeout {runner.Limits.from_settings().timeout_seconds:.1f} s; seconds{loaded}.\n")
     print("| runtime | measure | n | min | p50 | p95 | max | mean |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:

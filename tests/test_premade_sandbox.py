@@ -118,12 +118,15 @@ for pid in sorted(os.listdir('/proc'), key=lambda p: (len(p), p)):
 """
     lines = made_ahead(ahead, "python", code).stdout.decode().splitlines()
     # The init (whose arguments name the launcher, as they name the command of any sandbox), under
-    # gVisor the output relay, and the script, which the launcher became.
-    relay = ["2 " + " ".join(runner.launcher_command(Limits.from_settings()))]
-    relay = relay if runtime == "runsc" else []
-    assert len(lines) == 2 + len(relay) and lines[0].startswith("1 "), lines
-    assert lines[1:-1] == relay, lines
-    assert lines[-1].endswith(" python3 -u /code/main.py"), lines
+    # gVisor the output relay, the script, which the launcher became, and the run's timer: a fork
+    # of the launcher and its sleep.
+    launcher = " ".join(runner.launcher_command(Limits.from_settings()))
+    relay = [f"2 {launcher}"] if runtime == "runsc" else []
+    assert len(lines) == 4 + len(relay) and lines[0].startswith("1 "), lines
+    assert lines[1:-3] == relay, lines
+    assert lines[-3].endswith(" python3 -u /code/main.py"), lines
+    assert lines[-2].endswith(" /bin/sh -c " + runner.LAUNCHER), lines
+    assert lines[-1].endswith(f" sleep {runner.timer_seconds(Limits.from_settings())}"), lines
 
 
 @pytest.mark.no_database

@@ -5,8 +5,9 @@ A sandbox made ahead is created with every restriction, verified, and started wh
 idle; the process under its init is runner.LAUNCHER, which waits for one line on its stdin. Its code
 directory is bind-mounted read-only at create time, empty and unreadable (0700). When an execution
 comes: verify it again (restrictions, still running, stream open), write the files, then the
-language on stdin, and the deadline counts from there. It runs that one execution and is removed
-after it; the next one is made once the job has recorded its result, off the critical path.
+language and the time limit on stdin, and the deadline counts from there, in the worker and in the
+sandbox (runner.TIMER). It runs that one execution and is removed after it; the next one is made
+once the job has recorded its result, off the critical path.
 
 A run with a lower memory limit lowers the sandbox's (`docker update`, then verified) before its
 code arrives, except under gVisor, which cannot. Anything else that does not fit (other limits,
@@ -101,8 +102,9 @@ def stream_open(raw: socket.socket) -> bool:
 
 
 def fits(sandbox: Sandbox, limits: Limits) -> bool:
-    """Whether a run with these limits may use the sandbox: the worker enforces the deadline and the
-    output caps; everything else must be exactly what the sandbox was made with."""
+    """Whether a run with these limits may use the sandbox: the deadline comes with the code, and the
+    worker enforces it and the output caps; everything else must be exactly what the sandbox was
+    made with."""
     enforced_here = {"timeout_seconds": 0, "output_limit_bytes": 0}
     return (
         dataclasses.replace(sandbox.limits, **enforced_here) == dataclasses.replace(limits, **enforced_here)
@@ -149,11 +151,12 @@ def run_in(
     if cancelled():
         # Cancelled while the sandbox was being checked: the script never arrives.
         return RunResult("cancelled", None, b"", b"", False, False, 0, sandbox.container_id)
+    line = f"{language} {runner.timer_seconds(limits)}\n".encode()
     runner.fill_code_dir(sandbox.code_dir, program, stdin)
     started = time.monotonic()
     stream, sandbox.stream = sandbox.stream, None
     try:
-        stream.sendall(f"{language}\n".encode())
+        stream.sendall(line)
     except OSError as exc:
         stream.close()
         # The launcher starts nothing without the whole line, its newline last: the script did not run.

@@ -51,8 +51,34 @@ SANDBOX_UID = 65534
 # The script is a file and its stdin is another file: the script never travels on a command line
 # and never is the interpreter's stdin (a `read` in a Bash script must not swallow the script).
 # Arguments are the shell's positional parameters, "$@": they are never parsed by a shell.
-def run_command(language: Language) -> str:
-    return f'exec {language.run} "$@" < {CODE_DIR}/stdin'
+def run_command(language: Language, timed: bool = False) -> str:
+    timer = f"{TIMER}; " if timed else ""
+    return f'{timer}exec {language.run} "$@" < {CODE_DIR}/stdin'
+
+
+# A run keeps its deadline inside its sandbox too: a timer (coreutils' sleep, in every image) kills
+# the program at its limit where it runs, while the worker's kill goes through the container engine,
+# which an overloaded host makes slow to act. The timer starts once the worker, its own clock
+# already running, sends the seconds on the sandbox's stdin, so it never ends a script before the
+# worker's deadline. It kills every process it may signal, the script's (under gVisor the init
+# too), and the init exits with its child. It is an orphan, the init's child, so that the program
+# has no child it did not make (a wait for all its children would wait for the timer), and it holds
+# none of the output pipes. It runs as the script's user, so the script may stop or kill it: the
+# worker's deadline stays in force as the backstop.
+TIMER = '( { sleep "$seconds"; kill -9 -1; } </dev/null >/dev/null 2>&1 & )'
+READ_SECONDS = 'case "$seconds" in ""|*[!0-9.]*) exit 97;; esac'
+
+
+def timer_seconds(limits: Limits) -> str:
+    """The run's time limit as the sandbox's timer reads it. Fail closed: timeout takes 0 as none."""
+    if not limits.timeout_seconds >= 0.001:
+        raise SandboxError(f"invalid time limit {limits.timeout_seconds!r}")
+    return f"{limits.timeout_seconds:.3f}"
+
+
+def timed_run_command(language: Language) -> str:
+    """A run stage's command: it waits for its seconds on stdin, then runs under the timer."""
+    return f"IFS= read -r seconds || exit 97; {READ_SECONDS}; {run_command(language, timed=True)}"
 
 
 # A compile stage's diagnostics go to stderr; its stdout is a tar of what it made, and nothing else.
@@ -71,16 +97,17 @@ def compile_command(language: Language) -> str:
 
 
 # The process under the init of a sandbox made ahead of its execution (executions.sandbox.premade).
-# It reads one line naming the language from its stdin, which the worker writes once the files are
-# in /code, and becomes that interpreter: nothing of it remains beside the script, whose own stdin is
-# the file. Its stdin closes as the worker lets go of it (StdinOnce), so nothing more can come that way.
+# It reads one line naming the language and the time limit from its stdin, which the worker writes
+# once the files are in /code, starts the run's timer and becomes that interpreter: nothing of it
+# remains beside them, and the script's own stdin is the file. Its stdin closes as the worker lets
+# go of it (StdinOnce), so nothing more can come that way.
 # Only the default image's interpreted languages are made ahead.
 MADE_AHEAD_LANGUAGES = tuple(
     language.name for language in languages.of_image(DEFAULT_FAMILY) if language.compile is None
 )
 LAUNCHER = (
-    "IFS= read -r language || exit 97; case \"$language\" in "
-    + " ".join(f"{name}) {run_command(languages.CATALOG[name])};;" for name in MADE_AHEAD_LANGUAGES)
+    f"read -r language seconds || exit 97; {READ_SECONDS}; case \"$language\" in "
+    + " ".join(f"{name}) {run_command(languages.CATALOG[name], timed=True)};;" for name in MADE_AHEAD_LANGUAGES)
     + " esac; exit 97"
 )
 
@@ -193,10 +220,12 @@ class Stage:
     waits: bool = False
 
 
-def run_stage_of(language: Language, args: tuple[str, ...] = (), code: str = "") -> Stage:
-    """The run stage of the program whose entry point is `code` (Java's names the class to run)."""
+def run_stage_of(language: Language, args: tuple[str, ...] = (), code: str = "", timed: bool = False) -> Stage:
+    """The run stage of the program whose entry point is `code` (Java's names the class to run);
+    `timed`, one that waits for its time limit on stdin and keeps it (timed_run_command)."""
     environment = tuple(language.environment_for(code).items())
-    return Stage(image_for(language.name), run_command(language), tuple(args), environment)
+    command = timed_run_command(language) if timed else run_command(language)
+    return Stage(image_for(language.name), command, tuple(args), environment, waits=timed)
 
 
 def compile_stage_of(language: Language, code: str = "") -> Stage:
@@ -626,8 +655,8 @@ def run(
             return compile_failure(compiled, compile_limits)
         program = compiled_program(compiled.stdout, compile_limits.output_limit_bytes)
     result = run_stage(
-        run_stage_of(spec, tuple(args), code), program.with_stdin(stdin), program.executables, limits, labels, on_created,
-        cancelled, live and live("run"),
+        run_stage_of(spec, tuple(args), code, timed=True), program.with_stdin(stdin), program.executables, limits, labels,
+        on_created, cancelled, live and live("run"),
     )
     if compiled is not None:
         result.compile_output, result.compile_duration_ms = compiled.stderr, compiled.duration_ms
@@ -681,7 +710,8 @@ def run_stage(
                 on_created(container_id)
             if code_source is None:
                 copy_code(api, container_id, program, stdin)
-            return start_and_collect(api, container_id, limits, cancelled or never, live)
+            go = f"{timer_seconds(limits)}\n".encode() if stage.waits else None
+            return start_and_collect(api, container_id, limits, cancelled or never, live, go)
         except (EngineLost, EngineUnavailable):
             # No wait for the engine (the run already waited, or the execution goes back to the
             # queue): the janitor removes the container once the engine is back.
@@ -767,12 +797,15 @@ def start_and_collect(
     limits: Limits,
     cancelled: Callable[[], bool] = never,
     live: LiveOutput | None = None,
+    go: bytes | None = None,
 ) -> RunResult:
+    """Start the sandbox and collect its run. `go`: the line a waiting stage reads on its stdin
+    before its program starts; the deadline then counts from its sending, not from the start."""
     if cancelled():
         # Cancelled while the sandbox was being prepared: the script never starts.
         return RunResult("cancelled", None, b"", b"", False, False, 0, container_id)
     try:
-        raw = attach(api, container_id)
+        raw = attach(api, container_id, stdin=go is not None)
     except UNREACHABLE as exc:
         raise EngineUnavailable(f"the container engine became unreachable: {exc}") from exc
     except docker.errors.APIError as exc:
@@ -786,7 +819,16 @@ def start_and_collect(
         # The engine may have started it before the connection broke: the script may have run.
         raw.close()
         raise SandboxError(f"the container engine became unreachable as the sandbox started: {exc}") from exc
-    return collect(api, container_id, raw, limits, time.monotonic(), cancelled, live)
+    started = time.monotonic()
+    if go is not None:
+        try:
+            raw.sendall(go)
+            # Its stdin closes (StdinOnce): nothing more can reach the program that way.
+            raw.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raw.close()
+            raise SandboxError(f"could not start the program in its sandbox: {exc}") from exc
+    return collect(api, container_id, raw, limits, started, cancelled, live)
 
 
 def attach(api: docker.APIClient, container_id: str, stdin: bool = False) -> socket.socket:
@@ -808,7 +850,7 @@ def collect(
     at its deadline; close the stream; how it ended."""
     output = OutputCollector(limits.output_limit_bytes)
     try:
-        stopped = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled, live)
+        stopped, ended = read_until_exit(api, container_id, raw, output, started + limits.timeout_seconds, cancelled, live)
     except StreamBroken as exc:
         # Part of the output may be lost: never a result, whatever the container did.
         raise stream_broken(api, container_id, exc.__cause__) from exc.__cause__
@@ -817,7 +859,7 @@ def collect(
     if live is not None:
         # Before the result is recorded: a client sees all the output before the terminal status.
         live.flush(output, final=True)
-    duration_ms = int((time.monotonic() - started) * 1000)
+    duration_ms = int((ended - started) * 1000)
     exit_code, oom_killed = exit_state(api, container_id)
     if stopped == "cancelled":
         status = "cancelled"
@@ -851,13 +893,16 @@ def read_until_exit(
     deadline: float,
     cancelled: Callable[[], bool] = never,
     live: LiveOutput | None = None,
-) -> str | None:
+) -> tuple[str | None, float]:
     """Read the attach stream until it ends, killing the container at the deadline, the output cap
     or a cancellation, passing output to `live` as it comes.
 
     The kill runs in its own thread while this one goes on draining: the engine blocks on a full
     attach stream, so a reader that stops to kill makes the kill itself hang.
-    Returns why the container was killed ("timed_out", "output_limit_exceeded", "cancelled"), or None.
+    Returns why the container was killed ("timed_out", "output_limit_exceeded", "cancelled"), or None,
+    and when its stream ended (monotonic): not when the kill request returned, which an overloaded
+    engine answers late. A stream that ends after the deadline ended there: the sandbox's own timer
+    may have killed the script before this thread, starved, saw the deadline pass.
     """
     killer: threading.Thread | None = None
     killed_at = 0.0
@@ -880,7 +925,7 @@ def read_until_exit(
                     killed_at = now
             if killer is not None and now - killed_at > DRAIN_GRACE_SECONDS:
                 log.warning("container %s: output still open %.0fs after the kill", container_id, DRAIN_GRACE_SECONDS)
-                return stopped
+                return stopped, now
             flush_live(live, output, now)
             wait = min(deadline, next_poll, live.due if live else deadline) - now if killer is None else DRAIN_GRACE_SECONDS
             raw.settimeout(max(wait, 0.001))
@@ -892,7 +937,10 @@ def read_until_exit(
                 # The engine went away (or dropped the connection) with the script running.
                 raise StreamBroken() from exc
             if not data:
-                return stopped
+                ended = time.monotonic()
+                if stopped is None and ended >= deadline:
+                    stopped = "timed_out"
+                return stopped, ended
             output.feed(data)
             if live is not None:
                 live.flush(output)
