@@ -14,9 +14,10 @@ pytestmark = pytest.mark.no_database
 
 RUNTIMES = ["runc"] + (["runsc"] if "runsc" in runner.docker_api().info().get("Runtimes", {}) else [])
 PATHS = ["cold", "made ahead"]
-# Generous: a benchmark measures the precision (bench/sandbox_timing.py); this is far below the 10 s
-# a sandbox with no timer of its own outlives a worker's kill that does not land.
-BOUND_MS = 3500
+# Generous (a loaded CI machine, gVisor): a benchmark measures the precision
+# (bench/sandbox_timing.py); this is still well below the 10 s a sandbox with no timer of its own
+# outlives a worker's kill that does not land.
+BOUND_MS = 6000
 
 
 # The script signals its timer (a sleep and the shell that waits for it), then loops.

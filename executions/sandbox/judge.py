@@ -390,13 +390,7 @@ class WaitingSandbox:
             raise SandboxError("a test's sandbox stopped before its program started")
         stream, self.stream = self.stream, None
         started = time.monotonic()
-        try:
-            stream.sendall(GO)
-            # Its stdin closes (StdinOnce): nothing more reaches the program that way.
-            stream.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            stream.close()
-            raise SandboxError(f"could not start the program in a test's sandbox: {exc}") from exc
+        runner.deliver(stream, GO, "a test's sandbox")
         return runner.collect(api, self.container_id, stream, limits, started, stopping)
 
     def destroy(self, api) -> None:

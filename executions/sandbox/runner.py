@@ -821,14 +821,19 @@ def start_and_collect(
         raise SandboxError(f"the container engine became unreachable as the sandbox started: {exc}") from exc
     started = time.monotonic()
     if go is not None:
-        try:
-            raw.sendall(go)
-            # Its stdin closes (StdinOnce): nothing more can reach the program that way.
-            raw.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            raw.close()
-            raise SandboxError(f"could not start the program in its sandbox: {exc}") from exc
+        deliver(raw, go, "its sandbox")
     return collect(api, container_id, raw, limits, started, cancelled, live)
+
+
+def deliver(stream, go: bytes, where: str) -> None:
+    """Send the program's go line on its sandbox's stdin and close it; SandboxError if that fails."""
+    try:
+        stream.sendall(go)
+        # Its stdin closes (StdinOnce): nothing more can reach the program that way.
+        stream.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        stream.close()
+        raise SandboxError(f"could not start the program in {where}: {exc}") from exc
 
 
 def attach(api: docker.APIClient, container_id: str, stdin: bool = False) -> socket.socket:
