@@ -59,8 +59,9 @@ def test_a_run_in_a_sandbox_made_ahead_asks_the_engine_only_what_it_must(ahead, 
     engine_calls.clear()
     result = ahead.run("python", "print(1)", limits=Limits.from_settings())
     assert (result.status, result.stdout) == ("completed", b"1\n")
-    # Checked again as its code comes (runner.verify_restrictions), then asked how it ended.
-    assert engine_calls == Counter({"GET containers/{id}/json": 2, "POST containers/{id}/wait": 1})
+    # Checked again as its code comes (runner.verify_restrictions), then asked how it ended: once,
+    # as its stream ends with its exit recorded (runner.exited_state), no wait.
+    assert engine_calls == Counter({"GET containers/{id}/json": 2})
     engine_calls.clear()
     ahead.tidy()
     assert engine_calls == Counter({"DELETE containers/{id}": 1})
@@ -72,7 +73,7 @@ def test_a_run_in_a_sandbox_of_its_own_asks_the_engine_only_what_it_must(engine_
     assert (result.status, result.stdout) == ("completed", b"1\n")
     assert engine_calls == Counter(
         {"POST containers/create": 1, "GET containers/{id}/json": 2, "POST containers/{id}/attach": 1,
-         "POST containers/{id}/start": 1, "POST containers/{id}/wait": 1, "DELETE containers/{id}": 1}
+         "POST containers/{id}/start": 1, "DELETE containers/{id}": 1}
     )
 
 

@@ -972,6 +972,9 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
     The stream also ends when the engine drops it (a restart with live-restore), with the program
     still running: that run's output is incomplete, so it is a platform fault, never a result.
     """
+    exited = exited_state(api, container_id)
+    if exited is not None:
+        return exited
     deadline = time.monotonic() + ENGINE_RECOVERY_SECONDS
     waiting = False
     while True:
@@ -994,6 +997,22 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
                 log.warning("container %s: the container engine is unreachable; waiting for it", container_id[:12])
             waiting = True
             time.sleep(0.5)
+
+
+def exited_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bool] | None:
+    """The exit code and OOM flag if the engine already shows the container exited, else None (and
+    exit_state waits for it).
+
+    The engine records a container's exit as it closes its output stream, and answers an inspect
+    only once it has recorded it, so one inspect nearly always says it all.
+    """
+    try:
+        state = api.inspect_container(container_id)["State"]
+    except (docker.errors.DockerException, OSError):
+        return None
+    if state.get("Status") != "exited":
+        return None
+    return state.get("ExitCode"), bool(state.get("OOMKilled"))
 
 
 def stream_broken(api: docker.APIClient, container_id: str, failure: BaseException | None) -> SandboxError:
