@@ -865,7 +865,7 @@ def collect(
         # Before the result is recorded: a client sees all the output before the terminal status.
         live.flush(output, final=True)
     duration_ms = int((ended - started) * 1000)
-    exit_code, oom_killed = exit_state(api, container_id)
+    exit_code, oom_killed = exit_state(api, container_id, None if stopped else started + limits.timeout_seconds)
     if stopped == "cancelled":
         status = "cancelled"
     elif output.over_limit:
@@ -966,11 +966,14 @@ def kill(api: docker.APIClient, container_id: str) -> None:
         log.exception("could not kill sandbox container %s", container_id)
 
 
-def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bool]:
+def exit_state(api: docker.APIClient, container_id: str, run_deadline: float | None = None) -> tuple[int | None, bool]:
     """The exit code and OOM flag of a container whose output stream has ended.
 
     The stream also ends when the engine drops it (a restart with live-restore), with the program
     still running: that run's output is incomplete, so it is a platform fault, never a result.
+    `run_deadline` (monotonic), for a stream that ended before the run's deadline: a container
+    still running then, which ends only at or after it, was ended by the sandbox's own timer, not
+    by its program: the same fault.
     """
     exited = exited_state(api, container_id)
     if exited is not None:
@@ -980,6 +983,8 @@ def exit_state(api: docker.APIClient, container_id: str) -> tuple[int | None, bo
     while True:
         try:
             waited = api.wait(container_id, timeout=EXIT_WAIT_SECONDS)
+            if run_deadline is not None and time.monotonic() >= run_deadline:
+                raise SandboxError("the container engine dropped the sandbox's output while it ran (engine restart?)")
             state = api.inspect_container(container_id)["State"]
             return waited.get("StatusCode"), bool(state.get("OOMKilled"))
         except requests.exceptions.ConnectionError as exc:
