@@ -72,6 +72,21 @@ def test_it_detects_oom_from_the_container_state():
     assert result.status == "oom_killed"
 
 
+def test_it_waits_for_the_exit_of_a_container_still_running_as_its_stream_ends():
+    # Usually the engine has recorded the exit by then (runner.exited_state); when it has not, the
+    # exit is waited for, never guessed.
+    api = runner.docker_api()
+    container = api.create_container(
+        runner.sandbox_image(), command=["sh", "-c", "sleep 1; exit 5"], labels={runner.LABEL: "test"}
+    )
+    try:
+        api.start(container["Id"])
+        assert runner.exited_state(api, container["Id"]) is None
+        assert runner.exit_state(api, container["Id"]) == (5, False)
+    finally:
+        api.remove_container(container["Id"], force=True)
+
+
 def test_it_stops_an_output_flood_and_keeps_the_capped_output():
     result = run("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n    sys.stderr.write('y' * 1000)")
     assert result.status == "output_limit_exceeded"
