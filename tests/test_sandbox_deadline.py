@@ -122,3 +122,22 @@ def test_a_stream_that_ends_after_the_deadline_ended_there():
 def test_it_refuses_a_time_limit_the_timer_would_take_as_none():
     with pytest.raises(runner.SandboxError):
         runner.timer_seconds(dataclasses.replace(Limits.from_settings(), timeout_seconds=0))
+
+
+class DroppedStream:
+    """An engine whose container was still running when its output stream ended, and whose wait
+    returns only once the sandbox's timer has ended it (at the run's deadline)."""
+
+    def inspect_container(self, container_id: str) -> dict:
+        return {"State": {"Status": "running", "Running": True, "ExitCode": 0, "OOMKilled": False}}
+
+    def wait(self, container_id: str, timeout: float) -> dict:
+        time.sleep(0.2)
+        return {"StatusCode": 137}
+
+
+def test_a_container_that_outlived_its_stream_until_the_deadline_is_the_engines_fault():
+    with pytest.raises(runner.SandboxError, match="dropped the sandbox's output"):
+        runner.exit_state(DroppedStream(), "x", run_deadline=time.monotonic() + 0.1)
+    # Without a deadline passed (the run was stopped), the wait's answer stands.
+    assert runner.exit_state(DroppedStream(), "x") == (137, False)
