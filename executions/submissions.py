@@ -550,7 +550,9 @@ def new_execution(
         timeout_seconds=run_limits.timeout_seconds,
         memory_mb=run_limits.memory_mb,
         callback_url=callback_url(tenant, submission, batch=batch is not None),
-        batch=batch,
+        # Not batch=None: a new execution has none, and setting it through its descriptor took a
+        # sixth of new()'s CPU.
+        **({"batch": batch} if batch is not None else {}),
         **judging_fields(submission),
     )
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils.safestring import mark_safe
 
 from executions.models import Execution
 
@@ -69,6 +71,8 @@ def test_its_parameters_are_each_fields_as_save_prepares_them(alice):
         Execution(tenant=alice.tenant, **FIELDS),
         # Values equal to a default but not the default itself, and a default's type changed.
         Execution(tenant=alice.tenant, language="python", code="x", stdout="".join([]), exit_code=0, error=""),
+        # Types next to those saved as they are: a str subclass, an int for a float, a UUID's text.
+        Execution(tenant=alice.tenant, id=str(uuid.uuid4()), language="python", code=mark_safe("x"), timeout_seconds=3),
     ):
         generic = [field.get_db_prep_save(field.pre_save(execution, True), connection) for field in Execution._meta.local_concrete_fields]
         # psycopg's Jsonb wrappers compare by identity: their objects are compared.
