@@ -126,7 +126,7 @@ def measure(app, path, key, requests, concurrency, redis_pid, database, profiler
             profiler.disable()
     finally:
         loop.close()
-    after = (time.process_time(), cpu_of([redis_pid]), cpu_of(pg + postgres_pids() if pg else []), time.perf_counter())
+    after = (time.process_time(), cpu_of([redis_pid]), cpu_of(sorted(set(pg) | set(postgres_pids())) if pg else []), time.perf_counter())
     return {
         "statuses": dict(statuses),
         "process_us": (after[0] - before[0]) / requests * 1e6,
