@@ -412,26 +412,23 @@ def admit_each(
     written, but no job was queued.
     """
     now = time.time()
-    connection = store.connection()
     keys = [queue().redis_queues_keys, *platform_keys()]
-    args = admission(requests, now)
-    # EVALSHA by hand: redis-py's pipeline asks Redis whether its scripts exist (SCRIPT EXISTS) on
-    # every execute, a second round trip. After a restart of Redis (which forgets scripts) the
-    # first pipeline gets NOSCRIPT: load the script and send again.
-    sha = script(ADMIT).sha
+    # EVALSHA by hand, not redis-py's pipeline: it asks Redis whether its scripts exist (SCRIPT
+    # EXISTS) on every execute, a second round trip. After a restart of Redis (which forgets
+    # scripts) the first round trip gets NOSCRIPT: load the script and send again.
+    commands = [("SET", key, value, "EX", seconds) for key, value, seconds in states]
+    commands.append(("EVALSHA", script(ADMIT).sha, len(keys), *keys, *admission(requests, now)))
     for attempt in (1, 2):
-        try:
-            with connection.pipeline(transaction=False) as pipe:
-                for key, value, seconds in states:
-                    pipe.set(key, value, ex=seconds)
-                pipe.evalsha(sha, len(keys), *keys, *args)
-                replies = pipe.execute()[-1]
+        replies = store.round_trip(commands)
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                store.connection().script_load(ADMIT)
+                break
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        else:
             break
-        except redis.exceptions.NoScriptError:
-            if attempt == 2:
-                raise
-            connection.script_load(ADMIT)
-    return [admission_refusal(reply, now) for reply in replies]
+    return [admission_refusal(reply, now) for reply in replies[-1]]
 
 
 def admission(requests: list[tuple[int, Quotas | None, list[tuple]]], now: float) -> list:
