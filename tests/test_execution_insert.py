@@ -140,3 +140,15 @@ def test_a_group_the_database_refuses_leaves_no_row_and_the_connection_usable(al
     assert not Execution.objects.filter(idempotency_key__in=["first", "second"]).exists()
     Execution.insert_all([first, second])
     assert Execution.objects.filter(idempotency_key__in=["first", "second"]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_refused_within_a_transaction_leaves_that_transaction_usable(alice):
+    first = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "first"})
+    duplicate = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "first"})
+    with transaction.atomic():
+        Execution.insert_all([first])
+        with pytest.raises(IntegrityError):
+            Execution.insert_all([duplicate])
+        assert Execution.objects.filter(idempotency_key="first").count() == 1
+    assert Execution.objects.filter(idempotency_key="first").count() == 1
