@@ -38,6 +38,7 @@ per-tenant keys from the tenant id: one Redis, not a cluster.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from rq.utils import get_call_string, utcformat
 from rq.utils import now as rq_now
 
 from executions import limits, ownjobs, store
+
+log = logging.getLogger(__name__)
 
 # How long a job may sit in rq before rq itself gives up on it; the sandbox's own deadline is
 # much shorter, so this only bounds a worker that hangs on the engine or the database.
@@ -67,7 +70,8 @@ TOTAL_KEY = "rce:dispatched-total"
 # one, not when the job arrived. Two keep a worker that finishes from waiting on a dispatch.
 READY = 2
 
-ADMITTED, RATE_LIMITED, QUOTA_EXCEEDED, OVERLOADED = 0, 1, 2, 3
+# UNWRITTEN: a job of the request could not be written (a key in the way): none of its jobs was.
+ADMITTED, RATE_LIMITED, QUOTA_EXCEEDED, OVERLOADED, UNWRITTEN = 0, 1, 2, 3, 4
 
 # The dispatcher, shared by the scripts. G holds the platform's keys: shared, express, backlogged,
 # active, served, dispatches, dispatched-total (KEYS in that order, after each script's own).
@@ -171,54 +175,116 @@ ADMIT = DISPATCH + """
 platform(2, ARGV[5])
 local now, ready, max_depth, prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local requests, alike = tonumber(ARGV[6]), tonumber(ARGV[7])
-local template = {}
-for k = 1, 2 * alike do template[k] = ARGV[7 + k] end
 local JOB = 5
+-- One job's fields, rq's alike and then its own four, whose values each job overwrites.
+local fields = {}
+for k = 1, 2 * alike do fields[k] = ARGV[7 + k] end
+local own = 2 * alike
+fields[own + 1], fields[own + 3], fields[own + 5], fields[own + 7] = 'created_at', 'enqueued_at', 'data', 'description'
 
-local function admit_one(tenant, rate, rate_limit, max_queued, max_running, first, count)
+-- A call from Lua costs several times what its command does, so each key is read once and
+-- written once a run, whatever the number of requests: per rate window its count so far and what
+-- is not written yet; per tenant its queued count (once read) and the jobs it admitted; the
+-- platform's waiting jobs (once read) and the jobs this run adds to them. Nothing but this script
+-- writes them meanwhile, so each request is decided as if it were alone.
+local rates, tenants, order, waiting, pushed, admitted = {}, {}, {}, nil, 0, false
+
+local function count(rate, n)
+    local r = rates[rate]
+    if not r then
+        local counted = redis.call('INCRBY', rate, n)
+        if counted == n then redis.call('EXPIRE', rate, 120) end
+        rates[rate] = {counted = counted, unwritten = 0}
+        return counted
+    end
+    r.counted, r.unwritten = r.counted + n, r.unwritten + n
+    return r.counted
+end
+
+local function tenant_of(tenant)
+    local t = tenants[tenant]
+    if not t then
+        t = {jobs = {}}
+        tenants[tenant] = t
+        order[#order + 1] = tenant
+    end
+    return t
+end
+
+local function admit_one(tenant, rate, rate_limit, max_queued, max_running, first, n)
+    local last = first + JOB * (n - 1)
     local extra = 0
-    for j = first, first + JOB * (count - 1), JOB do extra = extra + tonumber(ARGV[j + 1]) - 1 end
+    for j = first, last, JOB do extra = extra + tonumber(ARGV[j + 1]) - 1 end
     if rate_limit > 0 then
-        local counted = redis.call('INCRBY', rate, 1 + extra)
-        if counted == 1 + extra then redis.call('EXPIRE', rate, 120) end
+        local counted = count(rate, 1 + extra)
         if counted > rate_limit then return {1, counted} end
     end
+    local t = tenant_of(tenant)
     if max_queued >= 0 then
-        local mine = redis.call('ZCARD', tkey(tenant, 'inflight')) + tonumber(redis.call('GET', tkey(tenant, 'extra')) or '0')
-        if mine + count + extra > max_queued then return {2, mine} end
-        local waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
-            + tonumber(redis.call('GET', G.backlogged) or '0')
-        if waiting + count > max_depth then return {3, waiting} end
+        if not t.mine then
+            t.mine = redis.call('ZCARD', tkey(tenant, 'inflight')) + tonumber(redis.call('GET', tkey(tenant, 'extra')) or '0')
+        end
+        if t.mine + n + extra > max_queued then return {2, t.mine} end
+        if not waiting then
+            waiting = redis.call('LLEN', G.shared) + redis.call('LLEN', G.express)
+                + tonumber(redis.call('GET', G.backlogged) or '0')
+        end
+        if waiting + pushed + n > max_depth then return {3, waiting + pushed} end
     end
-    for j = first, first + JOB * (count - 1), JOB do
-        local id, weight, time = ARGV[j], tonumber(ARGV[j + 1]), ARGV[j + 2]
-        local fields = {unpack(template)}
-        local n = #fields
-        fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] = 'created_at', time, 'enqueued_at', time
-        fields[n + 5], fields[n + 6], fields[n + 7], fields[n + 8] = 'data', ARGV[j + 3], 'description', ARGV[j + 4]
-        redis.call('HSET', prefix .. id, unpack(fields))
-        redis.call('ZADD', tkey(tenant, 'inflight'), now, id)
+    -- The jobs first: if one cannot be written, the ones before it are taken back and the
+    -- request is refused alone, its jobs neither counted nor queued.
+    for j = first, last, JOB do
+        local time = ARGV[j + 2]
+        fields[own + 2], fields[own + 4], fields[own + 6], fields[own + 8] = time, time, ARGV[j + 3], ARGV[j + 4]
+        local written = redis.pcall('HSET', prefix .. ARGV[j], unpack(fields))
+        if type(written) == 'table' and written.err then
+            for k = first, j - JOB, JOB do redis.call('DEL', prefix .. ARGV[k]) end
+            return {4, written.err}
+        end
+    end
+    local scored, added_extra = {}, 0
+    for j = first, last, JOB do
+        local id, weight = ARGV[j], tonumber(ARGV[j + 1])
+        scored[#scored + 1], scored[#scored + 2] = now, id
         if weight > 1 and redis.call('HSETNX', tkey(tenant, 'weights'), id, weight - 1) == 1 then
             redis.call('INCRBY', tkey(tenant, 'extra'), weight - 1)
+            added_extra = added_extra + weight - 1
         end
-        redis.call('RPUSH', tkey(tenant, 'backlog'), id)
-        -- Per job: a write that fails half-way through a batch leaves the jobs before it counted.
-        redis.call('INCR', G.backlogged)
+        t.jobs[#t.jobs + 1] = id
     end
-    if max_running >= 0 then redis.call('SET', tkey(tenant, 'max-running'), max_running) end
-    rescore(tenant)
+    if n > 0 then
+        local added = redis.call('ZADD', tkey(tenant, 'inflight'), unpack(scored))
+        if t.mine then t.mine = t.mine + added + added_extra end
+    end
+    pushed = pushed + n
+    if max_running >= 0 then t.max_running = max_running end
+    t.admitted, admitted = true, true
     return {0, 0}
 end
 
-local replies, admitted = {}, false
+local replies = {}
 local i = 8 + 2 * alike
 for r = 1, requests do
-    local count = tonumber(ARGV[i + 5])
-    replies[r] = admit_one(
-        ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), i + 6, count
-    )
-    admitted = admitted or replies[r][1] == 0
-    i = i + 6 + JOB * count
+    local n = tonumber(ARGV[i + 5])
+    replies[r] = admit_one(ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4]), i + 6, n)
+    i = i + 6 + JOB * n
+end
+for rate, r in pairs(rates) do
+    if r.unwritten > 0 then redis.call('INCRBY', rate, r.unwritten) end
+end
+-- The backlogs and their count together: nothing can fail between two writes of a script that
+-- has written (Redis refuses a script for memory only before its first write).
+for _, tenant in ipairs(order) do
+    local t = tenants[tenant]
+    for k = 1, #t.jobs, 1000 do
+        redis.call('RPUSH', tkey(tenant, 'backlog'), unpack(t.jobs, k, math.min(k + 999, #t.jobs)))
+    end
+end
+if pushed > 0 then redis.call('INCRBY', G.backlogged, pushed) end
+for _, tenant in ipairs(order) do
+    local t = tenants[tenant]
+    if t.max_running then redis.call('SET', tkey(tenant, 'max-running'), t.max_running) end
+    if t.admitted then rescore(tenant) end
 end
 if admitted then
     redis.call('SADD', KEYS[1], G.shared, G.express)
@@ -282,6 +348,8 @@ class Refusal:
     # The tenant's count (QUOTA_EXCEEDED), the platform's waiting jobs (OVERLOADED) or the
     # seconds left in the rate window (RATE_LIMITED).
     value: int
+    # What Redis answered the write of a job (UNWRITTEN).
+    error: str = ""
 
 
 @functools.cache
@@ -397,9 +465,12 @@ def admit(
 
     `states` are the executions' queued states (store.state_entry), written in the same round trip
     before the jobs can be taken, so that a worker's "running" always comes after them. Raises
-    redis.RedisError if Redis cannot be reached: then nothing was queued.
+    redis.RedisError if Redis cannot be reached, or a job could not be written: then nothing was queued.
     """
-    return admit_each([(tenant_id, quotas, executions)], states)[0]
+    refusal = admit_each([(tenant_id, quotas, executions)], states)[0]
+    if refusal is not None and refusal.reason == UNWRITTEN:
+        raise redis.ResponseError(refusal.error)
+    return refusal
 
 
 def admit_each(
@@ -456,6 +527,10 @@ def admission_refusal(reply: list, now: float) -> Refusal | None:
         return None
     if reason == RATE_LIMITED:
         return Refusal(reason, rate_window_left(now))
+    if reason == UNWRITTEN:
+        error = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        log.warning("a request's jobs could not be written to Redis: %s", error)
+        return Refusal(reason, 0, error)
     return Refusal(reason, int(value))
 
 

@@ -524,7 +524,9 @@ def admission_quotas(quotas: Limits) -> scheduler.Quotas:
     return scheduler.Quotas(quotas.rate_per_minute, quotas.max_queued, quotas.max_running)
 
 
-def refusal_error(refusal: scheduler.Refusal, quotas: Limits) -> Refused:
+def refusal_error(refusal: scheduler.Refusal, quotas: Limits) -> Refused | QueueUnavailable:
+    if refusal.reason == scheduler.UNWRITTEN:
+        return QueueUnavailable()
     if refusal.reason == scheduler.RATE_LIMITED:
         return RateLimited(quotas.rate_per_minute, refusal.value)
     if refusal.reason == scheduler.QUOTA_EXCEEDED:

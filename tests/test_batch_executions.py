@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from executions import runs, store
+from executions import scheduler, store
 from executions.models import Execution
 from tests.conftest import assert_nothing_created, queued_job_count, run_worker
 from tests.helpers import assert_error
@@ -108,8 +108,8 @@ def test_it_answers_503_and_creates_nothing_when_redis_is_down(alice, monkeypatc
 
 
 def test_a_redis_failure_half_way_through_leaves_nothing_to_run(transactional_db, alice, redis_conn, monkeypatch):
-    # Redis runs a transaction's commands even when one of them fails: here the second job's key
-    # already holds a string, so its write fails while the first and third jobs reach the queue.
+    # The second job's key already holds a string, so its write fails after the first job's: the
+    # admission script takes the first back and queues none of them.
     ids = [uuid.uuid4() for _ in range(3)]
     # The rows get these ids (Django caches a field's default callable as _get_default).
     monkeypatch.setattr(Execution._meta.get_field("id"), "_get_default", iter(ids).__next__)
@@ -117,6 +117,9 @@ def test_a_redis_failure_half_way_through_leaves_nothing_to_run(transactional_db
     response = post_batch(alice, [{"code": "print(1)"}, {"code": "print(2)"}, {"code": "print(3)"}])
     assert_error(response, 503, "queue_unavailable")
     assert Execution.objects.count() == 0
-    assert queued_job_count() > 0
-    # The jobs that did reach the queue find no row, so they run nothing.
-    assert [runs.run_execution(str(ids[0])), runs.run_execution(str(ids[2]))] == ["skipped", "skipped"]
+    assert queued_job_count() == 0
+    assert [redis_conn.exists(f"rq:job:execution-{id}-1") for id in ids] == [0, 1, 0]
+    assert scheduler.counts(alice.tenant.id) == (0, 0)
+    # Nothing is left that a worker could run.
+    run_worker()
+    assert Execution.objects.count() == 0

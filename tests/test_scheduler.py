@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import django_rq
+import pytest
+import redis
 from django.conf import settings
 from django.utils import timezone
 from rq import SimpleWorker
@@ -242,3 +244,26 @@ def test_fairness_weighs_a_judged_job_by_its_sandboxes(alice, bob, settings):
     # one: his next goes express, ahead of hers (counted by jobs, her two against his one, it did
     # not); at two, his last shares the list with hers.
     assert (express(), shared()) == ([job_of(b[1])], [job_of(b[2]), job_of(a[2])])
+
+
+def test_a_request_whose_job_cannot_be_written_is_refused_alone(alice, bob):
+    first, blocked, third = new_rows(alice, 3)
+    (other,) = new_rows(bob, 1)
+    connection = store.connection()
+    # A key in the way of the second job's hash: its write fails inside the admission script.
+    connection.set(Job.key_for(job_of(blocked)), "in the way")
+    refusals = scheduler.admit_each([
+        (alice.tenant.id, QUOTAS, [(first.id, first.attempts)]),
+        (alice.tenant.id, QUOTAS, [(third.id, third.attempts), (blocked.id, blocked.attempts)]),
+        (bob.tenant.id, QUOTAS, [(other.id, other.attempts)]),
+    ])
+    assert [refusal and refusal.reason for refusal in refusals] == [None, scheduler.UNWRITTEN, None]
+    assert "WRONGTYPE" in refusals[1].error
+    # Its first job was taken back; the requests before and after it were admitted whole.
+    assert [connection.exists(Job.key_for(job_of(row))) for row in (first, third, other)] == [1, 0, 1]
+    assert set(backlog(alice.tenant.id)) | dispatched(alice.tenant.id) == {job_of(first)}
+    assert scheduler.counts(alice.tenant.id)[0] == 1
+    assert set(backlog(bob.tenant.id)) | dispatched(bob.tenant.id) == {job_of(other)}
+    # Alone (admit(), as a batch and a requeue call it), it is Redis's error, as before.
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        scheduler.admit(alice.tenant.id, QUOTAS, [(blocked.id, blocked.attempts)])
