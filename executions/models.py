@@ -704,7 +704,11 @@ def iso_time(value) -> str | None:
     # As DRF writes it: ISO 8601, UTC as "Z".
     if value is None:
         return None
-    text = value.astimezone(dt_timezone.utc).isoformat() if timezone.is_aware(value) else value.isoformat()
+    if value.tzinfo is dt_timezone.utc:
+        # timezone.now()'s, and the database's: already in UTC.
+        text = value.isoformat()
+    else:
+        text = value.astimezone(dt_timezone.utc).isoformat() if timezone.is_aware(value) else value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

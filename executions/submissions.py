@@ -408,9 +408,9 @@ class Checked:
     limits: limits.ExecutionLimits
 
 
-def checked(tenant: Tenant, submission: Submission) -> Checked:
-    """check(), keeping its result: raises Invalid."""
-    quotas = tenant.limits()
+def checked(tenant: Tenant, submission: Submission, quotas: Limits | None = None) -> Checked:
+    """check(), keeping its result: raises Invalid. `quotas`: tenant.limits(), if the caller has them."""
+    quotas = quotas or tenant.limits()
     return Checked(tenant, submission, quotas, check(tenant, submission, quotas))
 
 

@@ -128,3 +128,17 @@ def test_each_request_gets_its_own_copy_of_the_key_and_tenant(alice, clock):
     assert second.tenant is not first.tenant and second is not first
     assert (second.tenant.max_queued, second.name) == (alice.tenant.max_queued, alice.key_row.name)
     assert second.tenant.pk == alice.tenant.pk and not second._state.adding
+
+
+def test_the_limits_kept_with_a_key_are_its_tenants_now(alice, clock, settings):
+    KEYS.find(alice.key)
+    key, limits = KEYS.recent(alice.key)
+    assert key.pk == alice.key_row.pk and limits == alice.tenant.limits()
+    # The platform's defaults changed, or the tenant: the limits of the next request follow.
+    settings.TENANT_RATE_PER_MINUTE = 7
+    KEYS.find(alice.key)
+    assert KEYS.recent(alice.key)[1].rate_per_minute == 7
+    alice.tenant.rate_per_minute = 3
+    alice.tenant.save()
+    KEYS.find(alice.key)
+    assert KEYS.recent(alice.key)[1].rate_per_minute == 3

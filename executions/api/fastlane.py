@@ -296,11 +296,11 @@ class FastLane:
         return True
 
     async def submit(self, scope, body: bytes) -> tuple[int, list, bytes]:
-        key = await self.authenticated(scope.headers, extra=("idempotency-key",))
+        key, quotas = await self.authenticated(scope.headers, extra=("idempotency-key",))
         language, wait = raw_options(scope.query_string)
         try:
             code = body.decode("utf-8")
-            checked = submissions.checked(key.tenant, submissions.Submission(language, code))
+            checked = submissions.checked(key.tenant, submissions.Submission(language, code), quotas)
         except (UnicodeDecodeError, submissions.AdmissionError):
             raise Fallback() from None
         result = await self.submits.add(checked)
@@ -366,9 +366,9 @@ class FastLane:
     async def read(self, scope, execution_id: str) -> tuple[int, list, bytes]:
         if scope.query_string:
             raise Fallback()
-        tenant = (await self.authenticated(scope.headers)).tenant
-        count, found = await self.reads.add((tenant.id, execution_id))
-        if count > tenant.limits().rate_per_minute:
+        key, quotas = await self.authenticated(scope.headers)
+        count, found = await self.reads.add((key.tenant.id, execution_id))
+        if count > quotas.rate_per_minute:
             return refusal(Throttled(scheduler.rate_window_left(time.time())), READ_ALLOW)
         if found is NOT_FOUND:
             return refusal(NotFound(), READ_ALLOW)
@@ -379,23 +379,24 @@ class FastLane:
         return 200, [("content-type", "application/json"), ("allow", READ_ALLOW), *SECURITY_HEADERS], found
 
 
-    async def authenticated(self, headers, extra: tuple[str, ...] = ()):
-        """The request's API key, if this process's Django authenticated it before and it is still valid."""
+    async def authenticated(self, headers, extra: tuple[str, ...] = ()) -> tuple:
+        """The request's API key and its tenant's limits() (KEYS.recent(): not copies, not to be
+        changed), if this process's Django authenticated the key before and it is still valid."""
         plain = presented_key(headers, extra)
-        key = KEYS.recent(plain)
-        if key is None or not use_recorded(key, timezone.now()):
+        found = KEYS.recent(plain)
+        if found is None or not use_recorded(found[0], timezone.now()):
             if not KEYS.known(plain):
                 # Django looks it up, and refuses a wrong key: no flood of wrong keys costs two lookups.
                 raise Fallback()
             await asyncio.shield(self.refresh(plain))
-            key = KEYS.recent(plain)
+            found = KEYS.recent(plain)
             # Django records a key's use: one whose lookup or write failed is Django's to answer.
-            if key is None or not use_recorded(key, timezone.now()):
+            if found is None or not use_recorded(found[0], timezone.now()):
                 raise Fallback()
         # Django refuses a disabled tenant's key.
-        if not key.tenant.is_active:
+        if not found[0].tenant.is_active:
             raise Fallback()
-        return key
+        return found
 
     def refresh(self, plain: str) -> asyncio.Future:
         future = self.refreshing.get(plain)
