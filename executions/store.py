@@ -173,7 +173,7 @@ def queued_state(execution) -> tuple[str, str, int]:
 def fresh_state() -> tuple[tuple[str, object], ...]:
     """The fields a new execution's to_dict() shows besides its id, time, language and limits, with a
     new execution's values."""
-    from executions.models import blank_execution
+    from executions.models import Execution, blank_execution
 
     blank = blank_execution()[0]
     shown = (
@@ -181,6 +181,9 @@ def fresh_state() -> tuple[tuple[str, object], ...]:
         "compile_output", "compile_duration_ms", "started_at", "finished_at", "error", "verdict",
         "tests_passed", "tests_failed", "test_results",
     )
+    # A field that to_dict() shows and this does not know would be written as a blank one's.
+    if set(Execution.new().to_dict()) != {"task_id", "language", "timeout_seconds", "memory_mb", "created_at", *shown}:
+        raise RuntimeError("store.fresh_state() must list every field Execution.to_dict() shows")
     return tuple((name, blank[name]) for name in shown)
 
 
