@@ -3,9 +3,9 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models.base import ModelState
-from django.core.signals import setting_changed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
