@@ -19,6 +19,7 @@ from datetime import timedelta
 import pytest
 import redis
 import redis.asyncio
+from django.db import connection, connections
 from django.utils import timezone
 
 from executions import scheduler, store
@@ -255,6 +256,26 @@ def test_a_group_that_fails_after_its_rows_were_written_removes_them_and_is_not_
     status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
     assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
     assert Execution.objects.count() == 0 and queued_job_count() == 0
+
+
+def test_a_writer_connection_that_died_while_idle_costs_its_next_group_a_trip_through_django(lane, alice):
+    # The group writer skips Django's health check (fastlane.trust_connections): a connection that
+    # died since its last group fails that group's insert before any row, the requests go to
+    # Django, and the group after gets a new connection.
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's connections do not die while idle")
+    key = authenticated(alice)
+
+    def submit():
+        return answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+
+    assert submit()[0] == 202
+    pid = lane.submits.executor.submit(lambda: connections["default"].connection.info.backend_pid).result()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert submit() is None
+    assert submit()[0] == 202
+    assert Execution.objects.count() == 2 and queued_job_count() == 2
 
 
 def finished(persona) -> str:

@@ -177,6 +177,7 @@ class LoopGroup:
 def write_group(group: list[submissions.Checked]) -> list:
     # Django does this around each request; a flush is this thread's request.
     close_old_connections()
+    trust_connections()
     try:
         return submissions.submit_group(group)
     except submissions.NothingCreated as exc:
@@ -189,6 +190,21 @@ def write_group(group: list[submissions.Checked]) -> list:
         log.exception("fast lane: a group of %d submission(s) failed", len(group))
         close_old_connections()
         return [submissions.QueueUnavailable()] * len(group)
+
+
+def trust_connections() -> None:
+    """Skip the health check (CONN_HEALTH_CHECKS: a SELECT 1, a round trip) that this thread's
+    connections would otherwise run before their first statement after close_old_connections().
+
+    For write_group() only: if its connection died while idle, the group's insert fails before any
+    row is written, its requests go to Django (NothingCreated -> Fallback), which answers them on
+    its own connections, and the next group's close_old_connections() finds the error and replaces
+    the connection. Measured on bench/ingest.py's PostgreSQL run: about 60 us of the writer's CPU
+    and 25 us of PostgreSQL's a group (groups of 7 to 8), and 3 to 8 % more submissions a second
+    (alternating runs). A read has no such fallback (a failed one is a 503), so it keeps the check.
+    """
+    for connection in connections.all(initialized_only=True):
+        connection.health_check_done = True
 
 
 async def read_cached(group: list[tuple[int, str]], rows: ThreadPoolExecutor) -> list:
