@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone as django_timezone
 from django.utils.safestring import mark_safe
 
 from executions.models import Execution
@@ -106,6 +108,76 @@ def test_new_executions_share_nothing_a_caller_could_change(alice):
     first.test_results.append({})
     assert (second.files, second.test_results, Execution.new().files) == ([], [], [])
     assert first.id != second.id
+
+
+def test_a_group_of_submissions_alike_but_for_their_code_makes_what_new_execution_makes(alice, django_assert_num_queries):
+    # submissions.new_executions(): copies of a prototype (Execution.like()) for those with no
+    # files, arguments or tests; each as new_execution() and insert_params() would make it.
+    from django.db import connection
+
+    from executions import submissions
+
+    alice.tenant.callback_url = "https://example.com/default"
+    limits = alice.tenant.limits()
+    plain = [
+        submissions.Submission("python", "print(1)"),
+        submissions.Submission("python", "print(2)"),
+        submissions.Submission("python", "print('é')", timeout_seconds=2),
+        submissions.Submission("python", "print(3)", timeout_seconds=2.0),
+        submissions.Submission("bash", "read x; echo $x", stdin="ä\n", memory_mb=64),
+        submissions.Submission("python", "print(input())", stdin="5"),
+        submissions.Submission("python", "print(4)", callback_url="https://example.com/mine"),
+    ]
+    other = [
+        submissions.Submission("python", "import a", files=({"name": "a.py", "content": "x = 1"},)),
+        submissions.Submission("python", "print(5)", args=("-v",)),
+        submissions.Submission("python", "print(6)", **submissions.one_test("1", (), "1")),
+    ]
+    def checked(submission):
+        # check() would look the callback's host up: the run's limits are the same without it.
+        return submissions.Checked(
+            alice.tenant, submission, limits, submissions.check(alice.tenant, replace(submission, callback_url=""), limits)
+        )
+
+    group = [checked(submission) for submission in plain + other + plain]
+    with django_assert_num_queries(0):
+        executions, rows = submissions.new_executions(group)
+    assert len({execution.id for execution in executions}) == len(group)
+    for item, execution, params in zip(group, executions, rows):
+        expected = submissions.new_execution(item.tenant, item.submission, item.limits)
+        expected.id, expected.created_at = execution.id, execution.created_at
+        mine = {name: value for name, value in vars(execution).items() if name != "_state"}
+        theirs = {name: value for name, value in vars(expected).items() if name != "_state"}
+        assert mine == theirs
+        assert {name: type(value) for name, value in mine.items()} == {name: type(value) for name, value in theirs.items()}
+        assert (execution._state.adding, execution._state.db) == (expected._state.adding, expected._state.db)
+        with django_assert_num_queries(0):
+            assert execution.tenant is alice.tenant
+        # psycopg's Jsonb wrappers compare by identity: their objects are compared.
+        assert [getattr(value, "obj", value) for value in params] == [
+            getattr(value, "obj", value) for value in expected.insert_params(connection)
+        ]
+        assert 0 <= (django_timezone.now() - execution.created_at).total_seconds() < 5
+    # The copies share no list a caller could change, with each other or with their prototype.
+    executions[0].files.append({"name": "x"})
+    executions[0].test_results.append({})
+    assert [(execution.files, execution.test_results) for execution in executions[1:len(plain)]] == [([], [])] * (len(plain) - 1)
+    assert submissions.new_executions(group[:1])[0][0].files == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_of_copies_writes_what_save_writes(alice):
+    from executions import submissions
+
+    group = [submissions.checked(alice.tenant, submissions.Submission("python", f"print({n})")) for n in range(3)]
+    executions, rows = submissions.new_executions(group)
+    Execution.insert_all(executions, rows)
+    for n, inserted in enumerate(executions):
+        saved = submissions.new_execution(alice.tenant, group[n].submission, group[n].limits)
+        saved.save(force_insert=True)
+        assert {**row(inserted.id), "created_at": None} == {**row(saved.id), "created_at": None}
+        assert row(inserted.id)["created_at"] == inserted.created_at
+        assert row(inserted.id)["code"] == f"print({n})"
 
 
 def test_new_refuses_what_the_constructor_refuses():

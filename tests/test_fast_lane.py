@@ -238,7 +238,7 @@ def test_a_group_the_database_refuses_is_left_to_django(lane, alice, monkeypatch
     key = authenticated(alice)
     from django.db import OperationalError
 
-    def refused(executions):
+    def refused(executions, rows=None):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(Execution, "insert_all", refused)
