@@ -201,6 +201,22 @@ def test_a_group_writes_what_save_writes(alice):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_group_writes_any_value_its_fields_take_as_save_writes_it(alice):
+    # PostgreSQL's rows go by COPY in the binary format: each value by its column's type.
+    odd = dict(
+        language="python", code=mark_safe("print('x')\x7f"), stdin="", timeout_seconds=3, memory_mb=64,
+        files=[{"name": "a.py", "content": "é\n", "encoding": "utf-8"}], args=["-v", "😀"],
+        tests=[{"stdin": "1", "args": [], "expected_output": "1", "name": "t"}], abs_tolerance=0.001,
+        comparison="numbers", exit_code=-(2**31), duration_ms=2**31 - 1, attempts=32767, idempotency_key="k" * 255,
+    )
+    inserted = Execution(tenant=alice.tenant, **odd)
+    Execution.insert_all([inserted])
+    saved = Execution(tenant=alice.tenant, **{**odd, "idempotency_key": "s" * 255})
+    saved.save(force_insert=True)
+    assert {**row(inserted.id), "idempotency_key": "", "created_at": None} == {**row(saved.id), "idempotency_key": "", "created_at": None}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_group_the_database_refuses_leaves_no_row_and_the_connection_usable(alice):
     first = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "first"})
     second = Execution(tenant=alice.tenant, **{**FIELDS, "idempotency_key": "second"})
