@@ -150,9 +150,9 @@ def queued_state(execution) -> tuple[str, str, int]:
     """state_entry() of an Execution just queued (admitted, or requeued), for scheduler.admit().
 
     A new execution's differs from another's only by its id, time, language and limits: its JSON
-    comes from a template made once for those, in about half the CPU (31 -> 15 us, and
-    15-17 -> 11 us in a noisier run, on a machine 2.5 times slower than usual). Any other execution's is made as state_entry() makes it;
-    tests/test_store.py holds the two to the same bytes.
+    comes from a template made once for those, in about half the CPU (31 -> 15 us, and 15-17 ->
+    11 us in a noisier run, on a machine 2.5 times slower than usual). Any other execution's is
+    made as state_entry() makes it; tests/test_store.py holds the two to the same bytes.
     """
     seconds = settings.RESULT_CACHE_TTL_SECONDS
     fields = execution.__dict__

@@ -470,21 +470,22 @@ def new_executions(group: list[Checked]) -> tuple[list[Execution], list[list]]:
         submission, run_limits = item.submission, item.limits
         if submission.files or submission.args or submission.tests:
             execution = new_execution(item.tenant, submission, run_limits)
-            executions.append(execution)
-            rows.append(execution.insert_params(connection))
-            continue
-        # Everything new_execution() makes the execution of, but its code (limits by type too: to_dict() shows 3 and 3.0 apart).
-        key = (
-            connection.alias, item.tenant.id, callback_url(item.tenant, submission), submission.language, submission.stdin,
-            type(run_limits.timeout_seconds), run_limits.timeout_seconds, type(run_limits.memory_mb), run_limits.memory_mb,
-        )
-        made = PROTOTYPES.get(key)
-        if made is None:
-            if len(PROTOTYPES) >= 256:
-                PROTOTYPES.clear()
-            prototype = new_execution(item.tenant, replace(submission, code=""), run_limits)
-            made = PROTOTYPES[key] = (prototype, prototype.insert_params(connection))
-        execution, row = made[0].like(made[1], item.tenant, submission.code, connection)
+            row = execution.insert_params(connection)
+        else:
+            # Everything new_execution() makes the execution of, but its code (the limits by type
+            # too: to_dict() shows 3 and 3.0 apart).
+            key = (
+                connection.alias, item.tenant.id, callback_url(item.tenant, submission), submission.language,
+                submission.stdin, type(run_limits.timeout_seconds), run_limits.timeout_seconds,
+                type(run_limits.memory_mb), run_limits.memory_mb,
+            )
+            made = PROTOTYPES.get(key)
+            if made is None:
+                if len(PROTOTYPES) >= 256:
+                    PROTOTYPES.clear()
+                prototype = new_execution(item.tenant, replace(submission, code=""), run_limits)
+                made = PROTOTYPES[key] = (prototype, prototype.insert_params(connection))
+            execution, row = made[0].like(made[1], item.tenant, submission.code, connection)
         executions.append(execution)
         rows.append(row)
     return executions, rows

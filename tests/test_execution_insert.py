@@ -133,6 +133,7 @@ def test_a_group_of_submissions_alike_but_for_their_code_makes_what_new_executio
         submissions.Submission("python", "print(5)", args=("-v",)),
         submissions.Submission("python", "print(6)", **submissions.one_test("1", (), "1")),
     ]
+
     def checked(submission):
         # check() would look the callback's host up: the run's limits are the same without it.
         return submissions.Checked(
