@@ -5,7 +5,7 @@
 
 Starts the production web server and `manage.py sandbox_workers` (SANDBOX_SLOTS workers sized to
 the host, SANDBOX_RESERVE_SLOTS in reserve, or --slots/--reserve) on a private database and Redis.
-Two tenants with the default quotas but no rate or queue limit. Each probe is a one-line script
+Two tenants with the default quotas. Each probe is a one-line script
 POSTed with ?wait=30 and polled until terminal: its time is submit -> terminal seen by the client.
 
 1. "other": A queues 50 infinite loops and 20 memory bombs at once; B sends --probes one-liners,
@@ -36,12 +36,7 @@ ONE_LINER = "print(1)"
 
 
 def tenant_key(stack: Stack, name: str) -> str:
-    key = stack.manage("create_tenant", name).strip().splitlines()[-1]
-    stack.manage("shell", "-c", (
-        "from executions.models import Tenant; "
-        f"Tenant.objects.filter(name='{name}').update(rate_per_minute=10**9, max_queued=10**9)"
-    ))
-    return key
+    return stack.manage("create_tenant", name).strip().splitlines()[-1]
 
 
 def submit(stack: Stack, key: str, code: str, wait: bool = False) -> dict:

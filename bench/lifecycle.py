@@ -1,6 +1,7 @@
 """Lifecycle: a trivial Python execution from submission to terminal status, through the whole platform.
 
-    .venv/bin/python bench/lifecycle.py [--light 50] [--saturation 600] [--workers N] [--database postgres]
+    .venv/bin/python bench/lifecycle.py [--light 50] [--saturation 600] [--clients 32] [--seconds 90]
+        [--workers N] [--database postgres]
 
 Starts the production web server and the sandbox workers as `make run` does (`manage.py
 sandbox_workers`; `--workers N`: N plain rq workers instead) on a private database and Redis database.
@@ -9,6 +10,10 @@ answers with the finished execution) and POSTed plainly, then read back every 10
 terminal (p50 and p95 of each, and of the server's own created_at -> finished_at).
 Saturation: SATURATION executions submitted at once, so the queue never runs dry; executions per
 second from the rows' timestamps, over the whole run and over its middle 80 % (steady state).
+Long-polling clients: CLIENTS threads, each POSTing to /api/v1/execute?wait=30 again as soon as its
+last one answered, for SECONDS (over a minute, so that the rate window turns), as a tenant with the
+platform's default quotas (the other phases' tenant has none): executions/s finished, and every
+answer's status (a 429 is waited out by its Retry-After, as a client should).
 Reports the web's and the workers' memory before and after the saturation phase, and samples it
 every 10 s during it (`make bench-soak` runs 10,000 executions that way, as bench/results/soak.*).
 Writes bench/results/lifecycle.md, .json and .png. A benchmark, not a test: it never fails on a number.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +34,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import requests  # noqa: E402
 
 from bench.common import TERMINAL, Stack, load_note, machine, summary, write_report  # noqa: E402
 
@@ -114,6 +121,47 @@ def saturation(stack: Stack, count: int) -> dict:
     }
 
 
+def long_polling(stack: Stack, clients: int, seconds: float) -> dict:
+    """CLIENTS closed-loop clients of one tenant on the default quotas, each POSTing ?wait=30."""
+    key = stack.manage("create_tenant", "defaults").strip().splitlines()[-1]
+    answers: list[tuple[float, int, str]] = []  # (seconds since the start, HTTP status, execution status)
+    started = time.monotonic()
+    deadline = started + seconds
+
+    def client() -> None:
+        session = requests.Session()
+        while time.monotonic() < deadline:
+            try:
+                response = session.post(
+                    stack.url("/api/v1/execute?wait=30"), data=CODE.encode(), headers={"Authorization": f"Bearer {key}"}
+                )
+            except requests.RequestException:
+                answers.append((time.monotonic() - started, 0, ""))  # 0: no answer
+                time.sleep(0.1)
+                continue
+            status = response.json().get("status", "") if response.status_code < 300 else ""
+            answers.append((time.monotonic() - started, response.status_code, status))
+            if response.status_code == 429:
+                time.sleep(min(float(response.headers.get("Retry-After", 1)), max(0.0, deadline - time.monotonic())))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    finished = sorted(t for t, code, status in answers if code < 300 and status in TERMINAL and t <= seconds)
+    # The first 5 s fill the slots; the rate is counted from there to the end.
+    steady = [t for t in finished if t >= 5]
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "finished": len(finished),
+        "executions_per_s": len(steady) / (seconds - 5),
+        "http_statuses": dict(Counter(code for _, code, _ in answers)),
+        "statuses": dict(Counter(status for _, _, status in answers if status)),
+    }
+
+
 def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
     lt, sat = result["light"], result["saturation"]
     c, p, s = lt["client_s"], lt["polled_s"], lt["server_s"]
@@ -125,6 +173,14 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
     def peak(kind: str) -> str:
         return ", ".join(f"{max(series):.0f}" for series in zip(*(sample[kind] for sample in samples))) or "-"
 
+    polling = result.get("long_polling")
+    polled = (
+        f"Long-polling: {polling['clients']} clients of a tenant on the default quotas, each POSTing "
+        f"`?wait=30` again as soon as answered, for {polling['seconds']:.0f} s: "
+        f"**{polling['executions_per_s']:.2f} executions/s** (from 5 s on; {polling['finished']} finished). "
+        f"HTTP statuses: {polling['http_statuses']}; executions: {polling['statuses']}."
+        if polling else "Long-polling: not run."
+    )
     return "\n".join([
         "# Lifecycle",
         "",
@@ -143,6 +199,8 @@ def markdown(result: dict, args: argparse.Namespace, context: dict) -> str:
         f"all terminal after {sat['whole_run_s']:.1f} s: **{sat['executions_per_s']:.2f} executions/s** "
         f"over the whole run, {sat['steady_executions_per_s'] or 0:.2f}/s over its middle 80 %. "
         f"Statuses: {sat['statuses']}.",
+        "",
+        polled,
         "",
         f"Memory (RSS, MiB) before -> after the saturation phase: workers {workers}; "
         f"web (server processes) {web}; highest sampled during it: workers {peak('workers')}, web {peak('web')}.",
@@ -180,6 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--light", type=int, default=50, help="executions run one at a time")
     parser.add_argument("--saturation", type=int, default=600, help="executions submitted at once")
+    parser.add_argument("--clients", type=int, default=32, help="long-polling clients (0: that phase is left out)")
+    parser.add_argument("--seconds", type=float, default=90, help="how long the long-polling clients run")
     parser.add_argument("--workers", type=int, default=0,
                         help="plain rq workers; 0 (the default): manage.py sandbox_workers, as make run starts it")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="postgres")
@@ -199,6 +259,9 @@ def main() -> None:
         print(f"-- saturation: {args.saturation} executions at once", file=sys.stderr)
         result["saturation"] = saturation(stack, args.saturation)
         result["rss_mib"] = {"before": before, "after": {"workers": stack.worker_rss(), "web": stack.web_rss()}}
+        if args.clients:
+            print(f"-- long-polling: {args.clients} clients for {args.seconds:.0f} s, default quotas", file=sys.stderr)
+            result["long_polling"] = long_polling(stack, args.clients, args.seconds)
     figure = plot(result)
     del result["light"]["client_values"], result["saturation"]["finished_offsets_s"]
     data = {**context, "workers": args.workers, "database": args.database, **result}

@@ -266,7 +266,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = max(
 )
 
 # --- Tenant quotas: the global defaults; each tenant may override them in the admin -----------
-TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 600)
+# Every API request a tenant makes (submissions, polls, streams) counts. The default is far above
+# what one tenant's clients need to keep a host's every slot busy (long-polling: one request an
+# execution; 32 clients polling every 100 ms: 320 a second) and stops a runaway client at about a
+# tenth of what the web tier serves on 2 cores; max_queued, not the rate, bounds its backlog.
+TENANT_RATE_PER_MINUTE = envint("TENANT_RATE_PER_MINUTE", 30000)
 TENANT_MAX_QUEUED = envint("TENANT_MAX_QUEUED", 1000)
 # 0: no cap of its own; the scheduler shares the slots between the tenants that have work
 # (executions/scheduler.py), and a tenant alone may use them all.
