@@ -23,14 +23,18 @@ import django_rq
 from django.conf import settings
 from django.db import connections
 from prometheus_client import multiprocess, start_http_server
+from rq.worker import SimpleWorker
 
-from executions import metrics, reconciler
+from executions import metrics, reconciler, store
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.5
 # A worker that dies younger than this counts as a crash: its replacement waits, longer each time.
 STABLE_SECONDS = 30
+# A worker stopped (SIGSTOP, a debugger's stop) this long is killed and replaced as a dead one: it
+# would keep its slot, its execution, and the job Redis hands its pending pop, for as long as it stays so.
+STOPPED_SECONDS = 5
 BACKOFF_MAX_SECONDS = 60
 PR_SET_PDEATHSIG = 1
 
@@ -62,6 +66,8 @@ class Supervisor:
     crashes: int = 0
     next_start: float = 0.0
     stop_requests: int = 0
+    # pid -> when it was first seen stopped, on self.clock
+    stopped: dict[int, float] = field(default_factory=dict)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -73,6 +79,7 @@ class Supervisor:
         signalled = 0
         while True:
             self.reap()
+            self.kill_stopped()
             if self.stop_requests > signalled:
                 signalled = self.stop_requests
                 self.signal_workers()
@@ -135,14 +142,41 @@ class Supervisor:
             return
         log.info("started sandbox worker %s (pid %d%s)", name, pid, ", in reserve" if reserve else "")
 
+    def kill_stopped(self) -> None:
+        """SIGKILL each worker stopped for STOPPED_SECONDS: reap() then settles and replaces it."""
+        now = self.clock()
+        for pid in list(self.workers):
+            if process_state(pid) not in ("T", "t"):
+                self.stopped.pop(pid, None)
+                continue
+            since = self.stopped.setdefault(pid, now)
+            if now - since >= STOPPED_SECONDS:
+                log.warning("worker %s (pid %d) stopped for %.0f s: killing it", self.workers[pid][0], pid, now - since)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def reap(self) -> None:
         while self.workers:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                # Seen dead but not yet reaped: its pid is still its own (a zombie's), so the process
+                # group it led can be killed without a chance of hitting a new process of that pid.
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if info is None:
                 return
+            pid = info.si_pid
+            if pid in self.workers:
+                # Whatever it started in its session dies with it: rq's scheduler process, forked by
+                # a webhook worker, would otherwise run on, orphaned, holding the scheduler's lock.
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            _, status = os.waitpid(pid, 0)
+            self.stopped.pop(pid, None)
             if pid in self.workers:
                 name, started = self.workers.pop(pid)
                 self.reserves.discard(pid)
@@ -154,7 +188,9 @@ class Supervisor:
 
     def bury(self, pid: int, name: str, started: float, status: int, kind: str = "sandbox") -> None:
         lived = self.clock() - started
-        self.crashes = self.crashes + 1 if lived < STABLE_SECONDS else 0
+        # rq's warm shutdown (a SIGTERM) exits 0 at any age: that is no crash.
+        crashed = lived < STABLE_SECONDS and not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
+        self.crashes = self.crashes + 1 if crashed else 0
         self.next_start = self.clock() + backoff_seconds(self.crashes)
         level = logging.INFO if self.stop_requests else logging.WARNING
         log.log(level, "%s worker %s (pid %d) %s after %.1f s", kind, name, pid, describe(status), lived)
@@ -169,7 +205,12 @@ class Supervisor:
 
     def release(self, name: str) -> None:
         try:
-            django_rq.get_connection(settings.SANDBOX_QUEUE).delete(reconciler.ALIVE_KEY.format(name))
+            connection = django_rq.get_connection(settings.SANDBOX_QUEUE)
+            connection.delete(reconciler.ALIVE_KEY.format(name), store.ENGINE_KEY.format(name))
+            # rq's own record of it, which would show it busy until its key expired (up to 7 minutes).
+            record = SimpleWorker.find_by_key(SimpleWorker.redis_worker_namespace_prefix + name, connection=connection)
+            if record is not None:
+                record.register_death()
             settled = reconciler.release_dead_worker(name)
             if settled:
                 log.warning("sandbox worker %s held %d executions: settled by the reconciler", name, settled)
@@ -178,6 +219,15 @@ class Supervisor:
             log.exception("could not settle the executions of sandbox worker %s", name)
         finally:
             connections.close_all()
+
+
+def process_state(pid: int) -> str:
+    """Its state letter in /proc (R, S, D, T stopped, t traced, Z ...); "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def work(name: str, parent: int, reserve: bool = False) -> None:

@@ -34,15 +34,17 @@ def sandbox_slots(
     memory_mb_per_sandbox: int,
     overhead_mb_per_slot: int,
     overcommit: float,
+    reserve: int = 0,
 ) -> int:
     """How many sandboxes may run at once: the cores over each sandbox's CPU times the overcommit
-    factor, no more than the available memory holds (each sandbox's limit plus its slot's overhead),
-    and at least one. Nonsense arguments give 1; the system checks report them."""
+    factor, no more than the available memory holds (each sandbox's limit plus its slot's overhead)
+    beside the `reserve` workers' (they run sandboxes too), and at least one. Nonsense arguments
+    give 1; the system checks report them."""
     if cpus_per_sandbox <= 0 or overcommit <= 0:
         return 1
     # The epsilon keeps 3 cores / 0.3 CPU at 10, not 9 by a rounding error.
     slots = math.floor(cores / cpus_per_sandbox * overcommit + 1e-9)
     per_slot_mb = memory_mb_per_sandbox + overhead_mb_per_slot
     if available_mb is not None and per_slot_mb > 0:
-        slots = min(slots, available_mb // per_slot_mb)
+        slots = min(slots, available_mb // per_slot_mb - max(0, reserve))
     return max(1, slots)

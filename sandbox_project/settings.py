@@ -246,16 +246,17 @@ SANDBOX_SLOT_OVERHEAD_MB = envint("SANDBOX_SLOT_OVERHEAD_MB", 55)
 # The sandbox memory a slot must hold: the largest any language's stage gets by default (a compile's
 # 512 MiB; Java's run 256), not the platform's SANDBOX_MEMORY_MB for a Python one-liner.
 SANDBOX_SLOT_MEMORY_MB = envint("SANDBOX_SLOT_MEMORY_MB", largest_default_memory_mb(SANDBOX_MEMORY_MB))
+# Workers a host keeps, beyond SANDBOX_SLOTS, for the first run of a tenant with nothing running
+# (executions/scheduler.py): another tenant's first run never waits for one tenant's loops to end.
+SANDBOX_RESERVE_SLOTS = envint("SANDBOX_RESERVE_SLOTS", 1)
+# The reserve's sandboxes take their memory too: the slots get what the host holds beside them.
 SANDBOX_SLOTS = envint(
     "SANDBOX_SLOTS",
     host.sandbox_slots(
         host.cores(), host.available_memory_mb(), SANDBOX_CPUS, SANDBOX_SLOT_MEMORY_MB, SANDBOX_SLOT_OVERHEAD_MB,
-        SANDBOX_OVERCOMMIT,
+        SANDBOX_OVERCOMMIT, SANDBOX_RESERVE_SLOTS,
     ),
 )
-# Workers a host keeps, beyond SANDBOX_SLOTS, for the first run of a tenant with nothing running
-# (executions/scheduler.py): another tenant's first run never waits for one tenant's loops to end.
-SANDBOX_RESERVE_SLOTS = envint("SANDBOX_RESERVE_SLOTS", 1)
 
 # A JSON request carries the code and stdin escaped, so allow for escaping on top of both limits.
 # A request's headers must arrive within this many seconds, else the connection is closed

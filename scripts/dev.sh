@@ -273,12 +273,40 @@ run() {
   pids+=($!)
   # SANDBOX_SLOTS rq workers (by default as many as this host holds), under a supervisor that
   # replaces any that dies and passes the SIGTERM on to each of them, once.
-  setsid $py manage.py sandbox_workers &
+  supervise_workers &
   pids+=($!)
   say "serving on http://$host:$port; Ctrl-C stops the web server and the workers (Redis and the Docker engine keep running)"
-  # If the web server or the workers' supervisor ends (say, the port is taken), stop the other too.
-  wait -n || true
-  stop
+  # If the web server ends (say, the port is taken), or the supervisor exits by itself, stop the rest.
+  local ended= rc=0
+  wait -n -p ended "${pids[@]}" || rc=$?
+  if [ -z "${stopping:-}" ]; then
+    say "the $([ "$ended" = "${pids[0]}" ] && echo "web server" || echo "workers' supervisor") stopped (status $rc): stopping the rest"
+    stop
+    exit $((rc == 0 ? 1 : rc))
+  fi
+}
+
+# The workers' supervisor, started again if something kills it (SIGKILL, the OOM killer), after a
+# pause that doubles while it keeps dying young: the web stays up, and the kernel tells its workers
+# to finish the execution in hand and stop (PR_SET_PDEATHSIG) while the new one starts theirs. One
+# that exits by itself (a status, not a signal: say, a bad setting) is not: its status ends the run.
+supervise_workers() {
+  local child= sleeper= rc started pause=1
+  trap 'kill -TERM $child $sleeper 2>/dev/null || true; wait $child || true; exit 0' TERM
+  while :; do
+    started=$SECONDS
+    setsid $py manage.py sandbox_workers &
+    child=$!
+    rc=0
+    wait $child || rc=$?
+    [ "$rc" -gt 128 ] || exit "$rc"
+    if ((SECONDS - started >= 30)); then pause=1; fi
+    say "the workers' supervisor was killed (signal $((rc - 128))): starting it again in $pause s"
+    sleep "$pause" &
+    sleeper=$!
+    wait $sleeper || true
+    pause=$((pause * 2 > 30 ? 30 : pause * 2))
+  done
 }
 
 for step in "$@"; do

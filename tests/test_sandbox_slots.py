@@ -10,8 +10,8 @@ from sandbox_project import host
 pytestmark = pytest.mark.no_database
 
 
-def slots(cores=2, available_mb=24000, cpus=0.5, memory_mb=64, overhead_mb=80, overcommit=1.0) -> int:
-    return host.sandbox_slots(cores, available_mb, cpus, memory_mb, overhead_mb, overcommit)
+def slots(cores=2, available_mb=24000, cpus=0.5, memory_mb=64, overhead_mb=80, overcommit=1.0, reserve=0) -> int:
+    return host.sandbox_slots(cores, available_mb, cpus, memory_mb, overhead_mb, overcommit, reserve)
 
 
 def test_it_gives_each_sandbox_its_share_of_the_cores():
@@ -29,6 +29,14 @@ def test_it_multiplies_by_the_overcommit_factor():
 def test_memory_bounds_it():
     # 700 MB hold four slots of 64 + 80 MB, not eight.
     assert slots(overcommit=2, available_mb=700) == 4
+
+
+def test_the_reserve_takes_its_memory_first():
+    # 700 MB hold four sandboxes of 64 + 80 MB: one of them the reserve's, so three slots.
+    assert slots(overcommit=2, available_mb=700, reserve=1) == 3
+    # Where memory is not the bound, the reserve takes nothing from the cores' slots.
+    assert slots(overcommit=2, reserve=1) == 8
+    assert slots(available_mb=100, reserve=1) == 1
 
 
 def test_it_ignores_memory_it_cannot_read():

@@ -186,16 +186,73 @@ def test_ctrl_c_stops_everything_after_the_execution_in_hand(platform, redis_con
     assert worker_pids(redis_conn) == {}
 
 
-def test_a_killed_supervisor_stops_its_workers_after_the_execution_in_hand(platform, redis_conn):
+def test_a_killed_supervisor_is_started_again_and_the_web_stays_up(platform, redis_conn):
     task_id = platform.submit("import time\ntime.sleep(2)\nprint('finished')")
     name = sandbox_started(task_id).worker_name
     workers = worker_pids(redis_conn)
+    supervisor = supervisor_pid(workers[name])
 
-    os.kill(supervisor_pid(workers[name]), signal.SIGKILL)
-    # make run then stops the web too; the orphaned workers stop by themselves, as after one SIGTERM.
-    platform.process.wait(60)
-    wait_until(lambda: not any(alive(pid) for pid in workers.values()), 30, "the workers stopped")
-
+    os.kill(supervisor, signal.SIGKILL)
+    # Its workers finish the execution in hand and stop, as after one SIGTERM ...
+    wait_until(lambda: not any(alive(pid) for pid in workers.values()), 30, "the old workers stopped")
     execution = Execution.objects.get(id=task_id)
     assert (execution.status, execution.stdout) == ("completed", "finished\n")
-    assert not platform.healthy()
+    # ... while make run keeps the web up and starts a new supervisor, whose workers take new work.
+    assert platform.healthy()
+    replaced = wait_until(
+        lambda: len(pids := worker_pids(redis_conn)) == 2 and not set(pids) & set(workers) and pids, 30,
+        "a new supervisor's workers",
+    )
+    assert supervisor_pid(next(iter(replaced.values()))) != supervisor
+    assert platform.result(platform.submit("print(6 * 7)"))["stdout"] == "42\n"
+    assert platform.process.poll() is None
+    assert "the workers' supervisor was killed (signal 9)" in (platform.var_dir / "make-run.log").read_text()
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_a_killed_webhook_worker_takes_its_scheduler_along(platform, redis_conn):
+    sandbox_workers = set(worker_pids(redis_conn).values())
+    supervisor = supervisor_pid(next(iter(sandbox_workers)))
+    (webhooks,) = wait_until(
+        lambda: [pid for pid in children(supervisor) if pid not in sandbox_workers], 15, "the webhook worker"
+    )
+    # rq's scheduler of the webhooks queue (deliveries' retries), a process the worker forked.
+    (scheduler,) = wait_until(lambda: children(webhooks), 30, "the webhook worker's scheduler")
+
+    os.kill(webhooks, signal.SIGKILL)
+    wait_until(lambda: not alive(scheduler), 5, "the orphaned scheduler killed")
+    replacement = wait_until(
+        lambda: [pid for pid in children(supervisor) if pid not in sandbox_workers and pid != webhooks], 15,
+        "a new webhook worker",
+    )
+    assert replacement and platform.healthy()
+
+
+def test_a_stopped_worker_is_replaced_and_its_execution_ends(platform, redis_conn):
+    task_id = platform.submit("import time\ntime.sleep(25)")
+    name = sandbox_started(task_id).worker_name
+    victim = worker_pids(redis_conn)[name]
+
+    os.kill(victim, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        lost = wait_for_status(task_id, {"error", "completed", "failed"}, timeout=30)
+    finally:
+        if alive(victim):
+            os.kill(victim, signal.SIGCONT)
+    ended_after = time.monotonic() - stopped_at
+    print(f"the stopped worker's execution ended {ended_after:.2f} s after its SIGSTOP")
+
+    # README, "Slots and supervision": killed once stopped for STOPPED_SECONDS (5), then settled.
+    assert lost.status == "error" and "worker" in lost.error
+    assert ended_after <= 5 + SUPERVISED_BOUND_SECONDS
+    assert not alive(victim)
+    replaced = wait_until(lambda: len(pids := worker_pids(redis_conn)) == 2 and pids, 15, "a replacement worker")
+    assert name not in replaced
+    assert platform.result(platform.submit("print(6 * 7)"))["stdout"] == "42\n"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+from types import SimpleNamespace
 
 import pytest
 
-from executions.supervisor import BACKOFF_MAX_SECONDS, STABLE_SECONDS, Supervisor, backoff_seconds
+from executions import supervisor as supervision
+from executions.supervisor import BACKOFF_MAX_SECONDS, STABLE_SECONDS, STOPPED_SECONDS, Supervisor, backoff_seconds
 
 pytestmark = pytest.mark.no_database
 
@@ -44,6 +46,28 @@ def test_workers_dying_young_make_the_next_one_wait_longer(supervisor):
     # One that lives long enough ends the series.
     supervisor.bury(1, "w1", started=supervisor.clock() - STABLE_SECONDS - 1, status=KILLED)
     assert supervisor.crashes == 0
+
+
+def test_a_warm_shutdown_is_no_crash_at_any_age(supervisor):
+    supervisor.bury(1, "w1", started=supervisor.clock() - 1, status=0)
+    assert (supervisor.crashes, supervisor.next_start) == (0, supervisor.clock())
+
+
+def test_a_worker_stopped_too_long_is_killed(supervisor, monkeypatch):
+    states = {11: "T", 12: "S", 13: "t"}
+    sent = []
+    monkeypatch.setattr(supervision, "process_state", lambda pid: states[pid])
+    monkeypatch.setattr("os.kill", lambda pid, sig: sent.append((pid, sig)))
+    supervisor.workers = {11: ("w1", 0.0), 12: ("w2", 0.0), 13: ("w3", 0.0)}
+    supervisor.kill_stopped()
+    supervisor.clock.now += STOPPED_SECONDS - 0.5
+    states[13] = "R"  # continued in time: its clock starts again when it stops again
+    supervisor.kill_stopped()
+    assert sent == []
+    supervisor.clock.now += 0.5
+    states[13] = "T"
+    supervisor.kill_stopped()
+    assert sent == [(11, signal.SIGKILL)]
 
 
 def test_it_sends_each_worker_what_it_is_sent(supervisor, monkeypatch):
@@ -96,10 +120,16 @@ def test_it_keeps_its_webhook_workers_apart(monkeypatch):
     # A dead webhook worker is replaced by a webhook worker, and held no execution to settle.
     webhook_pid = next(iter(supervisor.webhook_pids))
     monkeypatch.setattr(
-        "os.waitpid", lambda pid, options: (webhook_pid, KILLED) if webhook_pid in supervisor.workers else (0, 0)
+        "os.waitid",
+        lambda which, pid, options: SimpleNamespace(si_pid=webhook_pid) if webhook_pid in supervisor.workers else None,
     )
+    monkeypatch.setattr("os.waitpid", lambda pid, options: (pid, KILLED))
+    killed = []
+    monkeypatch.setattr("os.killpg", lambda group, sig: killed.append((group, sig)))
     supervisor.reap()
     assert released == [] and not supervisor.webhook_pids
+    # What it left in its session (rq's scheduler) was killed before it was reaped.
+    assert killed == [(webhook_pid, signal.SIGKILL)]
     supervisor.clock.now += backoff_seconds(supervisor.crashes)
     supervisor.fill()
     assert started[-1] == "webhooks" and len(started) == 4 and len(supervisor.webhook_pids) == 1
