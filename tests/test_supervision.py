@@ -146,21 +146,31 @@ def sandbox_started(task_id: str) -> Execution:
     return wait_until(started, 30, "sandbox running")
 
 
-def test_a_killed_worker_costs_one_worker_for_a_moment(platform, redis_conn):
+def signal_a_running_worker(platform, redis_conn, signum: int) -> tuple[str, int, Execution, float]:
+    """Send `signum` to the worker of a long run: its name, pid, the run as it ended, and after how long."""
     task_id = platform.submit("import time\ntime.sleep(25)")
     name = sandbox_started(task_id).worker_name
     victim = worker_pids(redis_conn)[name]
 
-    os.kill(victim, signal.SIGKILL)
-    killed_at = time.monotonic()
-    lost = wait_for_status(task_id, {"error", "completed", "failed"}, timeout=30)
-    ended_after = time.monotonic() - killed_at
-    print(f"the lost execution ended {ended_after:.2f} s after its worker's SIGKILL")
+    os.kill(victim, signum)
+    sent_at = time.monotonic()
+    try:
+        lost = wait_for_status(task_id, {"error", "completed", "failed"}, timeout=30)
+    finally:
+        if signum == signal.SIGSTOP and alive(victim):
+            os.kill(victim, signal.SIGCONT)
+    ended_after = time.monotonic() - sent_at
+    print(f"the lost execution ended {ended_after:.2f} s after its worker's {signal.Signals(signum).name}")
+    return name, victim, lost, ended_after
+
+
+def test_a_killed_worker_costs_one_worker_for_a_moment(platform, redis_conn):
+    name, victim, lost, ended_after = signal_a_running_worker(platform, redis_conn, signal.SIGKILL)
 
     assert lost.status == "error" and "worker" in lost.error
     assert ended_after <= SUPERVISED_BOUND_SECONDS
     # Its sandbox went with it, long before the janitor's age limit.
-    assert sandboxes_of(task_id) == []
+    assert sandboxes_of(str(lost.id)) == []
     # The web kept serving, and the workers (the survivor, or the replacement) run new submissions.
     assert platform.healthy()
     assert platform.result(platform.submit("print(6 * 7)"))["stdout"] == "42\n"
@@ -235,19 +245,7 @@ def test_a_killed_webhook_worker_takes_its_scheduler_along(platform, redis_conn)
 
 
 def test_a_stopped_worker_is_replaced_and_its_execution_ends(platform, redis_conn):
-    task_id = platform.submit("import time\ntime.sleep(25)")
-    name = sandbox_started(task_id).worker_name
-    victim = worker_pids(redis_conn)[name]
-
-    os.kill(victim, signal.SIGSTOP)
-    stopped_at = time.monotonic()
-    try:
-        lost = wait_for_status(task_id, {"error", "completed", "failed"}, timeout=30)
-    finally:
-        if alive(victim):
-            os.kill(victim, signal.SIGCONT)
-    ended_after = time.monotonic() - stopped_at
-    print(f"the stopped worker's execution ended {ended_after:.2f} s after its SIGSTOP")
+    name, victim, lost, ended_after = signal_a_running_worker(platform, redis_conn, signal.SIGSTOP)
 
     # README, "Slots and supervision": killed once stopped for STOPPED_SECONDS (5), then settled.
     assert lost.status == "error" and "worker" in lost.error
