@@ -33,9 +33,6 @@ DATABASE_RETRY_DELAYS = (0.5, 1, 2, 4)
 # take it, its job or its worker was lost: executions.reconciler) up to this many attempts in all;
 # its next fault of either kind ends it `error`. One budget for both, as both count in `attempts`.
 MAX_ATTEMPTS = 5
-# How long a job waits for its execution's row to be committed (runs.claim), and how often it looks.
-ROW_WAIT_SECONDS = 2.0
-ROW_POLL_SECONDS = 0.002
 RESULT_HOLD_SECONDS = 3600
 Status = Execution.Status
 # What a run cancelled midway keeps: its output so far, never its status or finish time.
@@ -73,9 +70,9 @@ def run(execution_id: str) -> str:
     """Claim the row, run the script in the sandbox, write the terminal status."""
     close_old_connections()
     name = worker_name()
-    claimed = patiently(lambda: claim(execution_id, name), f"execution {execution_id}: claim")
+    claimed = patiently(lambda: Execution.objects.claim(execution_id, name), f"execution {execution_id}: claim")
     if not claimed:
-        # Already run by another job, cancelled, deleted, or its row never came: never run a script twice.
+        # Already run by another job, cancelled, or deleted: never run a script twice.
         log.info("execution %s not claimed by %s: not queued any more", execution_id, name)
         return "skipped"
     taken = time.monotonic()
@@ -103,21 +100,6 @@ def run(execution_id: str) -> str:
         execution_id, status, tenant, name, exit_code=fields.get("exit_code"), duration_ms=fields.get("duration_ms")
     )
     return status
-
-
-def claim(execution_id: str, name: str) -> bool:
-    """Execution.objects.claim(), waiting up to ROW_WAIT_SECONDS for a row that is not there yet.
-
-    The web's fast lane admits a group's jobs while it commits their rows (submissions.submit_group),
-    so a worker may take a job a moment before its row is there. A row that comes later than this
-    has a queued execution whose job ended: the reconciler queues it again (requeue_lost).
-    """
-    deadline = time.monotonic() + ROW_WAIT_SECONDS
-    while not Execution.objects.claim(execution_id, name):
-        if time.monotonic() >= deadline or Execution.objects.filter(id=execution_id).exists():
-            return False
-        time.sleep(ROW_POLL_SECONDS)
-    return True
 
 
 def mirror_running(execution: Execution) -> None:

@@ -482,36 +482,24 @@ def admit_each(
     Raises redis.RedisError if Redis cannot be reached: then some of the states may have been
     written, but no job was queued.
     """
-    return Admission(requests, states).refusals()
-
-
-class Admission:
-    """admit_each() in two halves: sent when made, its refusals read by refusals(), so that the
-    caller may commit the requests' rows meanwhile (submissions.submit_group). Read refusals()
-    or call discard(). redis.RedisError if Redis cannot be reached, from either half."""
-
-    def __init__(self, requests: list[tuple[int, Quotas | None, list[tuple]]], states: list[tuple[str, str, int]] = ()):
-        self.now = time.time()
-        keys = [queue().redis_queues_keys, *platform_keys()]
-        # EVALSHA by hand, not redis-py's pipeline: it asks Redis whether its scripts exist (SCRIPT
-        # EXISTS) on every execute, a second round trip. After a restart of Redis (which forgets
-        # scripts) the first round trip gets NOSCRIPT: load the script and send again.
-        self.commands = [("SET", key, value, "EX", seconds) for key, value, seconds in states]
-        self.commands.append(("EVALSHA", script(ADMIT).sha, len(keys), *keys, *admission(requests, self.now)))
-        self.sent = store.Sent(self.commands)
-
-    def refusals(self) -> list[Refusal | None]:
-        replies = self.sent.replies()
-        if any(isinstance(reply, redis.exceptions.NoScriptError) for reply in replies):
-            store.connection().script_load(ADMIT)
-            replies = store.round_trip(self.commands)
+    now = time.time()
+    keys = [queue().redis_queues_keys, *platform_keys()]
+    # EVALSHA by hand, not redis-py's pipeline: it asks Redis whether its scripts exist (SCRIPT
+    # EXISTS) on every execute, a second round trip. After a restart of Redis (which forgets
+    # scripts) the first round trip gets NOSCRIPT: load the script and send again.
+    commands = [("SET", key, value, "EX", seconds) for key, value, seconds in states]
+    commands.append(("EVALSHA", script(ADMIT).sha, len(keys), *keys, *admission(requests, now)))
+    for attempt in (1, 2):
+        replies = store.round_trip(commands)
         for reply in replies:
+            if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                store.connection().script_load(ADMIT)
+                break
             if isinstance(reply, redis.ResponseError):
                 raise reply
-        return [admission_refusal(reply, self.now) for reply in replies[-1]]
-
-    def discard(self) -> None:
-        self.sent.discard()
+        else:
+            break
+    return [admission_refusal(reply, now) for reply in replies[-1]]
 
 
 def admission(requests: list[tuple[int, Quotas | None, list[tuple]]], now: float) -> list:

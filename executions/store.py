@@ -60,44 +60,23 @@ def round_trip(commands: list[tuple]) -> list:
     a connection or timeout error is raised (redis.RedisError) and that connection closed, so
     that no reply of these commands is left for the next user.
     """
-    return Sent(commands).replies()
-
-
-class Sent:
-    """round_trip() in two halves: the commands are written at once, their replies read by
-    replies(), so that the caller can do something else meanwhile (submissions.submit_group
-    commits its rows). The connection is held until replies() or discard(): call one of them."""
-
-    def __init__(self, commands: list[tuple]):
-        self.count = len(commands)
-        self.pool = connection().connection_pool
-        self.conn = self.pool.get_connection()
-        try:
-            self.conn.send_packed_command([b"".join(hiredis.pack_command(command) for command in commands)])
-        except BaseException:
-            self.discard()
-            raise
-
-    def replies(self) -> list:
-        try:
-            replies = []
-            for _ in range(self.count):
-                try:
-                    replies.append(self.conn.read_response())
-                except redis.ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
-            self.conn.disconnect()
-            raise
-        finally:
-            self.pool.release(self.conn)
-        return replies
-
-    def discard(self) -> None:
-        """Give the connection back without reading the replies: closed, so that none is left for
-        its next user."""
-        self.conn.disconnect()
-        self.pool.release(self.conn)
+    packed = b"".join(hiredis.pack_command(command) for command in commands)
+    pool = connection().connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([packed])
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis.ResponseError as exc:
+                replies.append(exc)
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
+    return replies
 
 
 # One asyncio client per event loop: a client's connections belong to the loop that opened them.

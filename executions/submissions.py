@@ -424,35 +424,23 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     NothingCreated if the database refused the rows.
     """
     executions, rows = new_executions(group)
+    try:
+        Execution.insert_all(executions, rows)
+    except DatabaseError as exc:
+        raise NothingCreated() from exc
     requests = [
         (item.tenant.id, admission_quotas(item.quotas), [(execution.id, execution.attempts, execution.weight)])
         for item, execution in zip(group, executions)
     ]
-    # The admission goes to Redis first and runs while the rows are committed: a group's wall time
-    # is the longer of the two round trips, not their sum. So a worker may take a job before its
-    # row is there: runs.claim waits for it (a job whose row never comes ends, as a withdrawn one).
     try:
-        admission = scheduler.Admission(requests, [store.queued_state(execution) for execution in executions])
+        refusals = scheduler.admit_each(requests, [store.queued_state(execution) for execution in executions])
     except redis.RedisError as exc:
-        log.warning("%d execution(s) not accepted: the queue is unavailable: %s", len(executions), exc)
-        return [QueueUnavailable() for _ in executions]
-    try:
-        Execution.insert_all(executions, rows)
-    except BaseException as exc:
-        withdraw(executions, admission)
-        if isinstance(exc, DatabaseError):
-            raise NothingCreated() from exc
-        raise
-    try:
-        refusals = admission.refusals()
-    except redis.RedisError as exc:
-        # Some of the jobs may have been queued: they find no row and end, as a withdrawn job's does.
+        # Some of the scripts may have run: their jobs find no row and end, as a withdrawn job's does.
         log.warning("%d execution(s) not accepted: the queue is unavailable: %s", len(executions), exc)
         refusals = [QueueUnavailable()] * len(executions)
     except BaseException:
         # Nothing half-done: the caller is told nothing was created, so nothing may be.
         Execution.objects.filter(id__in=[execution.id for execution in executions]).delete()
-        withdraw(executions)
         raise
     results: list[Execution | AdmissionError] = []
     for item, execution, refusal in zip(group, executions, refusals):
@@ -470,20 +458,6 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
             # Their jobs were refused: the reconciler finds queued rows with no job and queues them.
             log.warning("%d refused execution(s) could not be removed", len(refused), exc_info=True)
     return results
-
-
-def withdraw(executions: list[Execution], admission: scheduler.Admission | None = None) -> None:
-    """Take back every job a group's admission may have queued, its rows having failed: nothing of
-    it may run. `admission`: its replies not read yet, read first, so that its script has run. If
-    Redis fails meanwhile, the jobs find no row and end, as a withdrawn job's does."""
-    try:
-        if admission is not None:
-            admission.refusals()
-        for execution in executions:
-            scheduler.release(execution.tenant_id, scheduler.job_id(execution.id, execution.attempts), withdraw=True)
-        store.forget_states([execution.id for execution in executions])
-    except Exception:
-        log.warning("the jobs of %d execution(s) whose rows failed were not withdrawn", len(executions), exc_info=True)
 
 
 def new_executions(group: list[Checked]) -> tuple[list[Execution], list[list]]:

@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 import redis
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection
+from django.db import connection
 from rest_framework.test import APIClient
 
 from executions import scheduler, store, submissions
@@ -81,33 +81,6 @@ def test_a_group_is_admitted_by_a_redis_that_forgot_the_script(alice, redis_conn
     assert isinstance(results[2], submissions.QuotaExceeded)
     assert Execution.objects.count() == 2
     assert scheduler.counts(alice.tenant.id) == (2, 2)
-
-
-def test_a_group_whose_rows_fail_takes_back_what_its_admission_queued(alice, redis_conn, monkeypatch):
-    # The admission runs while the rows are committed: when they fail, its jobs must never run.
-    def refuse(executions, rows=None):
-        raise DatabaseError("the rows were refused")
-
-    monkeypatch.setattr(Execution, "insert_all", refuse)
-    group = [submissions.checked(alice.tenant, submissions.Submission("python", f"print({i})")) for i in range(3)]
-    with pytest.raises(submissions.NothingCreated):
-        submissions.submit_group(group)
-    assert Execution.objects.count() == 0
-    assert scheduler.counts(alice.tenant.id) == (0, 0)
-    assert redis_conn.llen(scheduler.queue().key) == redis_conn.llen(scheduler.express_queue().key) == 0
-    assert list(redis_conn.scan_iter("rq:job:*")) == []
-    assert list(redis_conn.scan_iter(store.RESULT_KEY.format("*"))) == []
-
-
-def test_a_group_that_cannot_reach_redis_writes_no_row(alice, monkeypatch):
-    def unreachable(commands):
-        raise redis.ConnectionError("no Redis")
-
-    monkeypatch.setattr(store, "Sent", unreachable)
-    group = [submissions.checked(alice.tenant, submissions.Submission("python", f"print({i})")) for i in range(2)]
-    results = submissions.submit_group(group)
-    assert [type(result) for result in results] == [submissions.QueueUnavailable] * 2
-    assert Execution.objects.count() == 0
 
 
 def test_a_batch_is_admitted_whole_or_not_at_all(alice):

@@ -225,16 +225,13 @@ def test_a_keys_use_is_recorded_as_django_records_it(lane, alice):
 def test_an_unreachable_queue_creates_nothing(lane, alice, monkeypatch):
     key = authenticated(alice)
 
-    def unreachable(*args):
+    def unreachable(requests):
         raise redis.ConnectionError("refused")
 
-    # Unreachable when the admission is sent (before the rows), or when its replies are read (after).
-    for where in ("__init__", "refusals"):
-        with monkeypatch.context() as patched:
-            patched.setattr(scheduler.Admission, where, unreachable)
-            status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
-        assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable"), where
-        assert Execution.objects.count() == 0, where
+    monkeypatch.setattr(scheduler, "admit_each", unreachable)
+    status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
+    assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
+    assert Execution.objects.count() == 0
 
 
 def test_a_group_the_database_refuses_is_left_to_django(lane, alice, monkeypatch):
@@ -252,10 +249,10 @@ def test_a_group_the_database_refuses_is_left_to_django(lane, alice, monkeypatch
 def test_a_group_that_fails_after_its_rows_were_written_removes_them_and_is_not_sent_to_django(lane, alice, monkeypatch):
     key = authenticated(alice)
 
-    def broken(admission):
+    def broken(requests):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(scheduler.Admission, "refusals", broken)
+    monkeypatch.setattr(scheduler, "admit_each", broken)
     status, _, body = answer(lane, "POST", "/api/v1/execute", b"print(1)", authorization=f"Bearer {key}")
     assert (status, json.loads(body)["error"]["code"]) == (503, "queue_unavailable")
     assert Execution.objects.count() == 0 and queued_job_count() == 0
