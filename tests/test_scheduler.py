@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+import zlib
 from datetime import timedelta
 
 import django_rq
@@ -12,6 +14,7 @@ from django.utils import timezone
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
+from rq.utils import get_call_string
 
 from executions import reconciler, scheduler, store
 from executions.models import Execution
@@ -73,11 +76,23 @@ def test_the_job_hash_written_is_the_one_rq_makes(alice, settings):
         encode = store.connection().get_encoder().encode
         made = {name: encode(value).decode("latin-1") for name, value in made.items()}
         times = ("created_at", "enqueued_at")
-        assert {name: value for name, value in written.items() if name not in times} == {
-            name: value for name, value in made.items() if name not in times
+        # The call as rq's JSON serializer writes it, stored as it is where rq compresses it (rq's
+        # Job.restore reads either).
+        assert written["data"].encode("latin-1") == zlib.decompress(made["data"].encode("latin-1"))
+        assert {name: value for name, value in written.items() if name not in (*times, "data")} == {
+            name: value for name, value in made.items() if name not in (*times, "data")
         }
         assert all(written[name][:16] == made[name][:16] for name in times)
         assert written["timeout"] == str(scheduler.job_timeout())
+
+
+@pytest.mark.parametrize("tenant_id", [7, None, 10**12])
+def test_a_jobs_call_and_description_are_rqs(tenant_id):
+    execution_id = uuid.uuid4()
+    _, _, _, data, description = scheduler.job_args(execution_id, tenant_id, 1, 1, "stamp")
+    call = (scheduler.JOB_FUNCTION, None, (str(execution_id), tenant_id), {})
+    assert data == scheduler.queue().serializer.dumps(call)
+    assert description == get_call_string(scheduler.JOB_FUNCTION, call[2], {})
 
 
 def express() -> list[str]:
