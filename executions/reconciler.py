@@ -32,8 +32,11 @@ from executions.sandbox.runner import docker_api
 log = logging.getLogger(__name__)
 Status = Execution.Status
 
-# A queued row younger than this may still be between its INSERT and its enqueue.
-QUEUED_GRACE = timedelta(seconds=60)
+# A queued row younger than this may still be between its INSERT and its enqueue; a job a worker
+# took from a list this long ago and never started was taken by a worker that is gone (a live one
+# starts it within milliseconds). It was 60 s: a host lost while one of its workers waited on a pop
+# kept the job Redis handed that pop for a minute more than its running executions.
+QUEUED_GRACE = timedelta(seconds=15)
 # How long past its deadline a running row waits before it is declared orphaned, worker or not.
 RUNNING_GRACE = timedelta(seconds=scheduler.JOB_TIMEOUT_MARGIN_SECONDS)
 # A running row this old whose worker has no heartbeat has lost its worker.
