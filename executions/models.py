@@ -674,8 +674,7 @@ def blank_execution() -> tuple[dict, list, frozenset]:
     default is called for each new one, and the names __init__ accepts for fields."""
     fields = Execution._meta.concrete_fields
     blank = {name: value for name, value in Execution().__dict__.items() if name != "_state"}
-    # The callable itself, as get_default() would return its call (a method and a cached property less).
-    fresh = [(field.attname, field.default) for field in fields if field.has_default() and callable(field.default)]
+    fresh = [(field.attname, field.get_default) for field in fields if field.has_default() and callable(field.default)]
     names = frozenset(name for field in fields for name in (field.name, field.attname))
     return blank, fresh, names
 
