@@ -35,10 +35,6 @@ BOMB = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))
 ONE_LINER = "print(1)"
 
 
-def tenant_key(stack: Stack, name: str) -> str:
-    return stack.manage("create_tenant", name).strip().splitlines()[-1]
-
-
 def submit(stack: Stack, key: str, code: str, wait: bool = False) -> dict:
     path = "/api/v1/execute?wait=30" if wait else "/api/v1/execute"
     response = requests.post(stack.url(path), data=code.encode(), headers={"Authorization": f"Bearer {key}"}, timeout=60)
@@ -89,7 +85,7 @@ def main() -> None:
     with Stack("capacity", args.database, args.port) as stack:
         if args.runtime:
             stack.env["SANDBOX_RUNTIME"] = args.runtime
-        a, b = tenant_key(stack, "tenant-a"), tenant_key(stack, "tenant-b")
+        a, b = stack.create_tenant("tenant-a"), stack.create_tenant("tenant-b")
         stack.start_web()
         workers = stack.start_supervisor(args.slots, args.reserve)
         probes(stack, b, 3, 0.2)  # warm-up

@@ -123,7 +123,7 @@ def saturation(stack: Stack, count: int) -> dict:
 
 def long_polling(stack: Stack, clients: int, seconds: float) -> dict:
     """CLIENTS closed-loop clients of one tenant on the default quotas, each POSTing ?wait=30."""
-    key = stack.manage("create_tenant", "defaults").strip().splitlines()[-1]
+    key = stack.create_tenant("defaults")
     answers: list[tuple[float, int, str]] = []  # (seconds since the start, HTTP status, execution status)
     started = time.monotonic()
     deadline = started + seconds

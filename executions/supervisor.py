@@ -168,23 +168,24 @@ class Supervisor:
             if info is None:
                 return
             pid = info.si_pid
-            if pid in self.workers:
-                # Whatever it started in its session dies with it: rq's scheduler process, forked by
-                # a webhook worker, would otherwise run on, orphaned, holding the scheduler's lock.
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if pid not in self.workers:
+                os.waitpid(pid, 0)
+                continue
+            # Whatever it started in its session dies with it: rq's scheduler process, forked by a
+            # webhook worker, would otherwise run on, orphaned, holding the scheduler's lock.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
             _, status = os.waitpid(pid, 0)
             self.stopped.pop(pid, None)
-            if pid in self.workers:
-                name, started = self.workers.pop(pid)
-                self.reserves.discard(pid)
-                if pid in self.webhook_pids:
-                    self.webhook_pids.discard(pid)
-                    self.bury(pid, name, started, status, kind="webhook")
-                else:
-                    self.bury(pid, name, started, status)
+            name, started = self.workers.pop(pid)
+            self.reserves.discard(pid)
+            if pid in self.webhook_pids:
+                self.webhook_pids.discard(pid)
+                self.bury(pid, name, started, status, kind="webhook")
+            else:
+                self.bury(pid, name, started, status)
 
     def bury(self, pid: int, name: str, started: float, status: int, kind: str = "sandbox") -> None:
         lived = self.clock() - started

@@ -19,6 +19,7 @@ import pytest
 
 from executions import reconciler
 from executions.models import Execution
+from executions.supervisor import process_state
 from tests.conftest import ROOT, free_port, sandboxes_of, script_running, subprocess_env, wait_for_status
 
 # README, "Slots and supervision": a supervised worker's execution ends within this after its death.
@@ -82,12 +83,8 @@ def wait_until(condition, timeout: float, what: str):
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     # A zombie is dead too: only its parent's wait has not come yet.
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+    return process_state(pid) not in ("", "Z")
 
 
 def supervisor_pid(worker_pid: int) -> int:
