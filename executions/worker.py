@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -27,6 +29,9 @@ ALIVE_TTL = 15
 ALIVE_EVERY = 5
 # How often a worker whose engine is unreachable asks it again.
 ENGINE_POLL_SECONDS = 1
+# `kill -USR1 <worker pid>` prints where each of its threads is to its stderr (a worker slow to stop,
+# or one that seems stuck), and the worker goes on.
+STACKS_SIGNAL = signal.SIGUSR1
 
 
 class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
@@ -55,6 +60,7 @@ class SandboxWorker(ownjobs.OwnJobsOnly, SimpleWorker):
         # A heartbeat of our own: rq's worker key outlives a killed SimpleWorker by the whole job
         # timeout, while this one expires ALIVE_TTL seconds after the process dies.
         warn_without_live_restore()
+        faulthandler.register(STACKS_SIGNAL, all_threads=True, chain=False)
         stop = threading.Event()
         beat = threading.Thread(target=self.beat, args=(stop,), name="rce-heartbeat", daemon=True)
         beat.start()

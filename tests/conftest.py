@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import django_rq
@@ -178,13 +180,26 @@ def start_workers(count: int, queue: str = "sandbox") -> list[subprocess.Popen]:
     return [subprocess.Popen(manage("rqworker", queue), env=subprocess_env(), cwd=ROOT) for _ in range(count)]
 
 
+# A warm shutdown lets a worker finish the engine call it is in (a sandbox made ahead, a removal),
+# and each may take the client's whole timeout (30 s) from an engine slowed by the suites beside.
+STOP_PATIENCE = 30
+
+
 def stop_workers(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:
             process.terminate()
+    asked = time.monotonic()
     try:
         for process in processes:
-            process.wait(30)
+            try:
+                process.wait(max(0.0, asked + STOP_PATIENCE - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                # Where it is, printed to its stderr (this test's captured output), and one more
+                # engine timeout to finish it.
+                os.kill(process.pid, signal.SIGUSR1)
+                process.wait(STOP_PATIENCE)
+                warnings.warn(f"worker {process.pid} took {time.monotonic() - asked:.1f} s to stop (its stacks: stderr)")
     finally:
         # A worker that ignores SIGTERM fails the test above, and must not outlive it.
         for process in processes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from executions import reconciler, store
 from executions.models import Execution
 from executions.sandbox import janitor
 from executions.sandbox.runner import docker_api, own_sandboxes
-from tests.conftest import sandboxes_of, script_running, wait_for_status
+from tests.conftest import ROOT, manage, sandboxes_of, script_running, stop_workers, subprocess_env, wait_for_status
 
 
 def test_a_killed_worker_leaves_nothing_running(alice, worker_process):
@@ -57,3 +58,25 @@ def test_a_live_worker_keeps_a_heartbeat_and_drops_it_when_it_stops(alice, worke
     worker_process.terminate()
     worker_process.wait(30)
     assert not reconciler.worker_is_alive(name)
+
+
+def test_sigusr1_prints_where_a_worker_is_and_it_goes_on(alice, tmp_path, transactional_db):
+    """How a worker slow to stop, or that seems stuck, says where it is (conftest.stop_workers asks it)."""
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as sink:
+        process = subprocess.Popen(manage("rqworker", "sandbox"), env=subprocess_env(), cwd=ROOT, stderr=sink)
+    try:
+        # Working: it has taken and finished a job.
+        wait_for_status(alice.submit("print(1)"), {"completed"})
+        process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while "Current thread" not in stderr.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        printed = stderr.read_text()
+        assert "Current thread" in printed and 'executions/worker.py", line' in printed
+        # Every thread: the heartbeat's too.
+        assert "Thread 0x" in printed
+        # And it goes on: the next job runs.
+        assert wait_for_status(alice.submit("print(2)"), {"completed"}).stdout == "2\n"
+    finally:
+        stop_workers([process])
