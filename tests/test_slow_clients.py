@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import time
@@ -130,3 +131,43 @@ def test_huge_headers_are_refused_without_a_server_error(alice, server):
         status_line = sock.recv(64).split(b"\r\n")[0]
         sock.close()
         assert status_line.split()[1] in (b"400", b"414", b"431"), status_line
+
+
+def test_a_deadline_cancels_only_the_requests_still_reading_and_no_other_cancellation_is_its_own():
+    """sandbox_project.rsgi.Deadlines, on a real event loop (pure logic: no server)."""
+    from sandbox_project.rsgi import Deadlines
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        deadlines = Deadlines(0.3)
+        never = loop.create_future()
+
+        async def reader(body: asyncio.Future):
+            task = asyncio.current_task()
+            slot = deadlines.enter(loop, task)
+            started = loop.time()
+            try:
+                return await body
+            except asyncio.CancelledError:
+                if deadlines.expired(task):
+                    return ("408", loop.time() - started)
+                raise
+            finally:
+                deadlines.leave(task, slot)
+
+        arrives = loop.create_future()
+        loop.call_later(0.1, arrives.set_result, b"print(1)")
+        stalled, prompt, shut_down = (asyncio.ensure_future(reader(f)) for f in (never, arrives, loop.create_future()))
+        await asyncio.sleep(0.05)
+        # Cancelled by someone else (a server stopping): not a deadline, and it stays cancelled.
+        shut_down.cancel()
+        outcome = await asyncio.gather(stalled, prompt, shut_down, return_exceptions=True)
+        # Afterwards nothing is left to tick for.
+        await asyncio.sleep(Deadlines.TICK * 2)
+        return outcome, deadlines
+
+    (stalled, prompt, shut_down), deadlines = asyncio.run(scenario())
+    assert stalled[0] == "408" and 0.3 <= stalled[1] <= 0.3 + Deadlines.TICK + 0.1
+    assert prompt == b"print(1)"
+    assert isinstance(shut_down, asyncio.CancelledError)
+    assert (deadlines.slots, deadlines.expired_tasks, deadlines.ticking) == ({}, set(), False)
