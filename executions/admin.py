@@ -187,7 +187,7 @@ class ExecutionChangeList(ChangeList):
 
 def block(text: str, truncated: bool = False):
     """Untrusted text as an escaped, monospace block."""
-    note = format_html(' <span class="help">(truncated at the output limit)</span>') if truncated else ""
+    note = format_html(' <span class="help">{}</span>', "(truncated at the output limit)") if truncated else ""
     if not text:
         return format_html('<span class="quiet">(empty)</span>{}', note)
     return format_html(
@@ -271,7 +271,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def test_results_table(self, execution: Execution):
         """Each test with its verdict and figures; its output as escaped text."""
         if not execution.tests:
-            return format_html('<span class="quiet">(not judged)</span>')
+            return format_html('<span class="quiet">{}</span>', "(not judged)")
         results = execution.test_results or [{"name": test["name"], "verdict": "-"} for test in execution.tests]
         rows = format_html_join(
             "",
