@@ -186,6 +186,8 @@ class Deadlines:
         tasks = self.slots.get(slot)
         if tasks is not None:
             tasks.discard(task)
+        # Cancelled at its deadline as its read ended, and the cancellation lost on the way: forgotten.
+        self.expired_tasks.discard(task)
 
     def expired(self, task: asyncio.Task) -> bool:
         """Whether the task was cancelled here, at its deadline (once: it is forgotten)."""
