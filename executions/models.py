@@ -553,6 +553,32 @@ class Execution(models.Model):
             execution._state.adding = False
             execution._state.db = using
 
+    @classmethod
+    def remove_unqueued(cls, ids: list) -> int:
+        """Delete the rows of these executions, inserted by insert_all() and never queued (admission
+        refused them, or failed), where they are still `queued`: how many went.
+
+        One DELETE by id, not QuerySet.delete(): its collector reads each row back into a model
+        (a Delivery could point at one) before deleting it, which made a refused submission cost
+        more than an accepted one (42 % of the group writer's time, a tenant over its quota). A row
+        that was never queued has no delivery; if one had, the database would refuse the DELETE.
+        """
+        if not ids:
+            return 0
+        using = router.db_for_write(Execution)
+        connection = connections[using]
+        pk = Execution._meta.pk
+        quote = connection.ops.quote_name
+        marks = ", ".join(["%s"] * len(ids))
+        statement = (
+            f"DELETE FROM {quote(Execution._meta.db_table)} WHERE {quote(Execution._meta.get_field('status').column)} = %s"
+            f" AND {quote(pk.column)} IN ({marks})"
+        )
+        params = [Execution.Status.QUEUED, *(pk.get_db_prep_value(value, connection) for value in ids)]
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.rowcount
+
     def insert_params(self, connection) -> list:
         """insert_statement()'s parameters for this execution: each field's value as save() sends it.
 

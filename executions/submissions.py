@@ -453,7 +453,7 @@ def submit_group(group: list[Checked]) -> list[Execution | AdmissionError]:
     if refused:
         store.forget_states(refused)
         try:
-            Execution.objects.filter(id__in=refused, status=Status.QUEUED).delete()
+            Execution.remove_unqueued(refused)
         except DatabaseError:
             # Their jobs were refused: the reconciler finds queued rows with no job and queues them.
             log.warning("%d refused execution(s) could not be removed", len(refused), exc_info=True)
@@ -550,7 +550,7 @@ def enqueue(tenant: Tenant, executions: list[Execution], quotas: Limits) -> None
         error = refusal and refusal_error(refusal, quotas)
     if error is not None:
         store.forget_states([execution.id for execution in executions])
-        Execution.objects.filter(id__in=[execution.id for execution in executions], status=Status.QUEUED).delete()
+        Execution.remove_unqueued([execution.id for execution in executions])
         raise error
 
 

@@ -241,3 +241,17 @@ def test_a_group_refused_within_a_transaction_leaves_that_transaction_usable(ali
             Execution.insert_all([duplicate])
         assert Execution.objects.filter(idempotency_key="first").count() == 1
     assert Execution.objects.filter(idempotency_key="first").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_remove_unqueued_deletes_the_queued_rows_it_names_and_nothing_else(alice):
+    group = [Execution.new(tenant=alice.tenant, language="python", code=f"print({n})") for n in range(4)]
+    Execution.insert_all(group)
+    other = Execution.new(tenant=alice.tenant, language="python", code="print('other')")
+    Execution.insert_all([other])
+    # One of them was taken by a worker meanwhile: it is not removed.
+    Execution.objects.filter(id=group[1].id).update(status="running")
+
+    assert Execution.remove_unqueued([execution.id for execution in group] + [uuid.uuid4()]) == 3
+    assert set(Execution.objects.values_list("id", flat=True)) == {group[1].id, other.id}
+    assert Execution.remove_unqueued([]) == 0
