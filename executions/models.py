@@ -756,7 +756,7 @@ def copy_rows(connection, rows: list[list]) -> None:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         with connection.connection.cursor() as cursor, cursor.copy(copy_statement(connection.alias)) as copy:
-            copy.set_types(copy_oids(connection.alias, cursor.adapters.types))
+            copy.set_types(copy_oids(connection.alias))
             for row in rows:
                 copy.write_row(row)
 
@@ -771,23 +771,18 @@ def copy_statement(using: str) -> str:
     return f"COPY {quote(Execution._meta.db_table)} ({columns}) FROM STDIN (FORMAT BINARY)"
 
 
-def copy_oids(using: str, types) -> list[int]:
-    """The columns' type OIDs, which the binary format needs: looked up by name in psycopg's
-    registry (`types`) once per database, not 26 times every group (about 20 us of a group's CPU)."""
-    oids = _copy_oids.get(using)
-    if oids is None:
-        oids = _copy_oids[using] = [types.get_oid(name) for name in copy_types(using)]
-    return oids
-
-
-_copy_oids: dict[str, list[int]] = {}
-
-
 @functools.cache
-def copy_types(using: str) -> list[str]:
-    """The columns' types, as the binary format needs them named (varchar(16) as varchar)."""
+def copy_oids(using: str) -> list[int]:
+    """The columns' type OIDs, which the binary format needs: each column's type as Django declares
+    it (varchar(16) as varchar), looked up in psycopg's registry of PostgreSQL's types once per
+    database, not 26 times every group (about 20 us of a group's CPU)."""
+    from psycopg import postgres
+
     connection = connections[using]
-    return [re.sub(r"\(.*\)$", "", field.db_type(connection)) for field in Execution._meta.local_concrete_fields]
+    return [
+        postgres.types.get_oid(re.sub(r"\(.*\)$", "", field.db_type(connection)))
+        for field in Execution._meta.local_concrete_fields
+    ]
 
 
 @functools.cache
